@@ -1,0 +1,60 @@
+# churnstream: every target installs what it needs (venv, Python packages, Kafka jars).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+KAFKA_LIB := deploy/kafka/target/lib/.stamp
+PYTEST_ARGS ?=
+
+.PHONY: install kafka-jars test unit lint demo bench kafka-up kafka-down clean prometheus
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "churnstream needs Python >= 3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+kafka-jars: $(KAFKA_LIB)
+
+$(KAFKA_LIB): deploy/kafka/pom.xml
+	@command -v java >/dev/null || { echo "Java 17 is needed for the local Kafka broker (apt-get install openjdk-17-jre-headless), or run Docker"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is needed to fetch the Kafka jars (apt-get install maven), or run Docker"; exit 1; }
+	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies
+	@touch $@
+
+prometheus:
+	bash deploy/install-prometheus.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+unit: install
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+# The whole suite against a real broker. pytest exits 5 when it collected no test: that is a
+# failure here, like any other non-zero exit.
+test: install kafka-jars
+	-bash deploy/install-prometheus.sh
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: install kafka-jars
+	$(PY) -m stream.cli demo
+
+bench: install kafka-jars
+	$(PY) bench/run_all.py
+
+kafka-up: install kafka-jars
+	$(PY) -m stream.cli kafka start
+
+kafka-down: install
+	$(PY) -m stream.cli kafka stop
+
+clean:
+	-$(PY) -m stream.cli kafka stop
+	rm -rf .churnstream .pytest_cache

@@ -1,0 +1,78 @@
+"""What the agents of one worker share: topics, the user table, the detector and metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from agents.repository import TableRepository
+from features import FEATURE_NAMES
+from model.engine import Detector
+from model.scoring import Scorer
+from stream import topics as t
+from stream.configure import alert_policy, engine_config
+from stream.metrics import METRICS, WorkerMetrics
+from stream.settings import Settings
+
+
+def _raw_topic(app: faust.App, *names: str, **kw: Any) -> faust.TopicT:
+    return app.topic(
+        *names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", **kw
+    )
+
+
+@dataclass
+class WorkerContext:
+    app: faust.App
+    settings: Settings
+    bootstrap: str
+    metrics: WorkerMetrics
+    inputs: faust.TopicT
+    scores: faust.TopicT
+    alerts: faust.TopicT
+    dlq: faust.TopicT
+    rekeyed: faust.TopicT
+    examples: faust.TopicT
+    models: faust.TopicT
+    table: Any
+    repo: TableRepository
+    detector: Detector
+
+    @classmethod
+    def build(cls, app: faust.App, settings: Settings, bootstrap: str) -> WorkerContext:
+        name = settings.topic
+        inputs = _raw_topic(
+            app, *(name(topic) for topic in t.INPUT_TOPICS.values()), name(t.REKEYED)
+        )
+        table = app.Table(
+            "users",
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+            # Writes happen at flush time, outside any one event, so the partition comes from
+            # the key (murmur2, the same partitioner producers use for the input topics).
+            use_partitioner=True,
+        )
+        config = engine_config(settings)
+        repo = TableRepository(table, config.features)
+        detector = Detector(
+            config, Scorer(config.model, FEATURE_NAMES), alert_policy(settings), repo
+        )
+        return cls(
+            app=app,
+            settings=settings,
+            bootstrap=bootstrap,
+            metrics=METRICS,
+            inputs=inputs,
+            scores=_raw_topic(app, name(t.SCORES)),
+            alerts=_raw_topic(app, name(t.ALERTS)),
+            dlq=_raw_topic(app, name(t.DLQ)),
+            rekeyed=_raw_topic(app, name(t.REKEYED)),
+            examples=_raw_topic(app, name(t.EXAMPLES)),
+            models=_raw_topic(app, name(t.MODELS)),
+            table=table,
+            repo=repo,
+            detector=detector,
+        )

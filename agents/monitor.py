@@ -1,0 +1,44 @@
+"""Worker health: the Prometheus endpoint, consumer lag and state size gauges."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agents.context import WorkerContext
+from stream.metrics import Closeable, start_metrics_server
+
+log = logging.getLogger(__name__)
+
+LAG_INTERVAL_S = 5.0
+
+
+def register(ctx: WorkerContext) -> None:
+    app, settings, metrics = ctx.app, ctx.settings, ctx.metrics
+    server: list[Closeable] = []
+
+    @app.task
+    async def serve_metrics() -> None:
+        if settings.metrics_port and not server:
+            server.append(start_metrics_server(settings.metrics_host, settings.metrics_port))
+            log.info("metrics on http://%s:%d/metrics", settings.metrics_host,
+                     settings.metrics_port)
+
+    @app.timer(LAG_INTERVAL_S)
+    async def measure() -> None:
+        consumer: Any = app.consumer
+        tps = [tp for tp in consumer.assignment() if tp.topic in ctx.inputs.topics]
+        if tps:
+            ends = await consumer.highwaters(*tps)
+            committed = getattr(consumer, "_committed_offset", {})
+            for tp in tps:
+                done = committed.get(tp)
+                if done is None:
+                    done = await consumer.position(tp) or 0
+                metrics.lag(tp.topic, tp.partition).set(max(0, (ends.get(tp) or 0) - done))
+        sizes = [len(v) for v in list(ctx.table.values())]
+        metrics.set_state(
+            users=len(sizes),
+            size_bytes=sum(sizes),
+            pending_snapshots=len(ctx.detector.due),
+        )

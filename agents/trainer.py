@@ -1,0 +1,71 @@
+"""The trainer agent: the one consumer of `churn.examples` (one partition, so one trainer).
+
+Each batch of labelled examples is learned, then a snapshot of every segment that learned is
+published to the compacted `churn.models` topic (key = segment), and only then are the examples
+acked. The snapshot carries the highest example offset it covers in a header, so a restarted
+trainer resumes from the latest snapshot and skips the examples already inside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from agents.context import WorkerContext
+from agents.model_feed import COVERS_HEADER, latest_snapshots
+from agents.process import decode_example
+from model.trainer import Trainer
+from stream.configure import model_config
+
+log = logging.getLogger(__name__)
+
+
+def register(ctx: WorkerContext) -> None:
+    app, settings, metrics = ctx.app, ctx.settings, ctx.metrics
+    from features import FEATURE_NAMES
+
+    trainer = Trainer(model_config(settings), FEATURE_NAMES, settings.snapshot_every)
+    covered: dict[str, int] = {}
+
+    @app.agent(ctx.examples, name="churnstream-trainer", concurrency=1)
+    async def train(stream: Any) -> None:
+        for segment, (snapshot, offset) in (await latest_snapshots(ctx)).items():
+            model = trainer.restore(snapshot)
+            covered[segment] = offset
+            log.info("trainer resumed %s model at version %d", segment, model.version)
+        async for batch in stream.noack_take(1000, 1.0):
+            learned: dict[str, int] = {}
+            for event in batch:
+                offset = event.message.offset
+                try:
+                    example = decode_example(event.message.value)
+                except (ValueError, KeyError, TypeError):
+                    log.exception("undecodable example at offset %d skipped", offset)
+                    continue
+                if offset <= covered.get(example.segment, -1):
+                    continue  # already inside the snapshot we resumed from
+                step = trainer.learn(example)
+                learned[step.segment] = offset
+                metrics.label_learned(step.segment, example.label).inc()
+                if step.drift:
+                    metrics.drift(step.segment).inc()
+                    log.warning("drift detected in the %s model's log loss", step.segment)
+            for segment, offset in learned.items():
+                covered[segment] = offset
+                ctx.models.send_soon(
+                    key=segment.encode(),
+                    value=trainer.snapshot(segment),
+                    headers=[(COVERS_HEADER, str(offset).encode())],
+                    timestamp=time.time(),
+                )
+                report = trainer.quality[segment].report()
+                mean, rate = report["mean_score"], report["positive_rate"]
+                metrics.set_model(
+                    segment,
+                    auc=report["roc_auc"],
+                    log_loss=report["window_log_loss"],
+                    calibration_gap=None if mean is None else mean - rate,
+                )
+            for event in batch:
+                await stream.ack(event)

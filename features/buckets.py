@@ -1,0 +1,75 @@
+"""Layout of one day bucket: a flat list of integer counters, grouped for sparse storage.
+
+Every counter is an int so sums are exact and independent of arrival order (float sums are
+not associative). Units are chosen so rounding happens once per event, never per window.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Final
+
+RING_DAYS: Final = 28
+DAY_S: Final = 86400.0
+
+ACTIVE: Final = 0  # 1 if the day has any behaviour event
+LOGINS: Final = 1  # successful logins
+FAILED_LOGINS: Final = 2
+VIDEOS: Final = 3  # video views (a view is a start)
+VIDEOS_DONE: Final = 4
+WATCH_DS: Final = 5  # watched time, deciseconds
+WATCH_FRAC_BP: Final = 6  # sum of min(watched/duration, 1) in basis points (1e-4)
+ABANDONED: Final = 7  # views not completed and stopped before 25 %
+SEEKS: Final = 8
+REWINDS: Final = 9
+PAUSES: Final = 10
+VIDEO_BITS: Final = 11  # 64-bit bitmap of hashed video ids (OR, not sum)
+SYNCS: Final = 12
+SYNC_ERRORS: Final = 13
+LATENCY_MS: Final = 14  # sum of latency_ms over syncs that carry it
+LATENCY_N: Final = 15
+INTEGRATION_BITS: Final = 16  # 64-bit bitmap of hashed integration names (OR)
+VALUE_CENTS: Final = 17  # value in 1/100 currency units
+VALUE_EVENTS: Final = 18
+JOBS: Final = 19
+JOBS_FAILED: Final = 20
+DOCUMENTS: Final = 21
+PROC_MS: Final = 22  # sum of processing_ms over jobs that carry it
+PROC_N: Final = 23
+PROC_MS_MAX: Final = 24  # max (not sum)
+N_COUNTERS: Final = 25
+
+# Indices into UserState.last: latest event time per kind (-inf = never seen).
+LAST_EVENT: Final = 0  # any behaviour or value event
+LAST_LOGIN: Final = 1  # successful login
+LAST_VIDEO: Final = 2
+LAST_SYNC: Final = 3
+LAST_OK_SYNC: Final = 4
+LAST_JOB: Final = 5
+LAST_VALUE: Final = 6  # value event with value > 0
+N_LAST: Final = 7
+
+BITMAP_COUNTERS: Final = (VIDEO_BITS, INTEGRATION_BITS)
+MAX_COUNTERS: Final = (PROC_MS_MAX,)
+
+def id_bit(text: str) -> int:
+    """One of 64 bits for an id, from a stable hash (Python's hash() is salted per process)."""
+    return 1 << (zlib.crc32(text.encode()) & 63)
+
+
+def aggregate(rows: list[list[int]]) -> list[int]:
+    """Window totals of day rows: sums, except OR for bitmaps and max for maxima."""
+    if not rows:
+        return [0] * N_COUNTERS
+    if len(rows) == 1:
+        return list(rows[0])
+    cols = list(zip(*rows, strict=True))
+    out = [sum(c) for c in cols]
+    for k in BITMAP_COUNTERS:
+        acc = 0
+        for v in cols[k]:
+            acc |= v
+        out[k] = acc
+    for k in MAX_COUNTERS:
+        out[k] = max(cols[k])
+    return out

@@ -1,0 +1,71 @@
+"""Feature names: the shared vocabulary, in the fixed order of `UserState.vector`."""
+
+from __future__ import annotations
+
+from typing import Final
+
+FEATURE_NAMES: Final[tuple[str, ...]] = (
+    "tenure_days",
+    "plan_price",
+    "days_since_event",
+    "days_since_login",
+    "days_since_video",
+    "days_since_sync",
+    "days_since_ok_sync",
+    "days_since_job",
+    "days_since_value",
+    "logins_1d",
+    "logins_7d",
+    "logins_28d",
+    "failed_logins_7d",
+    "failed_logins_28d",
+    "active_days_7d",
+    "active_days_28d",
+    "videos_started_7d",
+    "videos_started_28d",
+    "videos_completed_7d",
+    "videos_completed_28d",
+    "watch_minutes_1d",
+    "watch_minutes_7d",
+    "watch_minutes_28d",
+    "watched_fraction_7d",
+    "abandoned_7d",
+    "abandoned_ratio_7d",
+    "seeks_per_min_7d",
+    "rewinds_per_min_7d",
+    "pauses_per_min_7d",
+    "distinct_videos_7d",
+    "distinct_videos_28d",
+    "syncs_7d",
+    "syncs_28d",
+    "sync_error_ratio_7d",
+    "sync_error_ratio_28d",
+    "distinct_integrations_28d",
+    "sync_latency_ms_7d",
+    "value_7d",
+    "value_28d",
+    "cost_7d",
+    "cost_28d",
+    "roi_7d",
+    "roi_28d",
+    "value_events_28d",
+    "jobs_7d",
+    "jobs_28d",
+    "documents_7d",
+    "job_failure_ratio_7d",
+    "job_failure_ratio_28d",
+    "processing_ms_mean_7d",
+    "processing_ms_max_7d",
+    "trend_logins",
+    "trend_watch_minutes",
+    "trend_videos_started",
+    "trend_syncs",
+    "trend_value",
+    "trend_jobs",
+    "trend_active_days",
+)
+
+# Caps and neutral values shared by the derivation and the docs.
+DAYS_SINCE_CAP: Final = 60.0
+ROI_CAP: Final = 10.0
+TREND_CAP: Final = 4.0

@@ -1,0 +1,331 @@
+"""`UserState`: one user's rolling feature state in event time (pure, deterministic)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from enum import Enum
+
+from features import buckets as b
+from features.buckets import (
+    DAY_S,
+    LAST_EVENT,
+    LAST_JOB,
+    LAST_LOGIN,
+    LAST_OK_SYNC,
+    LAST_SYNC,
+    LAST_VALUE,
+    LAST_VIDEO,
+    N_LAST,
+    RING_DAYS,
+    id_bit,
+)
+from features.codec import decode, encode
+from features.config import FeatureConfig
+from features.derive import derive
+from features.names import FEATURE_NAMES
+from stream.events import (
+    DocumentJob,
+    Event,
+    IntegrationSync,
+    Lifecycle,
+    Login,
+    ValueEvent,
+    VideoView,
+)
+
+_INF = float("inf")
+_NEG_INF = float("-inf")
+_NO_ID = -1  # never a crc32 value
+
+
+
+class Applied(Enum):
+    """Outcome of `UserState.apply`, for the caller's metrics."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    LATE_APPLIED = "late_applied"
+    TOO_LATE = "too_late"
+
+
+class UserState:
+    """Rolling per-user features over a ring of 28 UTC day buckets.
+
+    The user's clock is the max event time seen. Windowed counters live in day buckets
+    (`day = floor(ts / 86400)`); lifecycle facts and last-seen times are plain attributes.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_id_pos",
+        "cancel_ts",
+        "churned",
+        "config",
+        "days",
+        "first_ts",
+        "ids",
+        "last",
+        "lifecycle_ts",
+        "offsets",
+        "plan_price",
+        "prev_sub",
+        "rows",
+        "segment",
+        "signup_ts",
+        "sub_start_ts",
+        "user_id",
+    )
+
+    def __init__(self, user_id: str, config: FeatureConfig) -> None:
+        self.user_id = user_id
+        self.config = config
+        self.segment: str | None = None
+        self.churned = False
+        self.signup_ts: float | None = None
+        self.cancel_ts: float | None = None
+        self.plan_price: float | None = None
+        self.sub_start_ts: float | None = None  # start of the current subscription period
+        self.prev_sub: tuple[float, float] | None = None  # last closed period (start, cancel)
+        self.lifecycle_ts = _NEG_INF  # latest applied lifecycle event time
+        self._clock = _NEG_INF
+        self.first_ts = _INF
+        self.last = [_NEG_INF] * N_LAST
+        self.days = [-1] * RING_DAYS  # day number held by each slot
+        self.rows: list[list[int] | None] = [None] * RING_DAYS
+        self.ids = [_NO_ID] * config.dedupe_slots
+        self._id_pos = 0
+        self.offsets: dict[tuple[str, int], int] = {}
+
+    @classmethod
+    def new(cls, user_id: str, config: FeatureConfig | None = None) -> UserState:
+        """Empty state for `user_id`."""
+        return cls(user_id, config or FeatureConfig())
+
+    @property
+    def clock(self) -> float:
+        """Max event time seen (0.0 before the first event)."""
+        return self._clock if self._clock != _NEG_INF else 0.0
+
+    # -- idempotency -------------------------------------------------------------------------
+
+    def seen_offset(self, source: str, partition: int, offset: int) -> bool:
+        """True if a record at or below `offset` of (source, partition) was already marked."""
+        hi = self.offsets.get((source, partition))
+        return hi is not None and offset <= hi
+
+    def mark_offset(self, source: str, partition: int, offset: int) -> None:
+        """Remember `offset` as applied for (source, partition); keeps the highest."""
+        key = (source, partition)
+        hi = self.offsets.get(key)
+        if hi is None or offset > hi:
+            self.offsets[key] = offset
+
+    # -- events ------------------------------------------------------------------------------
+
+    def apply(self, event: Event) -> Applied:
+        """Fold one event into the state; see docs/features.md for the lateness policy."""
+        h = zlib.crc32(event.event_id.encode())
+        ids = self.ids
+        if h in ids:
+            return Applied.DUPLICATE
+        ts = event.ts
+        clock = self._clock
+        on_time = clock - ts <= self.config.lateness_s
+        cls = type(event)
+        if cls is Lifecycle:
+            # Lifecycle facts are not windowed: never too late, newest event time wins.
+            status = Applied.APPLIED if on_time else Applied.LATE_APPLIED
+            self._lifecycle(event)  # type: ignore[arg-type]
+        else:
+            handler = _HANDLERS.get(cls)
+            if handler is None:  # e.g. Erasure: not a feature input
+                return Applied.APPLIED
+            day = int(ts // DAY_S)
+            if on_time:
+                status = Applied.APPLIED
+            elif day > int(clock // DAY_S) - RING_DAYS:
+                status = Applied.LATE_APPLIED
+            else:
+                return Applied.TOO_LATE
+            idx = day % RING_DAYS
+            row = self.rows[idx]
+            if self.days[idx] != day or row is None:
+                row = [0] * b.N_COUNTERS
+                self.rows[idx] = row
+                self.days[idx] = day
+            handler(self, event, row)
+            last = self.last
+            if ts > last[LAST_EVENT]:
+                last[LAST_EVENT] = ts
+        ids[self._id_pos] = h
+        self._id_pos = (self._id_pos + 1) % len(ids)
+        if ts > clock:
+            self._clock = ts
+        if ts < self.first_ts:
+            self.first_ts = ts
+        if event.segment and self.segment is None:
+            self.segment = event.segment
+        return status
+
+    def _lifecycle(self, ev: Lifecycle) -> None:
+        ts = ev.ts
+        kind = ev.event
+        if ts < self.lifecycle_ts:
+            # Older than what we know: only fill facts still unknown.
+            if self.plan_price is None and ev.plan_price is not None:
+                self.plan_price = float(ev.plan_price)
+            if kind == "signup" and self.signup_ts is None:
+                self.signup_ts = ts
+            if self.segment is None and ev.segment:
+                self.segment = ev.segment
+            return
+        self.lifecycle_ts = ts
+        if ev.segment:
+            self.segment = ev.segment
+        if ev.plan_price is not None:
+            self.plan_price = float(ev.plan_price)
+        if kind == "signup" or kind == "reactivate":
+            if kind == "signup":
+                self.signup_ts = ts
+            if self.churned or self.sub_start_ts is None:
+                if self.churned and self.sub_start_ts is not None and self.cancel_ts is not None:
+                    self.prev_sub = (self.sub_start_ts, self.cancel_ts)
+                self.sub_start_ts = ts
+            self.churned = False
+        elif kind == "cancel":
+            self.churned = True
+            self.cancel_ts = ts
+
+    # -- features ----------------------------------------------------------------------------
+
+    def vector(self, now: float | None = None) -> list[float]:
+        """Feature values in `FEATURE_NAMES` order at event time `now` (default: the clock)."""
+        if now is None:
+            now = self.clock
+        nd = int(now // DAY_S)
+        # Days that fell out of the clock's ring are expired even when `now` is in the past.
+        lo = nd - (RING_DAYS - 1)
+        if self._clock != _NEG_INF:
+            lo = max(lo, int(self._clock // DAY_S) - (RING_DAYS - 1))
+        lo7 = nd - 6
+        r7: list[list[int]] = []
+        r28: list[list[int]] = []
+        r1: list[int] | None = None
+        for day, row in zip(self.days, self.rows, strict=True):
+            if row is not None and lo <= day <= nd:
+                r28.append(row)
+                if day >= lo7:
+                    r7.append(row)
+                    if day == nd:
+                        r1 = row
+        return derive(self, now, nd, r1, r7, r28)
+
+    def features(self, now: float | None = None) -> dict[str, float]:
+        """Feature dict with exactly the keys of `FEATURE_NAMES`, in that order."""
+        return dict(zip(FEATURE_NAMES, self.vector(now), strict=True))
+
+    def subscribed_days(self, lo_day: int, hi_day: int) -> int:
+        """Days in [lo_day, hi_day] covered by a subscription period (whole days)."""
+        start = self.sub_start_ts if self.sub_start_ts is not None else self.first_ts
+        if start == _INF:
+            return 0
+        end_day = hi_day
+        if self.churned and self.cancel_ts is not None:
+            end_day = int(self.cancel_ts // DAY_S)
+        n = max(0, min(hi_day, end_day) - max(lo_day, int(start // DAY_S)) + 1)
+        if self.prev_sub is not None:
+            p0, p1 = self.prev_sub
+            n += max(0, min(hi_day, int(p1 // DAY_S)) - max(lo_day, int(p0 // DAY_S)) + 1)
+        return min(n, hi_day - lo_day + 1)
+
+    # -- serialization -----------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """Compact versioned binary encoding (see features.codec)."""
+        return encode(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: FeatureConfig | None = None) -> UserState:
+        """Inverse of `to_bytes`; raises ValueError on an unknown version or corrupt data."""
+        return decode(data, cls, config or FeatureConfig())
+
+
+# -- per-kind folds (module functions: one dict lookup, no bound-method allocation) ---------
+
+
+def _video(st: UserState, ev: VideoView, row: list[int]) -> None:
+    watched = ev.watched_s
+    duration = ev.duration_s
+    row[b.ACTIVE] = 1
+    row[b.VIDEOS] += 1
+    row[b.WATCH_DS] += round(watched * 10)
+    frac = watched / duration if duration > 0 else 0.0
+    row[b.WATCH_FRAC_BP] += round(min(frac, 1.0) * 10000)
+    if ev.completed:
+        row[b.VIDEOS_DONE] += 1
+    elif frac < 0.25:
+        row[b.ABANDONED] += 1
+    row[b.SEEKS] += ev.seeks
+    row[b.REWINDS] += ev.rewinds
+    row[b.PAUSES] += ev.pauses
+    row[b.VIDEO_BITS] |= id_bit(ev.video_id)
+    if ev.ts > st.last[LAST_VIDEO]:
+        st.last[LAST_VIDEO] = ev.ts
+
+
+def _login(st: UserState, ev: Login, row: list[int]) -> None:
+    if ev.success:
+        row[b.ACTIVE] = 1
+        row[b.LOGINS] += 1
+        if ev.ts > st.last[LAST_LOGIN]:
+            st.last[LAST_LOGIN] = ev.ts
+    else:
+        row[b.FAILED_LOGINS] += 1
+
+
+def _sync(st: UserState, ev: IntegrationSync, row: list[int]) -> None:
+    row[b.ACTIVE] = 1
+    row[b.SYNCS] += 1
+    if not ev.ok:
+        row[b.SYNC_ERRORS] += 1
+    elif ev.ts > st.last[LAST_OK_SYNC]:
+        st.last[LAST_OK_SYNC] = ev.ts
+    if ev.latency_ms is not None:
+        row[b.LATENCY_MS] += round(ev.latency_ms)
+        row[b.LATENCY_N] += 1
+    row[b.INTEGRATION_BITS] |= id_bit(ev.integration)
+    if ev.ts > st.last[LAST_SYNC]:
+        st.last[LAST_SYNC] = ev.ts
+
+
+def _job(st: UserState, ev: DocumentJob, row: list[int]) -> None:
+    row[b.ACTIVE] = 1
+    row[b.JOBS] += 1
+    if not ev.ok:
+        row[b.JOBS_FAILED] += 1
+    row[b.DOCUMENTS] += ev.documents
+    if ev.processing_ms is not None:
+        ms = round(ev.processing_ms)
+        row[b.PROC_MS] += ms
+        row[b.PROC_N] += 1
+        if ms > row[b.PROC_MS_MAX]:
+            row[b.PROC_MS_MAX] = ms
+    if ev.ts > st.last[LAST_JOB]:
+        st.last[LAST_JOB] = ev.ts
+
+
+def _value(st: UserState, ev: ValueEvent, row: list[int]) -> None:
+    row[b.VALUE_CENTS] += round(ev.value * 100)
+    row[b.VALUE_EVENTS] += 1
+    if ev.value > 0 and ev.ts > st.last[LAST_VALUE]:
+        st.last[LAST_VALUE] = ev.ts
+
+
+_HANDLERS: dict[type, Callable[[UserState, Event, list[int]], None]] = {
+    VideoView: _video,  # type: ignore[dict-item]
+    Login: _login,  # type: ignore[dict-item]
+    IntegrationSync: _sync,  # type: ignore[dict-item]
+    DocumentJob: _job,  # type: ignore[dict-item]
+    ValueEvent: _value,  # type: ignore[dict-item]
+}

@@ -1,0 +1,330 @@
+"""Alert policy: when a score or ROI reading becomes a `churn.alerts` record (pure).
+
+Edge-triggered with hysteresis: an alert is raised when a condition starts, not on every event
+while it holds. The same user and kind are not alerted again within the cooldown (event time)
+unless the severity rises. Cancel stops a user's alerts; reactivate/signup resumes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+import orjson
+
+from model.messages import compose_message
+from model.playbook import ALERT_KINDS, Action, Driver, Playbook
+from model.roi import (
+    CRITICAL,
+    WARNING,
+    PageHinkleyDown,
+    RoiBreach,
+    read_roi,
+    rule_breach,
+    rule_cleared,
+)
+
+CHURN_RISK: Final = "churn_risk"
+ROI_DROP: Final = "roi_drop"
+MAX_DRIVERS: Final = 3
+DAY_S: Final = 86_400.0
+_RANK: Final = {WARNING: 1, CRITICAL: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class RiskThresholds:
+    """Risk score levels: raise at `warning`/`critical`, clear (hysteresis) below `clear`."""
+
+    warning: float = 0.5
+    critical: float = 0.75
+    clear: float = 0.35
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.clear <= self.warning <= self.critical <= 1.0:
+            raise ValueError(f"need 0 <= clear <= warning <= critical <= 1, got {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertConfig:
+    """Alert thresholds; all durations are event time."""
+
+    thresholds: RiskThresholds = field(default_factory=RiskThresholds)
+    segment_thresholds: Mapping[str, RiskThresholds] = field(default_factory=dict)
+    cooldown_s: float = 7 * DAY_S
+    roi_threshold: float = 1.0
+    roi_drop: float = 0.4
+    roi_clear_factor: float = 1.1  # ROI must recover 10% above the limits to clear
+    roi_min_history_days: float = 14.0
+    roi_min_value_events: int = 5
+    roi_detector: Literal["rule", "page_hinkley"] = "rule"
+    ph_threshold: float = 1.0  # Page-Hinkley lambda, in ROI units (daily ROI_7d samples)
+    ph_delta: float = 0.005
+    ph_min_days: int = 7
+
+    def __post_init__(self) -> None:
+        if self.roi_detector not in ("rule", "page_hinkley"):
+            raise ValueError(f"roi_detector must be 'rule' or 'page_hinkley': {self.roi_detector}")
+        if not 0.0 < self.roi_drop < 1.0:
+            raise ValueError(f"roi_drop must be in (0, 1): {self.roi_drop}")
+        if self.cooldown_s < 0 or self.roi_threshold <= 0 or self.roi_clear_factor < 1.0:
+            raise ValueError("need cooldown_s >= 0, roi_threshold > 0, roi_clear_factor >= 1")
+
+    def thresholds_for(self, segment: str | None) -> RiskThresholds:
+        """Thresholds of `segment`, falling back to the global ones."""
+        if segment is None:
+            return self.thresholds
+        return self.segment_thresholds.get(segment, self.thresholds)
+
+
+@dataclass(slots=True)
+class KindMemory:
+    """Alert state of one kind: the current episode and the last alert raised."""
+
+    active: bool = False
+    level: str | None = None  # highest severity seen in the active episode
+    last_ts: float | None = None
+    last_severity: str | None = None
+
+
+@dataclass(slots=True)
+class AlertMemory:
+    """Per-user alert state (small; `to_bytes`/`from_bytes` for the state table)."""
+
+    kinds: dict[str, KindMemory] = field(default_factory=dict)
+    stopped: bool = False  # after cancel, until reactivate/signup
+    roi_day: int | None = None  # last UTC day fed to the Page-Hinkley detector
+    roi_ph: dict[str, Any] | None = None
+
+    def kind(self, kind: str) -> KindMemory:
+        """State of one kind (created on first use)."""
+        return self.kinds.setdefault(kind, KindMemory())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "kinds": {k: {"active": m.active, "level": m.level, "last_ts": m.last_ts,
+                          "last_severity": m.last_severity} for k, m in self.kinds.items()},
+            "stopped": self.stopped, "roi_day": self.roi_day, "roi_ph": self.roi_ph,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlertMemory:
+        """Inverse of `to_dict`."""
+        return cls(
+            kinds={k: KindMemory(**v) for k, v in data.get("kinds", {}).items()},
+            stopped=bool(data.get("stopped", False)),
+            roi_day=data.get("roi_day"), roi_ph=data.get("roi_ph"),
+        )
+
+    def to_bytes(self) -> bytes:
+        """Compact JSON bytes."""
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> AlertMemory:
+        """Inverse of `to_bytes`."""
+        return cls.from_dict(orjson.loads(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One `churn.alerts` record."""
+
+    alert_id: str
+    kind: str
+    user_id: str
+    segment: str | None
+    ts: float
+    severity: str
+    value: float
+    threshold: float
+    drivers: tuple[Driver, ...]
+    action: Action
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Contract dict, fields in contract order, `ts` as RFC 3339 UTC."""
+        return {
+            "alert_id": self.alert_id, "kind": self.kind, "user_id": self.user_id,
+            "segment": self.segment, "ts": rfc3339(self.ts), "severity": self.severity,
+            "value": self.value, "threshold": self.threshold,
+            "drivers": [d.to_dict() for d in self.drivers], "action": self.action.to_dict(),
+            "message": self.message,
+        }
+
+
+def rfc3339(ts: float) -> str:
+    """Epoch seconds -> "2026-03-01T12:00:00Z" (milliseconds only when not whole)."""
+    moment = datetime.fromtimestamp(ts, UTC)
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def alert_id(user_id: str, kind: str, ts: float, severity: str) -> str:
+    """Deterministic id so a replay of the same events yields the same alert ids."""
+    key = f"{user_id}\x1f{kind}\x1f{ts!r}\x1f{severity}".encode()
+    return hashlib.sha256(key).hexdigest()[:32]
+
+
+def top_drivers(drivers: Sequence[Any]) -> tuple[Driver, ...]:
+    """Up to 3 drivers that push risk up, largest contribution first (ties by feature name).
+
+    Items may be `Driver`, `{feature, value, contribution}` mappings or `model.explain.Driver`.
+    """
+    parsed = [Driver.coerce(d) for d in drivers]
+    risky = sorted((d for d in parsed if d.contribution > 0),
+                   key=lambda d: (-d.contribution, d.feature))
+    return tuple(risky[:MAX_DRIVERS])
+
+
+class AlertPolicy:
+    """Turns scores and ROI readings into alerts; all state lives in the caller's AlertMemory."""
+
+    def __init__(self, config: AlertConfig | None = None, playbook: Playbook | None = None) -> None:
+        self.config = config or AlertConfig()
+        self.playbook = playbook or Playbook.load()
+
+    def on_score(
+        self, user_id: str, segment: str | None, ts: float, score: float,
+        drivers: Sequence[Any], memory: AlertMemory,
+    ) -> Alert | None:
+        """`churn_risk` alert when the score starts to hold >= warning, or escalates."""
+        if memory.stopped:
+            return None
+        levels = self.config.thresholds_for(segment)
+        state = memory.kind(CHURN_RISK)
+        if score < levels.clear:
+            _clear(state)
+            return None
+        if score >= levels.critical:
+            severity, threshold = CRITICAL, levels.critical
+        elif score >= levels.warning:
+            severity, threshold = WARNING, levels.warning
+        else:
+            return None  # between clear and warning: hysteresis keeps the episode as it is
+        if not self._should_raise(state, ts, severity):
+            return None
+        return self._alert(CHURN_RISK, user_id, segment, ts, severity, score, threshold,
+                           top_drivers(drivers))
+
+    def on_roi(
+        self, user_id: str, segment: str | None, ts: float, features: Mapping[str, float],
+        memory: AlertMemory,
+    ) -> Alert | None:
+        """`roi_drop` alert when ROI_7d starts to be low (rule) or a drop is detected (PH)."""
+        if memory.stopped:
+            return None
+        cfg = self.config
+        reading = read_roi(features, cfg.roi_min_history_days, cfg.roi_min_value_events)
+        if reading is None:
+            return None  # undefined or untrustworthy ROI: neither raise nor clear
+        state = memory.kind(ROI_DROP)
+        if cfg.roi_detector == "page_hinkley":
+            breach = self._page_hinkley(ts, reading.roi_7d, reading.baseline, memory)
+        else:
+            breach = rule_breach(reading, cfg.roi_threshold, cfg.roi_drop)
+        if breach is None:
+            if rule_cleared(reading, cfg.roi_threshold, cfg.roi_drop, cfg.roi_clear_factor):
+                _clear(state)
+            return None
+        if not self._should_raise(state, ts, breach.severity):
+            return None
+        drivers = _roi_drivers(features, reading.roi_7d, breach.threshold)
+        return self._alert(ROI_DROP, user_id, segment, ts, breach.severity, breach.value,
+                           breach.threshold, drivers)
+
+    def on_cancel(self, memory: AlertMemory) -> None:
+        """Stop alerting a churned user."""
+        memory.stopped = True
+
+    def on_reactivate(self, memory: AlertMemory) -> None:
+        """Resume alerting after reactivate/signup, as a fresh relationship (no cooldown)."""
+        memory.stopped = False
+        memory.kinds.clear()
+        memory.roi_day, memory.roi_ph = None, None
+
+    def _should_raise(self, state: KindMemory, ts: float, severity: str) -> bool:
+        """Edge trigger + escalation + cooldown; updates the episode state."""
+        rank = _RANK[severity]
+        starts = not state.active
+        escalates = state.active and rank > _RANK.get(state.level or "", 0)
+        state.active = True
+        if starts or escalates:
+            state.level = severity
+        if not (starts or escalates):
+            return False
+        if state.last_ts is not None and state.last_severity is not None:
+            in_cooldown = ts - state.last_ts < self.config.cooldown_s
+            if in_cooldown and rank <= _RANK[state.last_severity]:
+                return False
+        state.last_ts, state.last_severity = ts, severity
+        return True
+
+    def _page_hinkley(
+        self, ts: float, roi_7d: float, baseline: float, memory: AlertMemory,
+    ) -> RoiBreach | None:
+        """Absolute ROI threshold, plus a Page-Hinkley drop test fed once per UTC day."""
+        cfg = self.config
+        absolute = rule_breach_absolute(roi_7d, cfg.roi_threshold)
+        day = int(ts // DAY_S)
+        if memory.roi_day is not None and day <= memory.roi_day:
+            return absolute
+        detector = (PageHinkleyDown.from_dict(memory.roi_ph) if memory.roi_ph else
+                    PageHinkleyDown(min_instances=cfg.ph_min_days, delta=cfg.ph_delta,
+                                    threshold=cfg.ph_threshold))
+        level_before = detector.mean
+        detected = detector.update(roi_7d)
+        memory.roi_day, memory.roi_ph = day, detector.to_dict()
+        if absolute is not None or not detected:
+            return absolute
+        drop = 1.0 - roi_7d / level_before if level_before > 0 else 0.0
+        severity = CRITICAL if drop > 2.0 * cfg.roi_drop else WARNING
+        return RoiBreach(severity, roi_7d, level_before)
+
+    def _alert(
+        self, kind: str, user_id: str, segment: str | None, ts: float, severity: str,
+        value: float, threshold: float, drivers: tuple[Driver, ...],
+    ) -> Alert:
+        action = self.playbook.choose(segment, drivers, kind)
+        return Alert(
+            alert_id=alert_id(user_id, kind, ts, severity), kind=kind, user_id=user_id,
+            segment=segment, ts=ts, severity=severity, value=value, threshold=threshold,
+            drivers=drivers, action=action,
+            message=compose_message(kind, severity, value, threshold, drivers, action),
+        )
+
+
+def rule_breach_absolute(roi_7d: float, roi_threshold: float) -> RoiBreach | None:
+    """Only the absolute part of the ROI rule (ROI_7d < roi_threshold)."""
+    if roi_7d >= roi_threshold:
+        return None
+    severity = CRITICAL if roi_7d < 0.5 * roi_threshold else WARNING
+    return RoiBreach(severity, roi_7d, roi_threshold)
+
+
+def _clear(state: KindMemory) -> None:
+    state.active, state.level = False, None
+
+
+def _roi_drivers(
+    features: Mapping[str, float], roi_7d: float, threshold: float,
+) -> tuple[Driver, ...]:
+    """ROI alerts explain themselves with the ROI shortfall, then the value trend.
+
+    The ROI leads on purpose so the playbook picks the ROI intervention.
+    """
+    drivers = [Driver("roi_7d", roi_7d, max(0.0, (threshold - roi_7d) / threshold))]
+    trend = features.get("trend_value")
+    if trend is not None and trend < 1.0:
+        drivers.append(Driver("trend_value", trend, 1.0 - trend))
+    return tuple(drivers)
+
+
+__all__ = [
+    "ALERT_KINDS", "CHURN_RISK", "ROI_DROP", "Alert", "AlertConfig", "AlertMemory",
+    "AlertPolicy", "KindMemory", "RiskThresholds", "alert_id", "rfc3339", "top_drivers",
+]

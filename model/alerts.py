@@ -1,0 +1,32 @@
+"""Alerts for `churn.alerts`: policy, memory, playbook and messages (public facade).
+
+The implementation lives in small modules: `model.alert_policy` (edge trigger, hysteresis,
+cooldown), `model.roi` (ROI rule and Page-Hinkley), `model.playbook` (actions) and
+`model.messages` (one-sentence text).
+"""
+
+from __future__ import annotations
+
+from model.alert_policy import (
+    CHURN_RISK,
+    ROI_DROP,
+    Alert,
+    AlertConfig,
+    AlertMemory,
+    AlertPolicy,
+    KindMemory,
+    RiskThresholds,
+    alert_id,
+    rfc3339,
+    top_drivers,
+)
+from model.messages import compose_message, phrase
+from model.playbook import ALERT_KINDS, Action, Driver, Playbook, PlaybookError
+from model.roi import PageHinkleyDown, RoiReading, read_roi, rule_breach
+
+__all__ = [
+    "ALERT_KINDS", "CHURN_RISK", "ROI_DROP", "Action", "Alert", "AlertConfig", "AlertMemory",
+    "AlertPolicy", "Driver", "KindMemory", "PageHinkleyDown", "Playbook", "PlaybookError",
+    "RiskThresholds", "RoiReading", "alert_id", "compose_message", "phrase", "read_roi",
+    "rfc3339", "rule_breach", "top_drivers",
+]

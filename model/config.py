@@ -1,0 +1,150 @@
+"""Model settings: estimator, priors, horizons, label thresholds, rules and drift handling."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from model.rules import RulesScore, logit
+
+SEGMENTS: Final = ("course", "saas", "docs")
+ESTIMATORS: Final = ("logistic", "hoeffding", "arf")
+
+# Prior probability of churn within the segment's horizon, used as the cold-start intercept
+# and as the rules bias. Course learners drop out fast (weekly cohorts, ~8 % within 7 days);
+# SaaS and document-processing accounts are contract-bound (~4 % within 14 days, about 8 %
+# a month). They are only starting points: the model's intercept learns the real rate.
+DEFAULT_BASE_RATES: Final[dict[str, float]] = {"course": 0.08, "saas": 0.04, "docs": 0.04}
+DEFAULT_HORIZON_DAYS: Final[dict[str, float]] = {"course": 7.0, "saas": 14.0, "docs": 14.0}
+
+
+@dataclass(frozen=True, slots=True)
+class RulesParams:
+    """Weights (log-odds per raw unit), healthy centers and bias of one segment's rule.
+
+    `bias=None` means logit(base rate of the segment).
+    """
+
+    weights: Mapping[str, float]
+    centers: Mapping[str, float] = field(default_factory=dict)
+    bias: float | None = None
+
+
+# Hand-set, deliberately few and readable. Days of silence and a collapsing usage trend are
+# the universal signals; each segment adds its own friction (abandoned videos, failing syncs
+# or jobs) and, where money is known, ROI below break-even.
+DEFAULT_RULES: Final[dict[str, RulesParams]] = {
+    "course": RulesParams(
+        weights={
+            "days_since_event": 0.25,
+            "trend_watch_minutes": -1.0,
+            "abandoned_ratio_7d": 1.5,
+            "failed_logins_7d": 0.3,
+            "trend_active_days": -0.8,
+        },
+        centers={
+            "days_since_event": 1.0,
+            "trend_watch_minutes": 1.0,
+            "abandoned_ratio_7d": 0.2,
+            "trend_active_days": 1.0,
+        },
+    ),
+    "saas": RulesParams(
+        weights={
+            "days_since_event": 0.2,
+            "sync_error_ratio_7d": 2.5,
+            "trend_value": -0.8,
+            "roi_7d": -0.3,
+            "failed_logins_7d": 0.3,
+            "trend_active_days": -0.6,
+        },
+        centers={
+            "days_since_event": 1.0,
+            "trend_value": 1.0,
+            "roi_7d": 1.0,
+            "trend_active_days": 1.0,
+        },
+    ),
+    "docs": RulesParams(
+        weights={
+            "days_since_event": 0.2,
+            "job_failure_ratio_7d": 2.5,
+            "trend_jobs": -0.8,
+            "roi_7d": -0.3,
+            "trend_active_days": -0.6,
+        },
+        centers={
+            "days_since_event": 1.0,
+            "trend_jobs": 1.0,
+            "roi_7d": 1.0,
+            "trend_active_days": 1.0,
+        },
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """Everything the model side needs; defaults are the documented production defaults."""
+
+    estimator: str = "logistic"
+    base_rates: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_BASE_RATES))
+    horizons_days: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_HORIZON_DAYS))
+    # A segment switches from rules to model once it learned this many labels (both classes).
+    min_labels: int = 200
+    rules: Mapping[str, RulesParams] = field(default_factory=lambda: dict(DEFAULT_RULES))
+    quality_window: int = 20_000
+    drift_warmup: int = 1_000
+    drift_delta: float = 0.002
+    drift_action: Literal["none", "reset"] = "none"
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if self.drift_action not in ("none", "reset"):
+            raise ValueError(f"drift_action must be 'none' or 'reset', got {self.drift_action!r}")
+        for seg in SEGMENTS:
+            rate = self.base_rates.get(seg)
+            if rate is None or not 0.0 < rate < 1.0:
+                raise ValueError(f"base rate for {seg!r} must be in (0, 1), got {rate!r}")
+            horizon = self.horizons_days.get(seg)
+            if horizon is None or horizon <= 0:
+                raise ValueError(f"horizon for {seg!r} must be > 0 days, got {horizon!r}")
+        if self.min_labels < 0 or self.quality_window < 2 or self.drift_warmup < 0:
+            raise ValueError("min_labels, drift_warmup must be >= 0 and quality_window >= 2")
+
+    def horizon_s(self, segment: str) -> float:
+        """Label horizon of `segment` in seconds."""
+        return float(self.horizons_days[segment]) * 86_400.0
+
+    def rules_for(self, segment: str) -> RulesScore:
+        """The segment's rule score; an unknown segment gets a bias-only rule."""
+        params = self.rules.get(segment, RulesParams(weights={}))
+        base = self.base_rates.get(segment, 0.05)
+        bias = logit(base) if params.bias is None else params.bias
+        return RulesScore(
+            params.weights,
+            bias,
+            centers=params.centers,
+            segment=segment,
+            horizon_days=self.horizons_days.get(segment, 14.0),
+        )
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ModelConfig:
+        """Build from plain settings (e.g. parsed TOML/env); unknown keys are rejected."""
+        kwargs = dict(raw)
+        if "rules" in kwargs:
+            merged = dict(DEFAULT_RULES)
+            for seg, spec in kwargs["rules"].items():
+                merged[seg] = spec if isinstance(spec, RulesParams) else RulesParams(**spec)
+            kwargs["rules"] = merged
+        for key, defaults in (
+            ("base_rates", DEFAULT_BASE_RATES),
+            ("horizons_days", DEFAULT_HORIZON_DAYS),
+        ):
+            if key in kwargs:
+                kwargs[key] = {**defaults, **kwargs[key]}
+        return cls(**kwargs)

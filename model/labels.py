@@ -1,0 +1,268 @@
+"""Delayed labels: per-user pending prediction snapshots and a per-worker due-time index.
+
+Contract: a prediction made at t (segment horizon H) is positive if the user cancels in
+(t, t + H], negative once event time (the low watermark) passes t + H without a cancel.
+"""
+
+from __future__ import annotations
+
+import heapq
+import struct
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+DAY_S: Final = 86_400.0
+_FORMAT: Final = 1
+_HEAD = struct.Struct("<BHH")  # format, len(user_id), len(segment)
+_COUNT = struct.Struct("<H")
+# day, made_at, due, score, model_version, n features
+_SNAP = struct.Struct("<qddfQH")
+# array("f") bytes are native-endian; the table payload is little-endian everywhere.
+_LITTLE: Final = array("H", [1]).tobytes() == b"\x01\x00"
+
+
+def _swapped(vec: array) -> bytes:
+    copy = array("f", vec)
+    copy.byteswap()
+    return copy.tobytes()
+
+
+@dataclass(slots=True)
+class Example:
+    """A labelled prediction snapshot, sent to the trainer via `churn.examples`."""
+
+    user_id: str
+    segment: str
+    made_at: float
+    features: list[float]
+    label: bool
+    score: float
+    model_version: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (floats, bools, strings only)."""
+        return {
+            "user_id": self.user_id,
+            "segment": self.segment,
+            "made_at": self.made_at,
+            "features": list(self.features),
+            "label": self.label,
+            "score": self.score,
+            "model_version": self.model_version,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Example:
+        """Inverse of `to_dict`; raises KeyError/TypeError/ValueError on malformed input."""
+        return cls(
+            user_id=str(d["user_id"]),
+            segment=str(d["segment"]),
+            made_at=float(d["made_at"]),
+            features=[float(v) for v in d["features"]],
+            label=bool(d["label"]),
+            score=float(d["score"]),
+            model_version=int(d["model_version"]),
+        )
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    made_at: float
+    due: float
+    vector: array  # array('f'): 4 bytes per feature, half of a list of floats' payload
+    score: float
+    version: int
+
+
+class PendingLabels:
+    """Unlabelled prediction snapshots of ONE user, at most one per UTC event day.
+
+    Bounded by construction: a snapshot is removed once labelled and its due time is at most
+    horizon_days after it was made, so a user holds <= horizon_days + 1 snapshots. Serialised
+    cost: ~21 B + per snapshot 35 B + 4 B per feature; with ~75 features and a 14-day horizon
+    that is about 4.7 KB per active user (see docs/model.md).
+
+    The segment is fixed for the object's life; if a user's segment changes the engine should
+    `clear()` (the stored vectors and horizon belong to the old segment).
+    """
+
+    __slots__ = ("_snaps", "segment", "user_id")
+
+    def __init__(self, user_id: str, segment: str) -> None:
+        self.user_id = user_id
+        self.segment = segment
+        self._snaps: dict[int, _Snapshot] = {}
+
+    def __len__(self) -> int:
+        return len(self._snaps)
+
+    def add(
+        self, ts: float, vector: Sequence[float], score: float, version: int, horizon_s: float
+    ) -> bool:
+        """Store the prediction made at `ts`, replacing any earlier one of the same day.
+
+        Returns True when a new day was opened (the caller then schedules `next_due()`).
+        """
+        day = int(ts // DAY_S)
+        is_new = day not in self._snaps
+        self._snaps[day] = _Snapshot(
+            made_at=ts,
+            due=ts + horizon_s,
+            vector=array("f", vector),
+            score=score,
+            version=version,
+        )
+        return is_new
+
+    def on_cancel(self, cancel_ts: float) -> list[Example]:
+        """Label every pending snapshot at a cancel, then forget them all.
+
+        made_at < cancel_ts <= due -> positive; due < cancel_ts -> negative (the horizon
+        passed without churn, the watermark just had not caught up yet); made_at >= cancel_ts
+        (a late cancel older than the prediction) -> dropped: the user had already churned,
+        so that prediction should not have been made and teaches nothing.
+        """
+        out: list[Example] = []
+        for snap in self._ordered():
+            if snap.made_at >= cancel_ts:
+                continue
+            out.append(self._example(snap, label=cancel_ts <= snap.due))
+        self._snaps.clear()
+        return out
+
+    def due(self, watermark: float) -> list[Example]:
+        """Negatives for snapshots whose horizon event time has passed (due < watermark).
+
+        Strict: at watermark == due a cancel exactly at due could still arrive and would be
+        positive, so the snapshot stays pending.
+        """
+        ripe = [d for d, s in self._snaps.items() if s.due < watermark]
+        ripe.sort()
+        return [self._example(self._snaps.pop(d), label=False) for d in ripe]
+
+    def next_due(self) -> float | None:
+        """Earliest due time still pending (for `DueIndex.schedule`)."""
+        return min((s.due for s in self._snaps.values()), default=None)
+
+    def clear(self) -> None:
+        """Forget everything (e.g. re-signup after a cancel, segment change, erasure)."""
+        self._snaps.clear()
+
+    def _ordered(self) -> Iterable[_Snapshot]:
+        return (self._snaps[d] for d in sorted(self._snaps))
+
+    def _example(self, snap: _Snapshot, *, label: bool) -> Example:
+        return Example(
+            user_id=self.user_id,
+            segment=self.segment,
+            made_at=snap.made_at,
+            features=snap.vector.tolist(),
+            label=label,
+            score=float(snap.score),
+            model_version=snap.version,
+        )
+
+    # -- persistence (Faust table value, so compact and pickle-free) --------------------------
+
+    def to_bytes(self) -> bytes:
+        """Compact little-endian binary form."""
+        uid = self.user_id.encode()
+        seg = self.segment.encode()
+        parts = [_HEAD.pack(_FORMAT, len(uid), len(seg)), uid, seg, _COUNT.pack(len(self._snaps))]
+        for day in sorted(self._snaps):
+            s = self._snaps[day]
+            parts.append(_SNAP.pack(day, s.made_at, s.due, s.score, s.version, len(s.vector)))
+            parts.append(s.vector.tobytes() if _LITTLE else _swapped(s.vector))
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PendingLabels:
+        """Inverse of `to_bytes`; raises ValueError on a foreign or truncated payload."""
+        try:
+            fmt, nu, ns = _HEAD.unpack_from(data, 0)
+            if fmt != _FORMAT:
+                raise ValueError(f"unknown PendingLabels format {fmt}")
+            pos = _HEAD.size
+            uid = data[pos : pos + nu].decode()
+            pos += nu
+            seg = data[pos : pos + ns].decode()
+            pos += ns
+            (count,) = _COUNT.unpack_from(data, pos)
+            pos += _COUNT.size
+            out = cls(uid, seg)
+            for _ in range(count):
+                day, made_at, due, score, version, n = _SNAP.unpack_from(data, pos)
+                pos += _SNAP.size
+                vec = array("f")
+                vec.frombytes(data[pos : pos + 4 * n])
+                if not _LITTLE:
+                    vec.byteswap()
+                pos += 4 * n
+                out._snaps[day] = _Snapshot(made_at, due, vec, score, version)
+        except (struct.error, UnicodeDecodeError) as exc:
+            raise ValueError(f"corrupt PendingLabels payload: {exc}") from exc
+        if pos != len(data):
+            raise ValueError("trailing bytes in PendingLabels payload")
+        return out
+
+
+class DueIndex:
+    """Per-worker min-heap of (due_ts, user_id): finds silent users' negatives without a scan.
+
+    Keeps at most one live entry per user (its earliest pending due). Re-scheduling earlier
+    pushes a new entry and the old one becomes stale; stale entries are skipped when popped
+    (lazy deletion). Not persisted: rebuild after recovery by scheduling every restored
+    user's `PendingLabels.next_due()`.
+    """
+
+    __slots__ = ("_heap", "_scheduled")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, str]] = []
+        self._scheduled: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        """Users with a live entry."""
+        return len(self._scheduled)
+
+    @property
+    def heap_size(self) -> int:
+        """Entries including stale ones (memory bound check)."""
+        return len(self._heap)
+
+    def schedule(self, user_id: str, due_ts: float | None) -> None:
+        """Make sure `user_id` is visited once the watermark passes `due_ts` (None: no-op)."""
+        if due_ts is None:
+            return
+        current = self._scheduled.get(user_id)
+        if current is not None and current <= due_ts:
+            return
+        self._scheduled[user_id] = due_ts
+        heapq.heappush(self._heap, (due_ts, user_id))
+        if len(self._heap) > 2 * len(self._scheduled) + 64:
+            self._compact()
+
+    def discard(self, user_id: str) -> None:
+        """Stop tracking a user (cancel, erasure); its heap entry goes stale."""
+        self._scheduled.pop(user_id, None)
+
+    def pop_due(self, watermark: float) -> list[str]:
+        """Users with an entry due < `watermark`, earliest first, each removed from the index.
+
+        The caller runs `PendingLabels.due(watermark)` for each and re-schedules
+        `next_due()`, because later snapshots of the same user may still be pending.
+        """
+        out: list[str] = []
+        heap = self._heap
+        while heap and heap[0][0] < watermark:
+            due_ts, user_id = heapq.heappop(heap)
+            if self._scheduled.get(user_id) == due_ts:
+                del self._scheduled[user_id]
+                out.append(user_id)
+        return out
+
+    def _compact(self) -> None:
+        self._heap = [(d, u) for u, d in self._scheduled.items()]
+        heapq.heapify(self._heap)

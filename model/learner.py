@@ -1,0 +1,182 @@
+"""One online River model per segment, with cold start, snapshots and explanations."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from river import base, compose, forest, linear_model, preprocessing, tree
+
+from model.explain import Driver, top_drivers
+from model.rules import logit
+
+SNAPSHOT_FORMAT: Final = 1
+
+
+def build_estimator(name: str, base_rate: float, seed: int = 42) -> base.Classifier:
+    """A fresh River classifier pipeline by config name.
+
+    "logistic": StandardScaler | LogisticRegression with the intercept started at
+    logit(base_rate), so an untrained model predicts the segment's prior instead of 0.5.
+    "hoeffding" / "arf": tree models, scale-invariant so no scaler; they predict the prior
+    until they have seen data (see `SegmentModel.predict`).
+    """
+    if name == "logistic":
+        return compose.Pipeline(
+            preprocessing.StandardScaler(),
+            linear_model.LogisticRegression(intercept_init=logit(base_rate)),
+        )
+    if name == "hoeffding":
+        return tree.HoeffdingTreeClassifier(grace_period=100)
+    if name == "arf":
+        return forest.ARFClassifier(n_models=10, seed=seed)
+    raise ValueError(f"unknown estimator {name!r}")
+
+
+class SegmentModel:
+    """Online churn classifier of one segment.
+
+    `version` is bumped on every `learn` and never decreases (not even on `reset`), so a
+    `model_version` attached to a score identifies exactly which model state produced it and
+    the engine can keep the newest of two snapshots by comparing versions.
+
+    Inputs are restricted to `feature_names` (missing ones count as 0.0), so a model scored
+    with a full feature dict and trained from a stored vector sees the same inputs.
+    """
+
+    def __init__(
+        self,
+        segment: str,
+        *,
+        estimator: str = "logistic",
+        base_rate: float,
+        feature_names: Sequence[str],
+        seed: int = 42,
+    ) -> None:
+        self.segment = segment
+        self.estimator = estimator
+        self.base_rate = float(base_rate)
+        self.feature_names: tuple[str, ...] = tuple(feature_names)
+        self.seed = seed
+        self.version = 0
+        self.n_pos = 0
+        self.n_neg = 0
+        self.n_resets = 0
+        self._model = build_estimator(estimator, self.base_rate, seed)
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def _select(self, x: Mapping[str, float]) -> dict[str, float]:
+        return {n: float(x.get(n, 0.0)) for n in self.feature_names}
+
+    def vector(self, x: Mapping[str, float]) -> list[float]:
+        """`x` as a list in `feature_names` order (what pending labels store)."""
+        return [float(x.get(n, 0.0)) for n in self.feature_names]
+
+    def from_vector(self, vector: Sequence[float]) -> dict[str, float]:
+        """Inverse of `vector`; a longer vector (features appended later) is truncated."""
+        return dict(zip(self.feature_names, map(float, vector), strict=False))
+
+    # -- online learning --------------------------------------------------------------------
+
+    @property
+    def n_learned(self) -> int:
+        """Labels learned since creation or the last `reset`."""
+        return self.n_pos + self.n_neg
+
+    def predict(self, x: Mapping[str, float]) -> float:
+        """Probability that the user churns within the segment's horizon."""
+        if self.n_learned == 0 and self.estimator != "logistic":
+            return self.base_rate
+        proba = self._model.predict_proba_one(self._select(x))
+        p = float(proba.get(True, 0.0))
+        return p if math.isfinite(p) else self.base_rate
+
+    def learn(self, x: Mapping[str, float], y: bool) -> None:
+        """Learn one labelled example and bump `version`."""
+        self._model.learn_one(self._select(x), bool(y))
+        if y:
+            self.n_pos += 1
+        else:
+            self.n_neg += 1
+        self.version += 1
+
+    def ready(self, min_labels: int) -> bool:
+        """True once trained on >= `min_labels` labels including both classes."""
+        return self.n_learned >= min_labels and self.n_pos > 0 and self.n_neg > 0
+
+    def reset(self) -> None:
+        """Forget everything learned (drift action "reset"); `version` keeps increasing."""
+        self._model = build_estimator(self.estimator, self.base_rate, self.seed)
+        self.n_pos = self.n_neg = 0
+        self.n_resets += 1
+        self.version += 1
+
+    # -- explanations -----------------------------------------------------------------------
+
+    def explain(self, x: Mapping[str, float], top: int = 3) -> list[Driver]:
+        """Top risk-raising features: weight x standardised value, raw value reported.
+
+        Only the linear default has a faithful additive decomposition of its log-odds; for
+        trees and forests a per-feature split would need path attribution (e.g. TreeSHAP),
+        which River does not provide online, so they return [] and callers fall back to the
+        rules drivers.
+        """
+        if self.estimator != "logistic" or self.n_learned == 0:
+            return []
+        scaler: preprocessing.StandardScaler = self._model["StandardScaler"]
+        weights = self._model["LogisticRegression"].weights
+        means, variances = scaler.means, scaler.vars
+        contribs: list[tuple[str, float]] = []
+        for name in self.feature_names:
+            w = weights.get(name, 0.0)
+            v = variances.get(name, 0.0)
+            if w == 0.0 or v <= 0.0:
+                continue
+            z = (float(x.get(name, 0.0)) - means.get(name, 0.0)) / math.sqrt(v)
+            contribs.append((name, w * z))
+        return top_drivers(contribs, x, top)
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """Pickled state for the compacted `churn.models` topic.
+
+        Trust assumption: only our own trainer writes that topic (ACL-protected); unpickling
+        runs arbitrary code, so never load snapshots from an untrusted source.
+        """
+        state: dict[str, Any] = {
+            "format": SNAPSHOT_FORMAT,
+            "segment": self.segment,
+            "estimator": self.estimator,
+            "base_rate": self.base_rate,
+            "feature_names": self.feature_names,
+            "seed": self.seed,
+            "version": self.version,
+            "n_pos": self.n_pos,
+            "n_neg": self.n_neg,
+            "n_resets": self.n_resets,
+            "model": self._model,
+        }
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_snapshot(cls, data: bytes) -> SegmentModel:
+        """Rebuild a model from `snapshot()` bytes (trusted source only, see `snapshot`)."""
+        state = pickle.loads(data)  # noqa: S301 - written only by our trainer, see snapshot()
+        if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError("not a SegmentModel snapshot of a supported format")
+        m = cls.__new__(cls)
+        m.segment = state["segment"]
+        m.estimator = state["estimator"]
+        m.base_rate = state["base_rate"]
+        m.feature_names = tuple(state["feature_names"])
+        m.seed = state["seed"]
+        m.version = state["version"]
+        m.n_pos = state["n_pos"]
+        m.n_neg = state["n_neg"]
+        m.n_resets = state["n_resets"]
+        m._model = state["model"]
+        return m

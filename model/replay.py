@@ -1,0 +1,260 @@
+"""Offline replay and backtest: the live code path over a file, without Kafka.
+
+Validation, features, labels, learning, scoring and alerts are the same objects the worker uses.
+The trainer runs inline: its snapshot is installed into the scorer every `snapshot_every`
+learned examples, as the live trainer publishes snapshots that workers hot-swap.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from features import FEATURE_NAMES
+from model.alerts import AlertPolicy
+from model.engine import Detector, EngineConfig
+from model.labels import Example
+from model.quality import SegmentQuality
+from model.replay_input import ReplayRecord, read_records
+from model.scoring import Scorer
+from model.trainer import Trainer
+from model.user_record import UserRecord
+from model.user_view import user_view
+from stream.events import SEGMENTS, Lifecycle
+from stream.validation import Invalid, parse
+
+DAY_S = 86400.0
+SWEEP_EVERY = 1000  # events between label sweeps (the live worker sweeps once per batch)
+
+
+class MemoryRepository:
+    """User records in a dict: the replay's state store."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, UserRecord] = {}
+
+    def get(self, user_id: str) -> UserRecord | None:
+        return self.records.get(user_id)
+
+    def put(self, record: UserRecord) -> None:
+        self.records[record.user_id] = record
+
+
+@dataclass
+class _Segment:
+    """Per-segment accumulators of the report."""
+
+    published: SegmentQuality
+    rules: SegmentQuality
+    scores: int = 0
+    alerts: Counter[str] = field(default_factory=Counter)
+    cancels: int = 0
+    cancels_alerted: int = 0
+    lead_days: list[float] = field(default_factory=list)
+    alerted_users: set[str] = field(default_factory=set)
+    alerted_churned: set[str] = field(default_factory=set)
+
+
+class Replay:
+    def __init__(
+        self,
+        config: EngineConfig,
+        alerts: AlertPolicy,
+        *,
+        max_bytes: int = 65536,
+        snapshot_every: int = 500,
+        scores_out: IO[bytes] | None = None,
+        alerts_out: IO[bytes] | None = None,
+        wall_clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.config = config
+        self.repo = MemoryRepository()
+        self.scorer = Scorer(config.model, FEATURE_NAMES)
+        kw = {"wall_clock": wall_clock} if wall_clock else {}
+        self.detector = Detector(config, self.scorer, alerts, self.repo, **kw)
+        self.trainer = Trainer(config.model, FEATURE_NAMES, snapshot_every)
+        self.max_bytes = max_bytes
+        self.scores_out = scores_out
+        self.alerts_out = alerts_out
+        threshold = alerts.config.thresholds.warning
+        self.segments = {
+            s: _Segment(SegmentQuality(threshold=threshold), SegmentQuality(threshold=threshold))
+            for s in SEGMENTS
+        }
+        self.results: Counter[str] = Counter()
+        self.invalid: Counter[str] = Counter()
+        self.events = 0
+        # First churn_risk alert of each user since its last (re)activation, for lead times.
+        self._first_alert: dict[str, float] = {}
+        self._clear = {s: alerts.config.thresholds_for(s).clear for s in SEGMENTS}
+
+    # -- driving ------------------------------------------------------------------------------
+
+    def run(self, records: Iterable[ReplayRecord], progress: Callable[[int], None] | None = None):
+        for rec in records:
+            self.feed(rec)
+            if progress is not None and self.events % 10000 == 0:
+                progress(self.events)
+        self.finish()
+        return self.report()
+
+    def feed(self, rec: ReplayRecord) -> None:
+        self.events += 1
+        event = parse(rec.kind, rec.value, self.max_bytes) if rec.kind else None
+        if event is None or isinstance(event, Invalid):
+            error = event.error if isinstance(event, Invalid) else "unknown_topic"
+            self.invalid[error.split(":", 1)[0]] += 1
+            self.results["invalid"] += 1
+            return
+        if isinstance(event, Lifecycle):
+            self._lifecycle(event)
+        self.results[self.detector.handle(event)] += 1
+        if self.events % SWEEP_EVERY == 0:
+            self.detector.sweep()
+        self._drain()
+
+    def finish(self) -> None:
+        self.detector.sweep()
+        self._drain()
+
+    def _lifecycle(self, event: Lifecycle) -> None:
+        if event.event == "cancel":
+            known = self.repo.get(event.user_id)
+            if known is None or known.state.churned:
+                return
+            seg = self.segments.get(known.state.segment or self.config.default_segment)
+            if seg is None:
+                return
+            seg.cancels += 1
+            first = self._first_alert.pop(event.user_id, None)
+            if first is not None and first <= event.ts:
+                seg.cancels_alerted += 1
+                seg.lead_days.append((event.ts - first) / DAY_S)
+                seg.alerted_churned.add(event.user_id)
+        elif event.event in ("signup", "reactivate"):
+            self._first_alert.pop(event.user_id, None)
+
+    def _drain(self) -> None:
+        out = self.detector.out.drain()
+        for score in out.scores:
+            self.segments[score["segment"]].scores += 1
+            if score["score"] < self._clear[score["segment"]]:
+                # The alert episode ended (hysteresis cleared): lead time restarts.
+                self._first_alert.pop(score["user_id"], None)
+            if self.scores_out is not None:
+                self.scores_out.write(orjson.dumps(score) + b"\n")
+        for alert in out.alerts:
+            seg = self.segments[alert["segment"]]
+            seg.alerts[f"{alert['kind']}/{alert['severity']}"] += 1
+            if alert["kind"] == "churn_risk":
+                seg.alerted_users.add(alert["user_id"])
+                rec = self.repo.get(alert["user_id"])
+                if rec is not None:
+                    self._first_alert.setdefault(alert["user_id"], rec.state.clock)
+            if self.alerts_out is not None:
+                self.alerts_out.write(orjson.dumps(alert) + b"\n")
+        for example in out.examples:
+            self._learn(example)
+
+    def _learn(self, example: Example) -> None:
+        seg = self.segments[example.segment]
+        seg.published.update(example.score, example.label)
+        rules = self.scorer.rules(example.segment)
+        x = self.trainer.models[example.segment].from_vector(example.features)
+        seg.rules.update(rules.predict(x), example.label)
+        step = self.trainer.learn(example)
+        if step.snapshot_due:
+            self.scorer.install_snapshot(self.trainer.snapshot(step.segment))
+
+    # -- results ------------------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        segments: dict[str, Any] = {}
+        for name, seg in self.segments.items():
+            if not seg.scores and not seg.cancels:
+                continue
+            prequential = self.trainer.quality[name].report()
+            published = seg.published.report()
+            segments[name] = {
+                "scores": seg.scores,
+                "labels": {"positive": published["n_pos"], "negative": published["n_neg"]},
+                "prequential_auc": prequential["roc_auc"],
+                "prequential_pr_auc": prequential["pr_auc"],
+                "prequential_log_loss": prequential["log_loss"],
+                "published_auc": published["roc_auc"],
+                "published_pr_auc": published["pr_auc"],
+                "published_log_loss": published["log_loss"],
+                "rules_auc": seg.rules.report()["roc_auc"],
+                "threshold": published["threshold"],
+                "precision_at_threshold": published["precision"],
+                "recall_at_threshold": published["recall"],
+                "mean_score": published["mean_score"],
+                "positive_rate": published["positive_rate"],
+                "alerts": dict(seg.alerts),
+                "churners": seg.cancels,
+                "churners_alerted_before_cancel": seg.cancels_alerted,
+                "alert_recall": seg.cancels_alerted / seg.cancels if seg.cancels else None,
+                "alerted_users": len(seg.alerted_users),
+                "alert_precision": (
+                    len(seg.alerted_churned) / len(seg.alerted_users) if seg.alerted_users else None
+                ),
+                "median_lead_days": statistics.median(seg.lead_days) if seg.lead_days else None,
+                "model_version": self.trainer.models[name].version,
+                "model_ready": self.trainer.models[name].ready(self.config.model.min_labels),
+            }
+        return {
+            "events": self.events,
+            "results": dict(self.results),
+            "invalid_by_error": dict(self.invalid),
+            "users": len(self.repo.records),
+            "segments": segments,
+        }
+
+    def states(self) -> Iterable[dict[str, Any]]:
+        for rec in self.repo.records.values():
+            yield user_view(rec)
+
+
+def replay_file(
+    path: Path,
+    config: EngineConfig,
+    alerts: AlertPolicy,
+    **kw: Any,
+) -> tuple[Replay, dict[str, Any]]:
+    progress = kw.pop("progress", None)
+    replay = Replay(config, alerts, **kw)
+    report = replay.run(read_records(path), progress)
+    return replay, report
+
+
+def summarize(report: dict[str, Any]) -> str:
+    """A few readable lines of a replay report."""
+
+    def f(v: Any, spec: str = ".3f") -> str:
+        return "-" if v is None else format(v, spec)
+
+    lines = [
+        f"events {report['events']:,}  users {report['users']:,}  "
+        + "  ".join(f"{k} {v:,}" for k, v in sorted(report["results"].items()))
+    ]
+    head = (
+        f"{'segment':8} {'scores':>9} {'labels +/-':>13} {'AUC':>6} {'rules':>6} {'PR-AUC':>6} "
+        f"{'logloss':>7} {'prec@t':>6} {'churners':>8} {'alerted':>7} {'lead d':>6}"
+    )
+    lines.append(head)
+    for name, s in report["segments"].items():
+        labels = f"{s['labels']['positive']}/{s['labels']['negative']}"
+        lines.append(
+            f"{name:8} {s['scores']:>9,} {labels:>13} {f(s['prequential_auc'], '.3f'):>6} "
+            f"{f(s['rules_auc']):>6} {f(s['prequential_pr_auc']):>6} "
+            f"{f(s['prequential_log_loss']):>7} {f(s['precision_at_threshold']):>6} "
+            f"{s['churners']:>8} {f(s['alert_recall'], '.0%'):>7} "
+            f"{f(s['median_lead_days'], '.1f'):>6}"
+        )
+    return "\n".join(lines)

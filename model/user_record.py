@@ -1,0 +1,63 @@
+"""Everything churnstream keeps about one user, stored as ONE table value.
+
+One value per user means one changelog record per changed user per flush, and erasure is a
+single tombstone. Parts: rolling feature state, pending label snapshots, alert memory, and the
+last published score (for the read API and the score throttle).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from features import FeatureConfig, UserState
+from model.alerts import AlertMemory
+from model.labels import PendingLabels
+
+_FORMAT: Final = 1
+_HEAD = struct.Struct("<BIII")  # format, len(state), len(pending), len(alerts)
+
+
+@dataclass(slots=True)
+class UserRecord:
+    user_id: str
+    state: UserState
+    pending: PendingLabels | None = None
+    alerts: AlertMemory = field(default_factory=AlertMemory)
+    last: dict[str, Any] = field(default_factory=dict)
+    """Last published score: ts, score, source, model_version, drivers."""
+
+    @classmethod
+    def new(cls, user_id: str, config: FeatureConfig) -> UserRecord:
+        return cls(user_id=user_id, state=UserState.new(user_id, config))
+
+    @property
+    def last_scored_ts(self) -> float:
+        return float(self.last.get("ts", -math.inf))
+
+    def to_bytes(self) -> bytes:
+        state = self.state.to_bytes()
+        pending = self.pending.to_bytes() if self.pending is not None and len(self.pending) else b""
+        alerts = self.alerts.to_bytes()
+        meta = orjson.dumps(self.last) if self.last else b""
+        head = _HEAD.pack(_FORMAT, len(state), len(pending), len(alerts))
+        return b"".join((head, state, pending, alerts, meta))
+
+    @classmethod
+    def from_bytes(cls, user_id: str, data: bytes, config: FeatureConfig) -> UserRecord:
+        fmt, n_state, n_pending, n_alerts = _HEAD.unpack_from(data)
+        if fmt != _FORMAT:
+            raise ValueError(f"unsupported user record format {fmt}")
+        pos = _HEAD.size
+        state = UserState.from_bytes(data[pos : pos + n_state], config)
+        pos += n_state
+        pending = PendingLabels.from_bytes(data[pos : pos + n_pending]) if n_pending else None
+        pos += n_pending
+        alerts = AlertMemory.from_bytes(data[pos : pos + n_alerts])
+        pos += n_alerts
+        last = orjson.loads(data[pos:]) if len(data) > pos else {}
+        return cls(user_id=user_id, state=state, pending=pending, alerts=alerts, last=last)

@@ -1,0 +1,1 @@
+"""Implementations of the `churnstream` sub-commands (one module each)."""

@@ -1,0 +1,219 @@
+"""`churnstream demo` (`make demo`): broker, topics, a worker, simulated customers, live alerts.
+
+Everything runs on this machine: the broker is the local (or Docker, or configured) one, the
+worker is a real `churnstream worker` subprocess, the simulator produces to Kafka at a pace a
+person can follow, and alerts are printed as they arrive. Ctrl-C stops it all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from stream import topics as t
+from stream.broker import resolve_bootstrap
+from stream.formatting import format_record
+from stream.kafka_local import default_home, free_port
+from stream.settings import Settings
+from stream.simulator import SimConfig, generate, ground_truth
+from stream.simulator.kafka_sink import send_records
+from stream.topics import create_topics
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("demo", help="the whole pipeline on simulated customers, alerts live")
+    p.add_argument("--users", type=int, default=2000)
+    p.add_argument("--days", type=int, default=60)
+    p.add_argument("--rate", type=float, default=6000.0, help="events per wall second")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--max-seconds", type=float, default=170.0, help="stop after this long")
+    p.add_argument("--show", type=int, default=40, help="print at most this many alerts")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
+    print("starting Kafka ...", flush=True)
+    broker = resolve_bootstrap(env, home=default_home())
+    print(f"Kafka ({broker.kind}) at {broker.bootstrap}")
+    try:
+        return asyncio.run(_demo(args, settings, broker.bootstrap))
+    except KeyboardInterrupt:
+        print("\nstopped")
+        return 130
+    finally:
+        if broker.stop is not None:
+            print("stopping Kafka ...", flush=True)
+            broker.stop()
+
+
+async def _demo(args: argparse.Namespace, base: Settings, bootstrap: str) -> int:
+    run_id = f"demo{int(time.time())}"
+    workdir = Path(tempfile.mkdtemp(prefix="churnstream-demo-"))
+    metrics_port, web_port = free_port(), free_port()
+    settings = base.replace(
+        bootstrap_servers=bootstrap,
+        topic_prefix=f"{run_id}.",
+        app_id=run_id,
+        data_dir=workdir / "data",
+        metrics_port=metrics_port,
+        web_port=web_port,
+        # A few months of event time pass in minutes: learn from fewer labels than in production.
+        min_labels=100,
+        snapshot_every=100,
+    )
+    await create_topics(settings, bootstrap=bootstrap)
+    worker = _start_worker(settings, workdir)
+    config = SimConfig(users=args.users, days=args.days, seed=args.seed)
+    truth = ground_truth(config)
+    print(f"worker pid {worker.pid}; metrics http://127.0.0.1:{metrics_port}/metrics; "
+          f"read API http://127.0.0.1:{web_port}/users/<user_id>/")
+    print(f"simulating {args.users} customers over {args.days} days of event time "
+          f"at {args.rate:,.0f} events/s; alerts appear below (Ctrl-C to stop)\n")
+    alerts: list[dict[str, Any]] = []
+    deadline = time.monotonic() + args.max_seconds
+    producer = asyncio.create_task(
+        send_records(generate(config), bootstrap, rate=args.rate, progress=None,
+                     topic_name=settings.topic)
+    )
+    watcher = asyncio.create_task(_watch_alerts(settings, bootstrap, alerts, args.show))
+    try:
+        while time.monotonic() < deadline and not producer.done():
+            await asyncio.sleep(0.5)
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited ({worker.returncode}); see {workdir}")
+        sent = await producer if producer.done() else None
+        # Let the worker catch up on what was sent, within the time budget.
+        await _drain(settings, bootstrap, deadline + 20.0)
+    finally:
+        producer.cancel()
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watcher
+        _stop_worker(worker)
+    _summary(alerts, truth, sent, metrics_port)
+    return 0
+
+
+def _start_worker(settings: Settings, workdir: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "CHURNSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+            "CHURNSTREAM_APP_ID": settings.app_id,
+            "CHURNSTREAM_DATA_DIR": str(settings.data_dir),
+            "CHURNSTREAM_METRICS_PORT": str(settings.metrics_port),
+            "CHURNSTREAM_WEB_PORT": str(settings.web_port),
+            "CHURNSTREAM_MIN_LABELS": str(settings.min_labels),
+            "CHURNSTREAM_SNAPSHOT_EVERY": str(settings.snapshot_every),
+        }
+    )
+    log = (workdir / "worker.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warning"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+
+
+async def _watch_alerts(
+    settings: Settings, bootstrap: str, alerts: list[dict[str, Any]], show: int
+) -> None:
+    topic = settings.topic(t.ALERTS)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    color = sys.stdout.isatty()
+    try:
+        async for record in consumer:
+            alerts.append(orjson.loads(record.value))
+            if len(alerts) <= show:
+                print(format_record(topic, record.value, color=color), flush=True)
+            elif len(alerts) == show + 1:
+                print(f"... (showing the first {show} alerts; counting the rest)", flush=True)
+    finally:
+        await consumer.stop()
+
+
+async def _drain(settings: Settings, bootstrap: str, deadline: float) -> None:
+    """Wait until the worker's group has committed up to the end of every input topic."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        names = [settings.topic(n) for n in t.INPUT_TOPICS.values()]
+        while time.monotonic() < deadline:
+            offsets = await admin.list_consumer_group_offsets(settings.app_id)
+            tps = [tp for tp in offsets if tp.topic in names]
+            if tps:
+                ends = await consumer.end_offsets(tps)
+                behind = sum(ends[tp] - offsets[tp].offset for tp in tps)
+                if behind <= 0:
+                    return
+                print(f"  worker catching up: {behind:,} records behind", flush=True)
+            await asyncio.sleep(2.0)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def _summary(alerts: list[dict[str, Any]], truth: Any, sent: int | None, port: int) -> None:
+    risk = [a for a in alerts if a["kind"] == "churn_risk"]
+    roi = [a for a in alerts if a["kind"] == "roi_drop"]
+    cancel_at = {u.user_id: u.cancel_ts for u in truth.users if u.cancel_ts is not None}
+    alerted = {a["user_id"] for a in risk}
+    churned_after = set()
+    leads = []
+    first: dict[str, float] = {}
+    for a in risk:
+        ts = _ts(a["ts"])
+        first.setdefault(a["user_id"], ts)
+    for user, ts in first.items():
+        cancel = cancel_at.get(user)
+        if cancel is not None and cancel >= ts:
+            churned_after.add(user)
+            leads.append((cancel - ts) / 86400.0)
+    print("\n=== summary ===")
+    if sent is not None:
+        print(f"events sent: {sent:,}")
+    print(f"alerts: {len(risk)} churn_risk, {len(roi)} roi_drop")
+    if alerted:
+        print(f"alerted users who really churned later: {len(churned_after)}/{len(alerted)} "
+              f"({len(churned_after) / len(alerted):.0%})")
+    if leads:
+        print(f"median lead time: {statistics.median(leads):.1f} days before the cancel")
+    print(f"churners in the simulation: {len(cancel_at)}")
+    print(f"metrics were served at http://127.0.0.1:{port}/metrics (Prometheus/Grafana: README)")
+
+
+def _ts(value: Any) -> float:
+    from stream.validation import parse_ts
+
+    ts = parse_ts(value)
+    return ts if ts is not None else 0.0

@@ -1,0 +1,29 @@
+"""`churnstream worker`: run one Faust worker (scale out by running more)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from stream.connect import find_bootstrap
+from stream.settings import Settings
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("worker", help="run a churnstream worker (Faust)")
+    p.add_argument("--loglevel", default=None, help="default: CHURNSTREAM_LOG_LEVEL")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+
+    from stream.app import create_app
+
+    app = create_app(settings, bootstrap=find_bootstrap(settings))
+    worker = faust.Worker(
+        app,
+        loglevel=args.loglevel or settings.log_level,
+    )
+    worker.execute_from_commandline()
+    return 0

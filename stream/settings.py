@@ -1,0 +1,170 @@
+"""The one typed settings object, read once from `CHURNSTREAM_*` environment variables.
+
+Every attribute is documented in README.md ("Configuration"); defaults work on a laptop with
+the local broker. `KAFKA_BOOTSTRAP_SERVERS` (no prefix) is honoured too because it is the
+usual name in Kafka tooling and the broker choice starts from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+PREFIX = "CHURNSTREAM_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Kafka
+    bootstrap_servers: str = ""
+    """Kafka bootstrap servers; empty = choose a broker (env, Docker, local Java broker)."""
+    app_id: str = "churnstream"
+    """Faust application id: consumer group and prefix of internal topics."""
+    topic_prefix: str = ""
+    """Prefix added to every topic name (e.g. `prod.`)."""
+    partitions: int = 4
+    """Partitions of the input, output and state topics created by `topics create`."""
+    replication: int = 1
+    """Replication factor of created topics."""
+    max_record_bytes: int = 65536
+    """Largest accepted record value; larger records go to the dead-letter topic."""
+
+    # Worker
+    data_dir: Path = Path(".churnstream/data")
+    """Faust data directory (table stores)."""
+    store: str = "memory://"
+    """Faust table store: `memory://` (default) or `rocksdb://` (needs the rocksdb extra)."""
+    web_host: str = "127.0.0.1"
+    """Host the worker's web server (read API) binds to."""
+    web_port: int = 6066
+    """Port of the worker's web server."""
+    metrics_host: str = "127.0.0.1"
+    """Host the Prometheus metrics endpoint binds to."""
+    metrics_port: int = 9464
+    """Port of the Prometheus metrics endpoint (0 disables it)."""
+    flush_interval_s: float = 1.0
+    """Wall seconds between state flushes (one table write per changed user per flush)."""
+    flush_max_events: int = 5000
+    """Flush earlier once this many events were applied since the last flush."""
+
+    # Domain (event time)
+    lateness_s: float = 86400.0
+    """Allowed lateness of events, seconds of event time."""
+    horizon_course_days: float = 7.0
+    horizon_saas_days: float = 14.0
+    horizon_docs_days: float = 14.0
+    score_min_interval_s: float = 0.0
+    """Minimum event-time seconds between two published scores of one user (0 = every event)."""
+    min_labels: int = 200
+    """Labels a segment's model must learn (both classes) before it replaces the rules score."""
+    estimator: str = "logistic"
+    """River estimator of each segment's model: logistic (default), hoeffding, arf."""
+    snapshot_every: int = 500
+    """The trainer publishes a model snapshot after this many learned examples."""
+    alert_cooldown_days: float = 7.0
+    """Event-time days before the same user and alert kind may alert again."""
+    playbook_path: str = ""
+    """Path of a playbook JSON file; empty = the packaged default."""
+    default_segment: str = "course"
+    """Segment assumed for users whose lifecycle events were not seen yet."""
+    log_level: str = "info"
+
+    extra: Mapping[str, str] = field(default_factory=dict)
+    """Unrecognised CHURNSTREAM_* variables (reported, never silently used)."""
+
+    def horizon_days(self, segment: str) -> float:
+        return {
+            "course": self.horizon_course_days,
+            "saas": self.horizon_saas_days,
+            "docs": self.horizon_docs_days,
+        }[segment]
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from `env` (default os.environ); `overrides` win over both."""
+        env = os.environ if env is None else env
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        known = set()
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            var = PREFIX + f.name.upper()
+            known.add(var)
+            if var in env:
+                values[f.name] = _convert(var, env[var], hints[f.name])
+        if "bootstrap_servers" not in values and env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            values["bootstrap_servers"] = env["KAFKA_BOOTSTRAP_SERVERS"]
+        values["extra"] = {k: v for k, v in env.items() if k.startswith(PREFIX) and k not in known}
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+    def validate(self) -> None:
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                value = getattr(self, name)
+                raise SettingsError(f"{PREFIX}{name.upper()}={value!r}: {what}")
+
+        need(self.partitions >= 1, "partitions", "must be >= 1")
+        need(self.replication >= 1, "replication", "must be >= 1")
+        need(1024 <= self.max_record_bytes <= 16 * 2**20, "max_record_bytes", "1 KiB..16 MiB")
+        need(0 <= self.web_port < 65536, "web_port", "must be a TCP port")
+        need(0 <= self.metrics_port < 65536, "metrics_port", "must be a TCP port (0 = off)")
+        need(self.flush_interval_s > 0, "flush_interval_s", "must be > 0")
+        need(self.flush_max_events >= 1, "flush_max_events", "must be >= 1")
+        need(self.lateness_s >= 0, "lateness_s", "must be >= 0")
+        for seg in ("course", "saas", "docs"):
+            need(getattr(self, f"horizon_{seg}_days") > 0, f"horizon_{seg}_days", "must be > 0")
+        need(self.score_min_interval_s >= 0, "score_min_interval_s", "must be >= 0")
+        need(self.min_labels >= 2, "min_labels", "must be >= 2")
+        need(self.snapshot_every >= 1, "snapshot_every", "must be >= 1")
+        need(self.alert_cooldown_days >= 0, "alert_cooldown_days", "must be >= 0")
+        need(
+            self.estimator in {"logistic", "hoeffding", "arf"},
+            "estimator",
+            "one of logistic, hoeffding, arf",
+        )
+        need(
+            self.store.startswith(("memory://", "rocksdb://")),
+            "store",
+            "memory:// or rocksdb://",
+        )
+        need(self.default_segment in {"course", "saas", "docs"}, "default_segment", "a segment")
+
+
+def _convert(var: str, raw: str, kind: Any) -> Any:
+    try:
+        if kind is bool:
+            low = raw.strip().lower()
+            if low in {"1", "true", "yes", "on"}:
+                return True
+            if low in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("expected true/false")
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is Path:
+            return Path(raw)
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"{var}={raw!r}: {exc}") from None

@@ -1,0 +1,190 @@
+"""The real Prometheus tools against deploy/prometheus and the stream.metrics endpoint.
+
+promtool validates config, rules and rule unit tests, lints the scraped exposition, and a real
+Prometheus server scrapes an in-process metrics server until the expected value shows up.
+promtool/prometheus come from deploy/install-prometheus.sh when missing (Debian package).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stream.metrics import WorkerMetrics, start_metrics_server
+
+ROOT = Path(__file__).resolve().parents[2]
+PROM_DIR = ROOT / "deploy" / "prometheus"
+INSTALL = ROOT / "deploy" / "install-prometheus.sh"
+
+
+def _ensure_tools() -> None:
+    if shutil.which("promtool") and shutil.which("prometheus"):
+        return
+    done = subprocess.run(["bash", str(INSTALL)], capture_output=True, text=True, timeout=900)
+    if done.returncode == 3:
+        pytest.skip(f"PROMETHEUS TOOLS UNAVAILABLE (install script exit 3): {done.stderr.strip()}")
+    assert done.returncode == 0, f"install-prometheus.sh failed:\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    _ensure_tools()
+    path = shutil.which("promtool")
+    assert path
+    return path
+
+
+@pytest.fixture(scope="module")
+def prometheus_bin() -> str:
+    _ensure_tools()
+    path = shutil.which("prometheus")
+    assert path
+    return path
+
+
+def _run(cmd: list[str], cwd: Path | None = None, stdin: str | None = None) -> str:
+    done = subprocess.run(cmd, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=60)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, f"{' '.join(cmd)} failed ({done.returncode}):\n{out}"
+    return out
+
+
+def test_promtool_check_config(promtool: str) -> None:
+    out = _run([promtool, "check", "config", str(PROM_DIR / "prometheus.yml")])
+    assert "SUCCESS" in out
+
+
+def test_promtool_check_rules(promtool: str) -> None:
+    out = _run([promtool, "check", "rules", str(PROM_DIR / "rules.yml")])
+    assert "SUCCESS: 7 rules found" in out
+
+
+def test_promtool_test_rules(promtool: str) -> None:
+    out = _run([promtool, "test", "rules", "rules_test.yml"], cwd=PROM_DIR)
+    assert "SUCCESS" in out
+
+
+@pytest.fixture
+def metrics_server() -> Iterator[tuple[WorkerMetrics, int]]:
+    metrics = WorkerMetrics()
+    metrics.worker_up.set(1)
+    server = start_metrics_server("127.0.0.1", 0, metrics=metrics)
+    try:
+        yield metrics, server.port
+    finally:
+        server.close()
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.read()
+
+
+def test_scraped_metrics_pass_promtool_lint(
+    promtool: str, metrics_server: tuple[WorkerMetrics, int]
+) -> None:
+    metrics, port = metrics_server
+    metrics.consumed("behaviour.logins", "ok").inc(3)
+    metrics.dlq("bad_json").inc()
+    metrics.lag("behaviour.logins", 1).set(40)
+    metrics.observe_batch(25, 0.004)
+    metrics.event_to_score_latency_seconds.observe(0.012)
+    metrics.observe_score("docs", "rules", 0.71)
+    metrics.set_model("docs", version=2, age_seconds=30.0, auc=0.77, log_loss=0.5,
+                      calibration_gap=-0.02)
+    text = _get(f"http://127.0.0.1:{port}/metrics").decode()
+    assert 'churnstream_records_consumed_total{result="ok",topic="behaviour.logins"} 3.0' in text
+    out = _run([promtool, "check", "metrics"], stdin=text)
+    assert out.strip() == "", f"promtool lint findings:\n{out}"
+
+
+def test_metrics_server_binds_only_the_given_host() -> None:
+    server = start_metrics_server("127.0.0.1", 0, metrics=WorkerMetrics())
+    try:
+        # `host` is read back from the listening socket, not echoed from the argument.
+        assert server.host == "127.0.0.1"
+        assert _get(f"http://127.0.0.1:{server.port}/metrics").startswith(b"# HELP")
+    finally:
+        server.close()
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", server.port), timeout=2):
+        pass  # closed: the port is released
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _query(base: str, promql: str) -> list[dict[str, object]]:
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    body = json.loads(_get(url))
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def test_real_prometheus_scrapes_the_worker_endpoint(
+    prometheus_bin: str, metrics_server: tuple[WorkerMetrics, int], tmp_path: Path
+) -> None:
+    metrics, port = metrics_server
+    expected = 7
+    metrics.consumed("behaviour.video-views", "ok").inc(expected)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"rule_files:\n  - {PROM_DIR / 'rules.yml'}\n"
+        "scrape_configs:\n  - job_name: churnstream\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{port}']\n"
+    )
+    prom_port = _free_port()
+    base = f"http://127.0.0.1:{prom_port}"
+    log = (tmp_path / "prometheus.log").open("w")
+    proc = subprocess.Popen(
+        [prometheus_bin, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{prom_port}"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HOME": str(tmp_path)},
+    )
+    promql = 'churnstream_records_consumed_total{topic="behaviour.video-views",result="ok"}'
+    try:
+        deadline = time.monotonic() + 40
+        value: float | None = None
+        while time.monotonic() < deadline:
+            try:
+                result = _query(base, promql)
+            except OSError:
+                result = []  # not listening yet
+            if result:
+                value = float(result[0]["value"][1])  # type: ignore[index]
+                if value == expected:
+                    break
+            # The poll interval doubles as a liveness check: a dead Prometheus fails fast.
+            try:
+                proc.wait(timeout=0.25)
+            except subprocess.TimeoutExpired:
+                continue
+            log.flush()
+            pytest.fail(f"prometheus exited with {proc.returncode}:\n"
+                        + (tmp_path / "prometheus.log").read_text()[-3000:])
+        assert value == expected, (value, (tmp_path / "prometheus.log").read_text()[-3000:])
+        assert float(_query(base, 'up{job="churnstream"}')[0]["value"][1]) == 1  # type: ignore[index]
+        rules = json.loads(_get(f"{base}/api/v1/rules"))["data"]["groups"][0]["rules"]
+        assert len(rules) == 7
+        assert all(r["health"] != "err" for r in rules), rules
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.close()

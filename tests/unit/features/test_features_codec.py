@@ -1,0 +1,109 @@
+"""Binary encoding: exact round trip, versioning, corrupt input, size."""
+
+from __future__ import annotations
+
+import pytest
+from feature_events import D0, DAY, at, job, life, login, state_of, sync, value, view
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features import Applied, FeatureConfig, UserState
+from features.codec import VERSION
+from stream.events import (
+    DocumentJob,
+    Event,
+    IntegrationSync,
+    Lifecycle,
+    Login,
+    ValueEvent,
+    VideoView,
+)
+
+_ts = st.floats(min_value=D0, max_value=D0 + 40 * DAY, allow_nan=False)
+_amount = st.floats(min_value=0.0, max_value=1e5, allow_nan=False)
+_name = st.sampled_from(["a", "b", "c", "d", "ë"])
+
+
+def _event(i: int, kind: int, ts: float, x: float, y: float, flag: bool, name: str) -> Event:
+    eid = f"h{i}"
+    if kind == 0:
+        return Login(event_id=eid, user_id="u", ts=ts, success=flag)
+    if kind == 1:
+        return VideoView(event_id=eid, user_id="u", ts=ts, video_id=name, watched_s=x,
+                         duration_s=y + 1.0, seeks=int(x) % 5, completed=flag)
+    if kind == 2:
+        return IntegrationSync(event_id=eid, user_id="u", ts=ts, integration=name, ok=flag,
+                               latency_ms=x if flag else None)
+    if kind == 3:
+        return DocumentJob(event_id=eid, user_id="u", ts=ts, job_id=eid, ok=flag,
+                           documents=1 + int(y) % 9, processing_ms=x)
+    if kind == 4:
+        return ValueEvent(event_id=eid, user_id="u", ts=ts, value=x)
+    return Lifecycle(event_id=eid, user_id="u", ts=ts,
+                     event=["signup", "renewal", "plan_change", "cancel", "reactivate"][int(y) % 5],
+                     segment=["course", "saas", "docs"][int(x) % 3], plan_price=y if flag else None)
+
+
+events_strategy = st.lists(
+    st.tuples(st.integers(0, 5), _ts, _amount, _amount, st.booleans(), _name), max_size=60
+).map(lambda raw: [_event(i, *r) for i, r in enumerate(raw)])
+
+
+@settings(max_examples=150, deadline=None)
+@given(events_strategy, st.sampled_from([None, 0.0, 15.0, 45.0]))
+def test_round_trip_gives_identical_features(
+    events: list[Event], offset_days: float | None
+) -> None:
+    src = UserState.new("u")
+    kept = [ev for ev in events if src.apply(ev) is not Applied.TOO_LATE]
+    src.mark_offset("behaviour.logins", 3, len(events))
+    back = UserState.from_bytes(src.to_bytes())
+    now = None if offset_days is None else D0 + offset_days * DAY
+    assert back.vector(now) == src.vector(now)
+    assert back.to_bytes() == src.to_bytes()
+    assert (back.segment, back.churned, back.clock, back.signup_ts, back.plan_price) == (
+        src.segment, src.churned, src.clock, src.signup_ts, src.plan_price)
+    for ev in kept[-10:]:  # the id ring survives (TOO_LATE events are never recorded)
+        assert back.apply(ev) is Applied.DUPLICATE
+
+
+def test_round_trip_keeps_config_from_caller() -> None:
+    cfg = FeatureConfig(lateness_s=10.0, dedupe_slots=8)
+    back = UserState.from_bytes(state_of([login(at(0))]).to_bytes(), cfg)
+    assert back.config == cfg and len(back.ids) == 8
+
+
+def test_unknown_version_and_garbage_are_rejected() -> None:
+    blob = state_of([login(at(0)), view(at(0))]).to_bytes()
+    assert blob[0] == VERSION
+    with pytest.raises(ValueError, match="version"):
+        UserState.from_bytes(bytes([VERSION + 1]) + blob[1:])
+    with pytest.raises(ValueError):
+        UserState.from_bytes(blob[:-3])
+    with pytest.raises(ValueError):
+        UserState.from_bytes(b"\x01")
+
+
+def test_busy_user_fits_in_two_kib() -> None:
+    evs = [life(at(0), "signup", price=99.0)]
+    for d in range(40):
+        for h in range(10):
+            evs += [login(at(d, h)), view(at(d, h), video=f"v{d}-{h}", seeks=2),
+                    sync(at(d, h), integration=f"i{h % 4}", latency=120.0),
+                    job(at(d, h), ms=800.0, documents=3), value(at(d, h), 1.25)]
+    st_ = state_of(evs)
+    st_.mark_offset("behaviour.video-views", 0, 123456789)
+    assert len(st_.to_bytes()) <= 2048
+
+
+def test_sparse_groups_keep_light_users_small() -> None:
+    light = state_of([login(at(d)) for d in range(28)])
+    assert len(light.to_bytes()) < 400
+
+
+def test_counters_beyond_64_bits_or_negative_round_trip() -> None:
+    evs = [value(at(0), 1e20), value(at(1), 5.0), view(at(1), watched=-30.0, duration=60.0)]
+    src = state_of(evs)
+    back = UserState.from_bytes(src.to_bytes())
+    assert back.vector() == src.vector()
+    assert back.features()["value_28d"] == pytest.approx(1e20 + 5.0)

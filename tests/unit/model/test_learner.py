@@ -1,0 +1,145 @@
+"""SegmentModel: cold start, learning, readiness, snapshots, explanations."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from model.learner import SegmentModel
+from model.quality import exact_roc_auc
+
+NAMES = ("days_since_event", "watch_minutes_7d", "noise")
+
+
+def sample(rng: random.Random) -> tuple[dict[str, float], bool]:
+    """Churn driven by days_since_event only; the other features are distractors."""
+    x = {
+        "days_since_event": rng.uniform(0, 30),
+        "watch_minutes_7d": rng.uniform(0, 300),
+        "noise": rng.gauss(0, 1),
+    }
+    return x, x["days_since_event"] > 20
+
+
+def trained(estimator: str = "logistic", n: int = 3000, seed: int = 1) -> SegmentModel:
+    m = SegmentModel("course", estimator=estimator, base_rate=0.08, feature_names=NAMES)
+    rng = random.Random(seed)
+    for _ in range(n):
+        m.learn(*sample(rng))
+    return m
+
+
+def holdout_auc(m: SegmentModel, seed: int = 99, n: int = 1000) -> float:
+    rng = random.Random(seed)
+    pairs = [sample(rng) for _ in range(n)]
+    auc = exact_roc_auc([m.predict(x) for x, _ in pairs], [y for _, y in pairs])
+    assert auc is not None
+    return auc
+
+
+@pytest.mark.parametrize("base_rate", [0.04, 0.08, 0.3])
+def test_cold_start_predicts_base_rate(base_rate: float) -> None:
+    m = SegmentModel("saas", base_rate=base_rate, feature_names=NAMES)
+    rng = random.Random(0)
+    for _ in range(5):
+        assert m.predict(sample(rng)[0]) == pytest.approx(base_rate, rel=1e-6)
+
+
+@pytest.mark.parametrize("estimator", ["hoeffding", "arf"])
+def test_tree_cold_start_predicts_base_rate(estimator: str) -> None:
+    m = SegmentModel("docs", estimator=estimator, base_rate=0.04, feature_names=NAMES)
+    assert m.predict({"days_since_event": 3.0}) == 0.04
+
+
+def test_learns_separable_problem() -> None:
+    m = trained()
+    assert m.n_learned == 3000
+    assert m.n_pos + m.n_neg == m.n_learned
+    assert holdout_auc(m) > 0.9
+
+
+def test_hoeffding_learns_too() -> None:
+    assert holdout_auc(trained("hoeffding", n=2000)) > 0.9
+
+
+def test_version_bumps_on_learn_and_survives_reset() -> None:
+    m = SegmentModel("course", base_rate=0.08, feature_names=NAMES)
+    assert m.version == 0
+    m.learn({"noise": 1.0}, True)
+    m.learn({"noise": 0.0}, False)
+    assert m.version == 2
+    m.reset()
+    assert m.n_learned == 0
+    assert m.version == 3
+    assert m.predict({"noise": 1.0}) == pytest.approx(0.08)
+
+
+def test_ready_needs_count_and_both_classes() -> None:
+    m = SegmentModel("course", base_rate=0.08, feature_names=NAMES)
+    for _ in range(10):
+        m.learn({"noise": 0.0}, False)
+    assert not m.ready(5)  # one class only
+    m.learn({"noise": 1.0}, True)
+    assert m.ready(11)
+    assert not m.ready(12)
+
+
+def test_snapshot_round_trip_gives_identical_predictions() -> None:
+    m = trained(n=500)
+    clone = SegmentModel.from_snapshot(m.snapshot())
+    rng = random.Random(5)
+    for _ in range(50):
+        x, _ = sample(rng)
+        assert clone.predict(x) == m.predict(x)
+        assert clone.explain(x) == m.explain(x)
+    assert (clone.version, clone.n_pos, clone.n_neg) == (m.version, m.n_pos, m.n_neg)
+    assert clone.feature_names == m.feature_names
+    # and they keep learning identically
+    x, y = sample(rng)
+    m.learn(x, y)
+    clone.learn(x, y)
+    assert clone.predict(x) == m.predict(x)
+
+
+def test_from_snapshot_rejects_foreign_payload() -> None:
+    import pickle
+
+    with pytest.raises(ValueError):
+        SegmentModel.from_snapshot(pickle.dumps({"format": 999}))
+
+
+def test_explain_picks_the_driving_feature() -> None:
+    m = trained()
+    drivers = m.explain({"days_since_event": 29.0, "watch_minutes_7d": 150.0, "noise": 0.0})
+    assert drivers, "a high-risk user must have a driver"
+    assert drivers[0].feature == "days_since_event"
+    assert drivers[0].value == 29.0  # raw, not standardised
+    assert all(d.contribution > 0 for d in drivers)
+    assert [d.contribution for d in drivers] == sorted(
+        (d.contribution for d in drivers), reverse=True
+    )
+
+
+def test_explain_omits_risk_lowering_features() -> None:
+    m = trained()
+    drivers = m.explain({"days_since_event": 0.0, "watch_minutes_7d": 150.0, "noise": 0.0})
+    assert "days_since_event" not in {d.feature for d in drivers}
+
+
+def test_explain_empty_for_trees_and_untrained() -> None:
+    assert trained("hoeffding", n=300).explain({"days_since_event": 29.0}) == []
+    fresh = SegmentModel("course", base_rate=0.08, feature_names=NAMES)
+    assert fresh.explain({"days_since_event": 29.0}) == []
+
+
+def test_inputs_restricted_to_feature_names() -> None:
+    m = trained(n=300)
+    x = {"days_since_event": 25.0, "watch_minutes_7d": 10.0, "noise": 0.1}
+    assert m.predict({**x, "unknown_feature": 1e9}) == m.predict(x)
+    assert m.from_vector([*m.vector(x), 7.0]) == x  # an appended feature is ignored
+
+
+def test_unknown_estimator_rejected() -> None:
+    with pytest.raises(ValueError):
+        SegmentModel("course", estimator="svm", base_rate=0.1, feature_names=NAMES)

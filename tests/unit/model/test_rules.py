@@ -1,0 +1,68 @@
+"""RulesScore and the default per-segment rules from ModelConfig."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from model.config import SEGMENTS, ModelConfig, RulesParams
+from model.rules import RulesScore, logit, sigmoid
+
+
+def test_score_is_sigmoid_of_weighted_sum() -> None:
+    r = RulesScore({"a": 0.5, "b": -2.0}, bias=-1.0)
+    x = {"a": 4.0, "b": 0.25}
+    assert r.predict(x) == pytest.approx(1 / (1 + math.exp(-(-1.0 + 0.5 * 4 - 2.0 * 0.25))))
+
+
+def test_centers_shift_and_missing_features_contribute_nothing() -> None:
+    r = RulesScore({"trend": -1.0, "days": 0.2}, bias=0.0, centers={"trend": 1.0})
+    assert r.predict({}) == pytest.approx(0.5)
+    assert r.contributions({"trend": 0.25}) == [("trend", pytest.approx(0.75)), ("days", 0.0)]
+
+
+def test_explain_top_positive_contributions_with_raw_values() -> None:
+    r = RulesScore({"a": 1.0, "b": 2.0, "c": -1.0, "d": 0.1, "e": 3.0}, bias=0.0)
+    x = {"a": 1.0, "b": 1.0, "c": 5.0, "d": 1.0, "e": 0.0}
+    drivers = r.explain(x)
+    assert [d.feature for d in drivers] == ["b", "a", "d"]  # c lowers risk, e contributes 0
+    assert drivers[0].value == 1.0 and drivers[0].contribution == 2.0
+    assert r.explain(x, top=1)[0].to_dict() == {"feature": "b", "value": 1.0, "contribution": 2.0}
+
+
+def test_sigmoid_logit_inverse_and_extremes() -> None:
+    for p in (0.04, 0.08, 0.5, 0.99):
+        assert sigmoid(logit(p)) == pytest.approx(p)
+    assert sigmoid(-1000.0) == 0.0 and sigmoid(1000.0) == 1.0
+    assert math.isfinite(logit(0.0)) and math.isfinite(logit(1.0))
+
+
+@pytest.mark.parametrize("segment", SEGMENTS)
+def test_default_rules_are_sane(segment: str) -> None:
+    cfg = ModelConfig()
+    r = cfg.rules_for(segment)
+    healthy = {name: r.centers.get(name, 0.0) for name in r.weights}
+    assert r.predict(healthy) == pytest.approx(cfg.base_rates[segment])
+    silent = dict(healthy, days_since_event=30.0, trend_active_days=0.0)
+    assert r.predict(silent) > 0.5
+    assert r.explain(silent)[0].feature == "days_since_event"
+    active = dict(healthy, days_since_event=0.0, trend_active_days=2.0)
+    assert r.predict(active) < cfg.base_rates[segment]
+    assert r.horizon_days == cfg.horizons_days[segment]
+
+
+def test_config_validation_and_overrides() -> None:
+    with pytest.raises(ValueError):
+        ModelConfig(estimator="svm")
+    with pytest.raises(ValueError):
+        ModelConfig(base_rates={"course": 1.5, "saas": 0.04, "docs": 0.04})
+    with pytest.raises(ValueError):
+        ModelConfig(drift_action="panic")  # type: ignore[arg-type]
+    cfg = ModelConfig.from_dict(
+        {"base_rates": {"course": 0.2}, "rules": {"saas": {"weights": {"x": 1.0}, "bias": -3.0}}}
+    )
+    assert cfg.base_rates == {"course": 0.2, "saas": 0.04, "docs": 0.04}
+    assert cfg.rules["saas"] == RulesParams(weights={"x": 1.0}, bias=-3.0)
+    assert cfg.rules_for("saas").predict({"x": 3.0}) == pytest.approx(0.5)
+    assert cfg.horizon_s("course") == 7 * 86_400
