@@ -1,17 +1,20 @@
 """The main agent: contract topics in; DLQ, re-keying, features, scores, labels and alerts out.
 
-Batches come from `noack_take`, so nothing is acked until the batch's state is written:
-1. each record is validated (invalid -> `churn.dlq`), re-keyed if its key is not its user_id,
-   or applied by the detector (idempotent per input offset and per event_id);
-2. due labels are swept under the watermark;
-3. outputs are queued, each changed user is written to the table once;
-4. only then are the batch's records acked. Faust flushes the producer (outputs and
-   changelog) before it commits offsets, so a committed offset never covers lost state.
+Batches come from `noack_take`, so nothing is acked until its effects are written:
+1. each record is validated (invalid -> `churn.dlq`) or re-keyed if its key is not its user_id
+   (-> `churn.rekeyed`); valid ones wait in the event-time aligner (stream.ordering);
+2. events the aligner releases are applied by the detector in event-time order (idempotent per
+   input offset and per event_id), then due labels are swept under the watermark;
+3. outputs are queued and each changed user is written to the table once;
+4. only then are the handled records acked; held ones stay unacked (and uncommitted). Faust
+   flushes the producer (outputs and changelog) before it commits offsets, so a committed
+   offset never covers lost state.
 Concurrency stays 1: Faust can commit past in-flight records with more (faust-streaming #606).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -22,6 +25,8 @@ from agents.context import WorkerContext
 from model.labels import Example
 from stream import topics as t
 from stream.dlq import dlq_record
+from stream.events import Event
+from stream.ordering import EventTimeAligner
 from stream.validation import Invalid, parse
 
 log = logging.getLogger(__name__)
@@ -34,73 +39,121 @@ def register(ctx: WorkerContext) -> None:
     prefix = settings.topic_prefix
     kinds = {settings.topic(name): kind for kind, name in t.INPUT_TOPICS.items()}
     rekeyed_topic = settings.topic(t.REKEYED)
+    dlq_topic, scores_topic = settings.topic(t.DLQ), settings.topic(t.SCORES)
+    alerts_topic, examples_topic = settings.topic(t.ALERTS), settings.topic(t.EXAMPLES)
+    # Tie-break of equal event times: the contract's topic order, then partition and offset.
+    rank = {name: i for i, name in enumerate([*kinds, rekeyed_topic])}
     max_bytes = settings.max_record_bytes
     repo = ctx.repo
+    aligner: EventTimeAligner[tuple[Event, Any]] = EventTimeAligner()
     assigned: set[Any] = set()
+    received: dict[tuple[str, int], int] = {}  # next offset expected per source partition
 
     def short(topic: str) -> str:
         return topic[len(prefix) :] if prefix and topic.startswith(prefix) else topic
 
-    def handle_record(message: Any) -> float | None:
-        """Process one record; returns its append time if it was scored, for latency."""
+    outbox: list[tuple[str, bytes | None, bytes, Any]] = []  # (topic, key, value, headers)
+
+    def dead_letter(message: Any, error: str, detail: str) -> None:
+        outbox.append(
+            (
+                dlq_topic,
+                message.key,
+                dlq_record(
+                    source_topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    error=error,
+                    detail=detail,
+                    payload=message.value,
+                    max_bytes=max_bytes,
+                    received_at=time.time(),
+                ),
+                None,
+            )
+        )
+        metrics.dlq(error.split(":", 1)[0]).inc()
+
+    def classify(message: Any) -> Event | None:
+        """A valid event keyed by its user, or None once dead-lettered or re-keyed."""
         topic = message.topic
         if topic == rekeyed_topic:
             kind = dict(message.headers or ()).get(KIND_HEADER, b"").decode() or None
         else:
             kind = kinds.get(topic)
         value = message.value
-        result = parse(kind, value, max_bytes) if kind else Invalid("unknown_topic", topic)
+        result = parse(kind, value, max_bytes) if kind else Invalid("unknown_kind", topic)
         if isinstance(result, Invalid):
-            ctx.dlq.send_soon(
-                key=message.key,
-                value=dlq_record(
-                    source_topic=topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    error=result.error,
-                    detail=result.detail,
-                    payload=value,
-                    max_bytes=max_bytes,
-                    received_at=time.time(),
-                ),
-            )
+            dead_letter(message, result.error, result.detail)
             metrics.consumed(short(topic), "invalid").inc()
-            metrics.dlq(result.error.split(":", 1)[0]).inc()
             return None
         user_key = result.user_id.encode()
         if topic != rekeyed_topic and message.key != user_key:
             # Send it to the partition that owns the user; applied when it comes back.
-            ctx.rekeyed.send_soon(
-                key=user_key, value=value, headers=[(KIND_HEADER, kind.encode())]
-            )
+            outbox.append((rekeyed_topic, user_key, value, [(KIND_HEADER, kind.encode())]))
             metrics.consumed(short(topic), "rekeyed").inc()
             return None
+        return result
+
+    def apply(event: Event, message: Any) -> float | None:
+        """Apply one released event; returns its append time if it was scored (latency)."""
         n_scores = len(detector.out.scores)
-        outcome = detector.handle(result, (topic, message.partition, message.offset))
-        metrics.consumed(short(topic), outcome).inc()
+        outcome = detector.handle(event, (message.topic, message.partition, message.offset))
+        metrics.consumed(short(message.topic), outcome).inc()
         return message.timestamp if len(detector.out.scores) > n_scores else None
 
-    def ship_outputs() -> None:
-        out = detector.out.drain()
-        for score in out.scores:
-            ctx.scores.send_soon(key=score["user_id"].encode(), value=orjson.dumps(score))
-            metrics.observe_score(score["segment"], score["source"], score["score"])
-        for alert in out.alerts:
-            ctx.alerts.send_soon(key=alert["user_id"].encode(), value=orjson.dumps(alert))
-            metrics.alert(alert["kind"], alert["severity"]).inc()
-        for example in out.examples:
-            ctx.examples.send_soon(key=example.segment.encode(), value=encode_example(example))
+    def lagging_sources() -> list[tuple[str, int]]:
+        """Assigned input partitions whose log end is beyond what this worker received."""
+        consumer: Any = app.consumer
+        out = []
+        for tp in assigned:
+            if tp.topic not in rank:
+                continue
+            end = consumer.highwater(tp)
+            source = (tp.topic, tp.partition)
+            if end is not None and end > received.get(source, 0):
+                out.append(source)
+        return out
 
     def check_assignment() -> None:
-        """After a rebalance, rebuild the due index from the partitions now owned."""
+        """After a rebalance, forget lost partitions and rebuild the due index."""
         current = set(app.consumer.assignment())
         if current != assigned:
             gone = {(tp.topic, tp.partition) for tp in assigned - current}
             assigned.clear()
             assigned.update(current)
+            aligner.drop_sources(gone)  # unacked: the new owner gets them again
+            for source in gone:
+                received.pop(source, None)
             detector.watermark.forget(gone)
             detector.reschedule(repo.records())
             metrics.rebalances.inc()
+
+    def collect_outputs() -> None:
+        out = detector.out.drain()
+        for score in out.scores:
+            outbox.append((scores_topic, score["user_id"].encode(), orjson.dumps(score), None))
+            metrics.observe_score(score["segment"], score["source"], score["score"])
+        for alert in out.alerts:
+            outbox.append((alerts_topic, alert["user_id"].encode(), orjson.dumps(alert), None))
+            metrics.alert(alert["kind"], alert["severity"]).inc()
+        for example in out.examples:
+            outbox.append((examples_topic, example.segment.encode(), encode_example(example), None))
+
+    async def send_outbox() -> None:
+        """Produce the batch's outputs straight to the Kafka producer and wait for the acks.
+
+        Faust's `send_soon` buffer hands messages over one at a time and its flush may return
+        before it is empty; outputs go to aiokafka directly, and the table's changelog buffer
+        is drained explicitly, so that acking the inputs comes strictly after both.
+        """
+        producer = app.producer
+        futures = [await producer.send(tp, k, v, None, None, h) for tp, k, v, h in outbox]
+        outbox.clear()
+        buffer = producer.buffer
+        while buffer.size:
+            await buffer.flush_atmost(buffer.size)
+        await asyncio.gather(*futures)
 
     @app.agent(ctx.inputs, name="churnstream-process", concurrency=1)
     async def process(stream: Any) -> None:
@@ -108,36 +161,45 @@ def register(ctx: WorkerContext) -> None:
         async for batch in stream.noack_take(settings.flush_max_events, settings.flush_interval_s):
             started = time.perf_counter()
             check_assignment()
-            appended: list[float] = []
+            done: list[Any] = []
             for event in batch:
+                msg = event.message
+                received[(msg.topic, msg.partition)] = msg.offset + 1
                 try:
-                    ts = handle_record(event.message)
+                    valid = classify(msg)
                 except Exception:  # a bug must not stall the partition: dead-letter the record
-                    log.exception("unexpected error processing a record; sent to DLQ")
-                    msg = event.message
-                    ctx.dlq.send_soon(
-                        key=msg.key,
-                        value=dlq_record(
-                            source_topic=msg.topic,
-                            partition=msg.partition,
-                            offset=msg.offset,
-                            error="internal_error",
-                            detail="processing raised; see worker log",
-                            payload=msg.value,
-                            max_bytes=max_bytes,
-                            received_at=time.time(),
-                        ),
-                    )
-                    metrics.dlq("internal_error").inc()
+                    log.exception("unexpected error validating a record; sent to the DLQ")
+                    dead_letter(msg, "internal_error", "validation raised; see the worker log")
+                    valid = None
+                if valid is None:
+                    done.append(event)
+                else:
+                    tiebreak = (rank.get(msg.topic, 99), msg.partition, msg.offset)
+                    source = (msg.topic, msg.partition)
+                    aligner.push(source, valid.ts, tiebreak, (valid, event), time.monotonic())
+            appended: list[float] = []
+            forced = aligner.forced
+            lagging = lagging_sources()
+            released = aligner.release(lagging, time.monotonic())
+            metrics.events_held.set(len(aligner))
+            metrics.events_released_early.inc(aligner.forced - forced)
+            for valid, event in released:
+                done.append(event)
+                try:
+                    ts = apply(valid, event.message)
+                except Exception:
+                    log.exception("unexpected error applying an event; sent to the DLQ")
+                    dead_letter(event.message, "internal_error", "apply raised; see worker log")
                     continue
                 if ts is not None:
                     appended.append(ts)
             detector.sweep()
-            ship_outputs()
+            collect_outputs()
             flushed_at = time.perf_counter()
             repo.flush()
+            await send_outbox()
             metrics.observe_flush(time.perf_counter() - flushed_at)
-            for event in batch:
+            for event in done:
                 await stream.ack(event)
             now = time.time()
             latency = metrics.event_to_score_latency_seconds

@@ -8,6 +8,7 @@ trainer resumes from the latest snapshot and skips the examples already inside i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from agents.model_feed import COVERS_HEADER, latest_snapshots
 from agents.process import decode_example
 from model.trainer import Trainer
 from stream.configure import model_config
+from stream.topics import MODELS
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ def register(ctx: WorkerContext) -> None:
 
     trainer = Trainer(model_config(settings), FEATURE_NAMES, settings.snapshot_every)
     covered: dict[str, int] = {}
+    models_topic = settings.topic(MODELS)
 
     @app.agent(ctx.examples, name="churnstream-trainer", concurrency=1)
     async def train(stream: Any) -> None:
@@ -51,13 +54,19 @@ def register(ctx: WorkerContext) -> None:
                 if step.drift:
                     metrics.drift(step.segment).inc()
                     log.warning("drift detected in the %s model's log loss", step.segment)
+            sent = []
             for segment, offset in learned.items():
                 covered[segment] = offset
-                ctx.models.send_soon(
-                    key=segment.encode(),
-                    value=trainer.snapshot(segment),
-                    headers=[(COVERS_HEADER, str(offset).encode())],
-                    timestamp=time.time(),
+                headers = [(COVERS_HEADER, str(offset).encode())]
+                sent.append(
+                    await app.producer.send(
+                        models_topic,
+                        segment.encode(),
+                        trainer.snapshot(segment),
+                        None,
+                        time.time(),
+                        headers,
+                    )
                 )
                 report = trainer.quality[segment].report()
                 mean, rate = report["mean_score"], report["positive_rate"]
@@ -67,5 +76,6 @@ def register(ctx: WorkerContext) -> None:
                     log_loss=report["window_log_loss"],
                     calibration_gap=None if mean is None else mean - rate,
                 )
+            await asyncio.gather(*sent)  # the snapshot is durable before its examples are acked
             for event in batch:
                 await stream.ack(event)

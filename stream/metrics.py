@@ -187,6 +187,13 @@ class WorkerMetrics:
         self.rebalances = Counter(
             "rebalances_total", "Consumer group rebalances seen by this worker.",
             namespace=ns, registry=r)
+        self.events_held = Gauge(
+            "events_held", "Valid events held back to be processed in event-time order.",
+            namespace=ns, registry=r)
+        self.events_released_early = Counter(
+            "events_released_early_total",
+            "Events released before their turn because the event-time buffer was full.",
+            namespace=ns, registry=r)
 
         seg: tuple[str, ...] = SEGMENTS
         self._consumed: _Children[Counter] = _Children(self.records_consumed, (None, RESULTS))

@@ -1,0 +1,387 @@
+"""Real churnstream workers for integration tests: subprocesses of `churnstream worker`.
+
+Helpers wait on conditions with deadlines (metrics, consumer offsets, records), never on fixed
+sleeps, and every worker is stopped by its owner (use `running_worker` as a context manager).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from features import UserState
+from stream.configure import engine_config
+from stream.kafka_local import free_port
+from stream.settings import Settings
+from stream.simulator import SimRecord
+from stream.simulator.kafka_sink import record_bytes
+from stream.topics import INPUT_TOPICS, KIND_BY_TOPIC, REKEYED, create_topics
+from stream.validation import Invalid, parse
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+class WorkerProcess:
+    """One `churnstream worker` subprocess with its own ports and data directory."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        data_dir: Path,
+        *,
+        app_id: str | None = None,
+        env: dict[str, str] | None = None,
+        partitions: int = 4,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.data_dir = data_dir
+        self.app_id = app_id or prefix.strip(".") or "churnstream-test"
+        self.metrics_port = free_port()
+        self.web_port = free_port()
+        self.partitions = partitions
+        self.extra_env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / f"worker-{self.web_port}.log"
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env())
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHURNSTREAM_")}
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "CHURNSTREAM_TOPIC_PREFIX": self.prefix,
+                "CHURNSTREAM_APP_ID": self.app_id,
+                "CHURNSTREAM_DATA_DIR": str(self.data_dir / "faust"),
+                "CHURNSTREAM_METRICS_PORT": str(self.metrics_port),
+                "CHURNSTREAM_WEB_PORT": str(self.web_port),
+                "CHURNSTREAM_PARTITIONS": str(self.partitions),
+                "CHURNSTREAM_FLUSH_INTERVAL_S": "0.5",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 90.0) -> WorkerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(lambda: self._alive() and self.scrape() is not None, timeout, "worker metrics")
+        return self
+
+    def _alive(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError(f"worker exited; log tail:\n{self.log_tail()}")
+        return True
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=60)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    # -- observation --------------------------------------------------------------------------
+
+    def scrape(self) -> str | None:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.read().decode()
+        except OSError:
+            return None
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of `name` whose labels include `labels` (0 if none)."""
+        text = self.scrape() or ""
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(name):
+                continue
+            m = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$", line)
+            if not m or m.group(1) != name:
+                continue
+            found = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+            if all(found.get(k) == v for k, v in labels.items()):
+                total += float(m.group(3))
+        return total
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        url = f"http://127.0.0.1:{self.web_port}/users/{user_id}/"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return orjson.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+
+@contextlib.contextmanager
+def running_worker(*args: Any, **kwargs: Any) -> Iterator[WorkerProcess]:
+    worker = WorkerProcess(*args, **kwargs)
+    try:
+        yield worker.start()
+    except BaseException:
+        sys.stderr.write(f"--- worker log tail ---\n{worker.log_tail()}\n")
+        raise
+    finally:
+        worker.stop()
+
+
+# -- Kafka helpers ----------------------------------------------------------------------------
+
+
+def make_topics(bootstrap: str, prefix: str, partitions: int = 4) -> Settings:
+    settings = Settings.from_env(
+        {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "CHURNSTREAM_TOPIC_PREFIX": prefix,
+         "CHURNSTREAM_PARTITIONS": str(partitions)}
+    )
+    asyncio.run(create_topics(settings, bootstrap=bootstrap))
+    return settings
+
+
+def produce(
+    bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes | None]]
+) -> int:
+    """Send (topic, key, value) records with acks=all; returns the count."""
+
+    async def go() -> int:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=4 * 2**20
+        )
+        await producer.start()
+        n = 0
+        try:
+            futures = []
+            for topic, key, value in records:
+                futures.append(await producer.send(topic, value, key=key))
+                n += 1
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+        return n
+
+    return asyncio.run(go())
+
+
+def consume(
+    bootstrap: str, topic: str, *, until: Callable[[list[Any]], bool], timeout: float
+) -> list[Any]:
+    """Read `topic` from the beginning until `until(records)` holds; fails after `timeout`."""
+
+    async def go() -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+            enable_auto_commit=False, fetch_max_bytes=16 * 2**20,
+            max_partition_fetch_bytes=8 * 2**20,
+        )
+        await consumer.start()
+        try:
+            tps = await _partitions(bootstrap, [topic])
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            out: list[Any] = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=300)
+                for records in batch.values():
+                    out.extend(records)
+                if until(out):
+                    return out
+            raise AssertionError(f"{topic}: condition not met after {timeout} s ({len(out)} read)")
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(go())
+
+
+async def _partitions(bootstrap: str, topics: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of `topics`, from the broker's metadata (a consumer knows only its own)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return sorted(
+        TopicPartition(desc["topic"], part["partition"])
+        for desc in described
+        for part in desc["partitions"]
+    )
+
+
+def produce_located(
+    bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes | None]]
+) -> list[tuple[str, int, int]]:
+    """Like `produce`, in order, but returns each record's (topic, partition, offset)."""
+
+    async def go() -> list[tuple[str, int, int]]:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=4 * 2**20
+        )
+        await producer.start()
+        try:
+            futures = [await producer.send(topic, value, key=key) for topic, key, value in records]
+            metas = await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+        return [(m.topic, m.partition, m.offset) for m in metas]
+
+    return asyncio.run(go())
+
+
+def consumer_lag(bootstrap: str, group: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    """Records of `topics` not yet covered by `group`'s committed offsets, per partition."""
+
+    async def go() -> dict[tuple[str, int], int]:
+        tps = await _partitions(bootstrap, topics)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await admin.start()
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(tps)
+            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        finally:
+            await consumer.stop()
+            await admin.close()
+        lag = {}
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            lag[(tp.topic, tp.partition)] = ends[tp] - done
+        return lag
+
+    return asyncio.run(go())
+
+
+def wait_caught_up(
+    worker: WorkerProcess, topics: Iterable[str], timeout: float
+) -> dict[tuple[str, int], int]:
+    """Wait until the worker's group has committed every record of `topics`.
+
+    The worker acks a record only after its state is in the table and Faust commits only acked
+    offsets after flushing its producer, so zero lag means every record's effects are visible.
+    """
+    names = sorted(set(topics))
+    deadline = time.monotonic() + timeout
+    while True:
+        worker._alive()
+        lag = consumer_lag(worker.bootstrap, worker.app_id, names)
+        if lag and not any(lag.values()):
+            return lag
+        if time.monotonic() > deadline:
+            behind = {tp: n for tp, n in lag.items() if n}
+            raise AssertionError(f"group {worker.app_id} still behind after {timeout} s: {behind}")
+        time.sleep(0.5)
+
+
+def input_topics(prefix: str) -> list[str]:
+    """Every topic the process agent consumes: the six contract topics and churn.rekeyed."""
+    return [f"{prefix}{name}" for name in (*INPUT_TOPICS.values(), REKEYED)]
+
+
+def sim_to_kafka(
+    prefix: str, records: Iterable[SimRecord]
+) -> list[tuple[str, bytes | None, bytes | None]]:
+    """Simulator records as (topic, key, value) with the topic prefix applied."""
+    return [
+        (prefix + r.topic, None if r.key is None else r.key.encode(), record_bytes(r))
+        for r in records
+    ]
+
+
+# -- expectations -----------------------------------------------------------------------------
+
+
+def clean_pass(
+    records: Iterable[tuple[str, bytes | None]], settings: Settings | None = None
+) -> dict[str, UserState]:
+    """Per-user feature state after ONE in-process pass over (contract topic, value) records.
+
+    Invalid records are skipped; valid events are applied in event-time order (ties: contract
+    topic order, then arrival), which is the order the worker's aligner releases them in.
+    """
+    settings = settings or Settings()
+    config = engine_config(settings).features
+    rank = {name: i for i, name in enumerate(INPUT_TOPICS.values())}
+    events = []
+    for i, (topic, value) in enumerate(records):
+        event = parse(KIND_BY_TOPIC[topic], value, settings.max_record_bytes)
+        if not isinstance(event, Invalid):
+            events.append((event.ts, rank[topic], i, event))
+    events.sort(key=lambda e: e[:3])
+    states: dict[str, UserState] = {}
+    for *_, event in events:
+        state = states.get(event.user_id)
+        if state is None:
+            state = states[event.user_id] = UserState.new(event.user_id, config)
+        state.apply(event)
+    return states
+
+
+def feature_mismatches(
+    actual: dict[str, Any], expected: dict[str, float], tol: float = 1e-9
+) -> dict[str, tuple[Any, float]]:
+    """Features whose served value differs from the expected one (NaN equals NaN/null)."""
+    bad: dict[str, tuple[Any, float]] = {}
+    for name, want in expected.items():
+        got = actual.get(name)
+        if got is None or (isinstance(got, float) and math.isnan(got)):
+            if not math.isnan(want):
+                bad[name] = (got, want)
+        elif math.isnan(want) or not math.isclose(got, want, rel_tol=tol, abs_tol=tol):
+            bad[name] = (got, want)
+    return bad

@@ -1,0 +1,81 @@
+import math
+import random
+
+from stream.ordering import EventTimeAligner
+
+
+def test_releases_in_event_time_order_once_no_lagging_source_can_precede() -> None:
+    a: EventTimeAligner[str] = EventTimeAligner()
+    a.push("A", 10.0, (0, 0), "a10")
+    a.push("A", 30.0, (0, 1), "a30")
+    a.push("B", 20.0, (1, 0), "b20")
+    # B still has unread records: nothing after B's newest time (20) may go out yet.
+    assert a.release(["B"]) == ["a10", "b20"]
+    assert len(a) == 1
+    a.push("B", 40.0, (1, 1), "b40")
+    # Sources deliver in order, so B's newest time is a safe frontier for B itself too.
+    assert a.release(["B"]) == ["a30", "b40"]
+    assert a.release([]) == []
+
+
+def test_a_lagging_source_that_delivered_nothing_holds_everything_back() -> None:
+    a: EventTimeAligner[int] = EventTimeAligner()
+    a.push("A", 5.0, (), 1)
+    assert a.frontier(["B"]) == -math.inf
+    assert a.release(["B"]) == []
+    assert a.release([]) == [1]
+
+
+def test_ties_follow_the_tiebreak_not_arrival() -> None:
+    a: EventTimeAligner[str] = EventTimeAligner()
+    a.push("B", 7.0, (1, 0, 5), "second")
+    a.push("A", 7.0, (0, 3, 9), "first")
+    assert a.release([]) == ["first", "second"]
+
+
+def test_full_buffer_releases_oldest_and_counts_it() -> None:
+    a: EventTimeAligner[int] = EventTimeAligner(max_buffered=3)
+    for i in range(5):
+        a.push("A", float(i), (i,), i)
+    assert a.release(["B"]) == [0, 1]
+    assert a.forced == 2
+    assert len(a) == 3
+
+
+def test_any_interleaving_of_sources_gives_the_same_order() -> None:
+    rng = random.Random(3)
+    streams = {s: sorted(rng.uniform(0, 100) for _ in range(50)) for s in "ABC"}
+    expected = sorted((ts, s) for s, tss in streams.items() for ts in tss)
+    for _ in range(5):
+        a: EventTimeAligner[tuple[float, str]] = EventTimeAligner()
+        pos = dict.fromkeys(streams, 0)
+        out: list[tuple[float, str]] = []
+        while any(pos[s] < len(streams[s]) for s in streams):
+            s = rng.choice([s for s in streams if pos[s] < len(streams[s])])
+            for _ in range(rng.randint(1, 7)):
+                if pos[s] < len(streams[s]):
+                    ts = streams[s][pos[s]]
+                    a.push(s, ts, (s,), (ts, s))
+                    pos[s] += 1
+            out += a.release([x for x in streams if pos[x] < len(streams[x])])
+        out += a.release([])
+        assert out == expected
+
+
+def test_drop_sources_returns_their_items() -> None:
+    a: EventTimeAligner[str] = EventTimeAligner()
+    a.push("A", 1.0, (), "a")
+    a.push("B", 2.0, (), "b")
+    assert a.drop_sources({"A"}) == ["a"]
+    assert a.release([]) == ["b"]
+
+
+def test_an_event_held_too_long_goes_out_with_everything_before_it() -> None:
+    a: EventTimeAligner[str] = EventTimeAligner(max_hold_s=2.0)
+    a.push("A", 10.0, (), "a10", arrived=100.0)
+    a.push("A", 5.0, (), "a5", arrived=101.5)
+    a.push("A", 20.0, (), "a20", arrived=101.5)
+    assert a.release(["B"], now=101.0) == []
+    assert a.release(["B"], now=102.5) == ["a5", "a10"]
+    assert a.forced == 2
+    assert a.release(["B"], now=104.0) == ["a20"]
