@@ -18,7 +18,12 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
 
-kafka-jars: $(KAFKA_LIB)
+# The jars are only needed for the local broker: skipped when a broker is configured
+# (KAFKA_BOOTSTRAP_SERVERS) or a Docker daemon answers.
+kafka-jars:
+	@if [ -n "$$KAFKA_BOOTSTRAP_SERVERS" ] || timeout 3 docker info >/dev/null 2>&1; then \
+		echo "broker: configured or Docker; local Kafka jars not needed"; \
+	else $(MAKE) --no-print-directory $(KAFKA_LIB); fi
 
 $(KAFKA_LIB): deploy/kafka/pom.xml
 	@command -v java >/dev/null || { echo "Java 17 is needed for the local Kafka broker (apt-get install openjdk-17-jre-headless), or run Docker"; exit 1; }

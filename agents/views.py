@@ -1,4 +1,4 @@
-"""Read API: `GET /users/{user_id}` on the worker's web server, routed to the owning worker."""
+"""Read API: `GET /users/{user_id}/` on the worker's web server, routed to the owning worker."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ def register(ctx: WorkerContext) -> None:
     app, table, config = ctx.app, ctx.table, ctx.detector.config.features
 
     @app.page("/users/{user_id}/")
-    @app.table_route(table=table, match_info="user_id")
     class UserState(View):
+        @app.table_route(table=table, match_info="user_id")
         async def get(self, request: Request, user_id: str) -> Response:
             raw = table.get(user_id.encode())
             if raw is None:

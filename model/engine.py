@@ -128,9 +128,11 @@ class Detector:
     def _lifecycle(self, rec: UserRecord, event: Lifecycle) -> None:
         if event.event == "cancel" and rec.state.churned:
             if rec.pending is not None:
-                self.out.examples.extend(rec.pending.on_cancel(event.ts))
-                rec.pending = None
-            self.due.discard(rec.user_id)
+                # Labelled now, released at their horizon by `sweep` (see PendingLabels).
+                rec.pending.on_cancel(event.ts)
+                if len(rec.pending) == 0:
+                    rec.pending = None
+                    self.due.discard(rec.user_id)
             self.alerts.on_cancel(rec.alerts)
         elif event.event in ("signup", "reactivate"):
             self.alerts.on_reactivate(rec.alerts)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 DAY_S: Final = 86_400.0
-_FORMAT: Final = 1
+_FORMAT: Final = 2
 _HEAD = struct.Struct("<BHH")  # format, len(user_id), len(segment)
 _COUNT = struct.Struct("<H")
 # day, made_at, due, score, model_version, n features
-_SNAP = struct.Struct("<qddfQH")
+_SNAP = struct.Struct("<qddfQHB")  # ..., n features, positive
 # array("f") bytes are native-endian; the table payload is little-endian everywhere.
 _LITTLE: Final = array("H", [1]).tobytes() == b"\x01\x00"
 
@@ -74,6 +74,7 @@ class _Snapshot:
     vector: array  # array('f'): 4 bytes per feature, half of a list of floats' payload
     score: float
     version: int
+    positive: bool = False  # the user cancelled inside the horizon; released at `due`
 
 
 class PendingLabels:
@@ -116,31 +117,38 @@ class PendingLabels:
         )
         return is_new
 
-    def on_cancel(self, cancel_ts: float) -> list[Example]:
-        """Label every pending snapshot at a cancel, then forget them all.
+    def on_cancel(self, cancel_ts: float) -> None:
+        """Label the pending snapshots at a cancel; they are released by `due` as usual.
 
         made_at < cancel_ts <= due -> positive; due < cancel_ts -> negative (the horizon
         passed without churn, the watermark just had not caught up yet); made_at >= cancel_ts
         (a late cancel older than the prediction) -> dropped: the user had already churned,
         so that prediction should not have been made and teaches nothing.
+
+        Positives are known at the cancel but still wait for their horizon: released at once,
+        every positive would reach the learner up to a horizon before the negatives of the same
+        prediction time, and an early model would learn that "everyone churns". Releasing each
+        label at made_at + horizon, whatever its value, keeps the learning stream unbiased.
         """
-        out: list[Example] = []
-        for snap in self._ordered():
-            if snap.made_at >= cancel_ts:
-                continue
-            out.append(self._example(snap, label=cancel_ts <= snap.due))
-        self._snaps.clear()
-        return out
+        for day in [d for d, s in self._snaps.items() if s.made_at >= cancel_ts]:
+            del self._snaps[day]
+        for snap in self._snaps.values():
+            if snap.made_at < cancel_ts <= snap.due:
+                snap.positive = True
 
     def due(self, watermark: float) -> list[Example]:
-        """Negatives for snapshots whose horizon event time has passed (due < watermark).
+        """Labelled examples of snapshots whose horizon event time has passed (due < watermark).
 
         Strict: at watermark == due a cancel exactly at due could still arrive and would be
         positive, so the snapshot stays pending.
         """
         ripe = [d for d, s in self._snaps.items() if s.due < watermark]
         ripe.sort()
-        return [self._example(self._snaps.pop(d), label=False) for d in ripe]
+        out = []
+        for d in ripe:
+            snap = self._snaps.pop(d)
+            out.append(self._example(snap, label=snap.positive))
+        return out
 
     def next_due(self) -> float | None:
         """Earliest due time still pending (for `DueIndex.schedule`)."""
@@ -173,7 +181,9 @@ class PendingLabels:
         parts = [_HEAD.pack(_FORMAT, len(uid), len(seg)), uid, seg, _COUNT.pack(len(self._snaps))]
         for day in sorted(self._snaps):
             s = self._snaps[day]
-            parts.append(_SNAP.pack(day, s.made_at, s.due, s.score, s.version, len(s.vector)))
+            parts.append(
+                _SNAP.pack(day, s.made_at, s.due, s.score, s.version, len(s.vector), s.positive)
+            )
             parts.append(s.vector.tobytes() if _LITTLE else _swapped(s.vector))
         return b"".join(parts)
 
@@ -193,14 +203,14 @@ class PendingLabels:
             pos += _COUNT.size
             out = cls(uid, seg)
             for _ in range(count):
-                day, made_at, due, score, version, n = _SNAP.unpack_from(data, pos)
+                day, made_at, due, score, version, n, positive = _SNAP.unpack_from(data, pos)
                 pos += _SNAP.size
                 vec = array("f")
                 vec.frombytes(data[pos : pos + 4 * n])
                 if not _LITTLE:
                     vec.byteswap()
                 pos += 4 * n
-                out._snaps[day] = _Snapshot(made_at, due, vec, score, version)
+                out._snaps[day] = _Snapshot(made_at, due, vec, score, version, bool(positive))
         except (struct.error, UnicodeDecodeError) as exc:
             raise ValueError(f"corrupt PendingLabels payload: {exc}") from exc
         if pos != len(data):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import statistics
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +37,9 @@ from stream.topics import create_topics
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="the whole pipeline on simulated customers, alerts live")
-    p.add_argument("--users", type=int, default=2000)
+    p.add_argument("--users", type=int, default=1000)
     p.add_argument("--days", type=int, default=60)
-    p.add_argument("--rate", type=float, default=6000.0, help="events per wall second")
+    p.add_argument("--rate", type=float, default=3000.0, help="events per wall second")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--max-seconds", type=float, default=170.0, help="stop after this long")
     p.add_argument("--show", type=int, default=40, help="print at most this many alerts")
@@ -86,8 +88,7 @@ async def _demo(args: argparse.Namespace, base: Settings, bootstrap: str) -> int
     alerts: list[dict[str, Any]] = []
     deadline = time.monotonic() + args.max_seconds
     producer = asyncio.create_task(
-        send_records(generate(config), bootstrap, rate=args.rate, progress=None,
-                     topic_name=settings.topic)
+        _produce_paced(config, settings, bootstrap, args.rate, metrics_port, deadline)
     )
     watcher = asyncio.create_task(_watch_alerts(settings, bootstrap, alerts, args.show))
     try:
@@ -96,6 +97,8 @@ async def _demo(args: argparse.Namespace, base: Settings, bootstrap: str) -> int
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited ({worker.returncode}); see {workdir}")
         sent = await producer if producer.done() else None
+        if sent is None:
+            print("time is up: stopping the simulation here", flush=True)
         # Let the worker catch up on what was sent, within the time budget.
         await _drain(settings, bootstrap, deadline + 20.0)
     finally:
@@ -106,6 +109,38 @@ async def _demo(args: argparse.Namespace, base: Settings, bootstrap: str) -> int
         _stop_worker(worker)
     _summary(alerts, truth, sent, metrics_port)
     return 0
+
+
+async def _produce_paced(
+    config: SimConfig, settings: Settings, bootstrap: str, rate: float, port: int,
+    deadline: float, max_behind: int = 15_000,
+) -> int:
+    """Send the simulation in chunks, never more than `max_behind` records ahead of the worker,
+    so that what is printed is live whatever the speed of this machine."""
+    records = generate(config)
+    sent = 0
+    while time.monotonic() < deadline:
+        chunk = list(itertools.islice(records, 3000))
+        if not chunk:
+            break
+        sent += await send_records(chunk, bootstrap, rate=rate, progress=None,
+                                   topic_name=settings.topic)
+        while time.monotonic() < deadline and _consumed(port) < sent - max_behind:
+            await asyncio.sleep(0.25)
+    return sent
+
+
+def _consumed(port: int) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("churnstream_records_consumed_total{")
+    )
 
 
 def _start_worker(settings: Settings, workdir: Path) -> subprocess.Popen[bytes]:
@@ -186,7 +221,7 @@ async def _drain(settings: Settings, bootstrap: str, deadline: float) -> None:
 def _summary(alerts: list[dict[str, Any]], truth: Any, sent: int | None, port: int) -> None:
     risk = [a for a in alerts if a["kind"] == "churn_risk"]
     roi = [a for a in alerts if a["kind"] == "roi_drop"]
-    cancel_at = {u.user_id: u.cancel_ts for u in truth.users if u.cancel_ts is not None}
+    cancel_at = {uid: u.cancel_ts for uid, u in truth.users.items() if u.cancel_ts is not None}
     alerted = {a["user_id"] for a in risk}
     churned_after = set()
     leads = []

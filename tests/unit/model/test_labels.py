@@ -17,13 +17,19 @@ def pending_with(*times: float, horizon: float = H) -> PendingLabels:
     return p
 
 
+def cancel_all(p: PendingLabels, ts: float) -> list[Example]:
+    """Cancel, then let event time pass every horizon: all labels come out."""
+    p.on_cancel(ts)
+    return p.due(float("inf"))
+
+
 def labels(examples: list[Example]) -> list[tuple[float, bool]]:
     return [(e.made_at, e.label) for e in examples]
 
 
 def test_cancel_inside_horizon_is_positive() -> None:
     p = pending_with(T0 + 3600)
-    out = p.on_cancel(T0 + 3 * DAY_S)
+    out = cancel_all(p, T0 + 3 * DAY_S)
     assert labels(out) == [(T0 + 3600, True)]
     assert out[0].features == [0.0, 1.5]
     assert (out[0].user_id, out[0].segment, out[0].model_version) == ("u1", "course", 0)
@@ -33,21 +39,21 @@ def test_cancel_inside_horizon_is_positive() -> None:
 
 def test_cancel_exactly_at_due_is_positive_just_after_is_negative() -> None:
     made = T0 + 3600
-    assert labels(pending_with(made).on_cancel(made + H)) == [(made, True)]
-    assert labels(pending_with(made).on_cancel(made + H + 0.001)) == [(made, False)]
+    assert labels(cancel_all(pending_with(made), made + H)) == [(made, True)]
+    assert labels(cancel_all(pending_with(made), made + H + 0.001)) == [(made, False)]
 
 
 def test_cancel_at_prediction_time_is_not_a_label() -> None:
     # (t, t + H] is open at t: a prediction made at the cancel instant saw the churned user.
     made = T0 + 3600
-    assert pending_with(made).on_cancel(made) == []
+    assert cancel_all(pending_with(made), made) == []
 
 
 def test_cancel_mixes_old_negatives_and_recent_positives() -> None:
     times = [T0 + d * DAY_S + 60 for d in range(10)]
     p = pending_with(*times)
     cancel = T0 + 9 * DAY_S + 30  # before the day-9 prediction (late cancel)
-    out = p.on_cancel(cancel)
+    out = cancel_all(p, cancel)
     got = dict(labels(out))
     assert T0 + 9 * DAY_S + 60 not in got  # made after the cancel: dropped
     for t in times[:-1]:
@@ -70,7 +76,7 @@ def test_late_cancel_after_negative_was_emitted_does_not_relabel() -> None:
     made = T0 + 3600
     p = pending_with(made)
     assert labels(p.due(made + H + 1)) == [(made, False)]
-    assert p.on_cancel(made + DAY_S) == []
+    assert cancel_all(p, made + DAY_S) == []
 
 
 def test_one_snapshot_per_day_latest_wins() -> None:
@@ -79,14 +85,14 @@ def test_one_snapshot_per_day_latest_wins() -> None:
     assert p.add(T0 + 7200, [2.0], 0.3, 2, H) is False  # same UTC day: replaced
     assert p.add(T0 + DAY_S, [3.0], 0.4, 3, H) is True  # next day
     assert len(p) == 2
-    out = p.on_cancel(T0 + DAY_S + 10)
+    out = cancel_all(p, T0 + DAY_S + 10)
     assert [(e.features, e.model_version) for e in out] == [([2.0], 2), ([3.0], 3)]
     assert out[0].made_at == T0 + 7200
 
 
 def test_resignup_after_cancel_starts_clean() -> None:
     p = pending_with(T0 + 60)
-    assert len(p.on_cancel(T0 + DAY_S)) == 1
+    assert len(cancel_all(p, T0 + DAY_S)) == 1
     p.clear()
     p.add(T0 + 2 * DAY_S, [9.0], 0.5, 7, H)
     assert labels(p.due(T0 + 2 * DAY_S + H + 1)) == [(T0 + 2 * DAY_S, False)]
@@ -109,7 +115,7 @@ def test_bytes_round_trip() -> None:
     assert (q.user_id, q.segment, len(q)) == ("üser-ñ", "docs", 3)
     assert q.next_due() == p.next_due()
     cancel = T0 + 5 * DAY_S
-    assert [e.to_dict() for e in q.on_cancel(cancel)] == [e.to_dict() for e in p.on_cancel(cancel)]
+    assert [e.to_dict() for e in cancel_all(q, cancel)] == [e.to_dict() for e in cancel_all(p, cancel)]
     assert PendingLabels.from_bytes(PendingLabels("a", "b").to_bytes()).next_due() is None
 
 
@@ -163,3 +169,11 @@ def test_due_index_heap_stays_bounded() -> None:
         idx.schedule("a", 1e9 - i)  # ever earlier: each push makes the previous stale
     assert idx.heap_size <= 2 * len(idx) + 65
     assert idx.pop_due(2e9) == ["a"]
+
+
+def test_a_positive_waits_for_its_horizon_like_a_negative() -> None:
+    made = T0 + 3600
+    p = pending_with(made)
+    p.on_cancel(made + DAY_S)
+    assert p.due(made + H) == []  # known positive, but not released before made_at + horizon
+    assert labels(p.due(made + H + 1)) == [(made, True)]
