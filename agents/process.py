@@ -32,6 +32,7 @@ from stream.validation import Invalid, parse
 log = logging.getLogger(__name__)
 
 KIND_HEADER = "churnstream-kind"
+RELEASE_INTERVAL_S = 0.5
 
 
 def register(ctx: WorkerContext) -> None:
@@ -155,57 +156,79 @@ def register(ctx: WorkerContext) -> None:
             await buffer.flush_atmost(buffer.size)
         await asyncio.gather(*futures)
 
+    # The agent's batches and the release timer both process events; one at a time.
+    lock = asyncio.Lock()
+    stream_ref: list[Any] = []
+
+    async def release_and_commit(done: list[Any]) -> None:
+        """Apply what the aligner releases, write state and outputs, then ack `done` + them."""
+        forced = aligner.forced
+        released = aligner.release(lagging_sources(), time.monotonic())
+        metrics.events_held.set(len(aligner))
+        metrics.events_released_early.inc(aligner.forced - forced)
+        appended: list[float] = []
+        for valid, event in released:
+            done.append(event)
+            try:
+                ts = apply(valid, event.message)
+            except Exception:  # a bug must not stall the partition: dead-letter the record
+                log.exception("unexpected error applying an event; sent to the DLQ")
+                dead_letter(event.message, "internal_error", "apply raised; see worker log")
+                continue
+            if ts is not None:
+                appended.append(ts)
+        if not done:
+            return
+        detector.sweep()
+        collect_outputs()
+        flushed_at = time.perf_counter()
+        repo.flush()
+        await send_outbox()
+        metrics.observe_flush(time.perf_counter() - flushed_at)
+        stream = stream_ref[0]
+        for event in done:
+            await stream.ack(event)
+        now = time.time()
+        latency = metrics.event_to_score_latency_seconds
+        for ts in appended:
+            latency.observe(max(0.0, now - ts))
+
     @app.agent(ctx.inputs, name="churnstream-process", concurrency=1)
     async def process(stream: Any) -> None:
         metrics.worker_up.set(1)
+        stream_ref[:] = [stream]
         async for batch in stream.noack_take(settings.flush_max_events, settings.flush_interval_s):
-            started = time.perf_counter()
+            async with lock:
+                started = time.perf_counter()
+                check_assignment()
+                done: list[Any] = []
+                for event in batch:
+                    msg = event.message
+                    received[(msg.topic, msg.partition)] = msg.offset + 1
+                    try:
+                        valid = classify(msg)
+                    except Exception:  # a bug must not stall the partition: dead-letter it
+                        log.exception("unexpected error validating a record; sent to the DLQ")
+                        dead_letter(msg, "internal_error", "validation raised; see worker log")
+                        valid = None
+                    if valid is None:
+                        done.append(event)
+                    else:
+                        tiebreak = (rank.get(msg.topic, 99), msg.partition, msg.offset)
+                        source = (msg.topic, msg.partition)
+                        aligner.push(source, valid.ts, tiebreak, (valid, event), time.monotonic())
+                await release_and_commit(done)
+                metrics.observe_batch(len(batch), time.perf_counter() - started)
+
+    @app.timer(RELEASE_INTERVAL_S)
+    async def release_held() -> None:
+        """Held events must not wait for the next record: once their sources caught up or their
+        hold time is over they go out, also when no record arrives any more."""
+        if not stream_ref or not len(aligner) or lock.locked():
+            return
+        async with lock:
             check_assignment()
-            done: list[Any] = []
-            for event in batch:
-                msg = event.message
-                received[(msg.topic, msg.partition)] = msg.offset + 1
-                try:
-                    valid = classify(msg)
-                except Exception:  # a bug must not stall the partition: dead-letter the record
-                    log.exception("unexpected error validating a record; sent to the DLQ")
-                    dead_letter(msg, "internal_error", "validation raised; see the worker log")
-                    valid = None
-                if valid is None:
-                    done.append(event)
-                else:
-                    tiebreak = (rank.get(msg.topic, 99), msg.partition, msg.offset)
-                    source = (msg.topic, msg.partition)
-                    aligner.push(source, valid.ts, tiebreak, (valid, event), time.monotonic())
-            appended: list[float] = []
-            forced = aligner.forced
-            lagging = lagging_sources()
-            released = aligner.release(lagging, time.monotonic())
-            metrics.events_held.set(len(aligner))
-            metrics.events_released_early.inc(aligner.forced - forced)
-            for valid, event in released:
-                done.append(event)
-                try:
-                    ts = apply(valid, event.message)
-                except Exception:
-                    log.exception("unexpected error applying an event; sent to the DLQ")
-                    dead_letter(event.message, "internal_error", "apply raised; see worker log")
-                    continue
-                if ts is not None:
-                    appended.append(ts)
-            detector.sweep()
-            collect_outputs()
-            flushed_at = time.perf_counter()
-            repo.flush()
-            await send_outbox()
-            metrics.observe_flush(time.perf_counter() - flushed_at)
-            for event in done:
-                await stream.ack(event)
-            now = time.time()
-            latency = metrics.event_to_score_latency_seconds
-            for ts in appended:
-                latency.observe(max(0.0, now - ts))
-            metrics.observe_batch(len(batch), time.perf_counter() - started)
+            await release_and_commit([])
 
 
 def encode_example(example: Example) -> bytes:

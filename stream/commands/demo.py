@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import signal
 import statistics
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +44,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--rate", type=float, default=3000.0, help="events per wall second")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--max-seconds", type=float, default=170.0, help="stop after this long")
-    p.add_argument("--show", type=int, default=40, help="print at most this many alerts")
+    p.add_argument("--per-second", type=float, default=3.0, help="alert lines printed per second")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    # The demo's own lines are the output; library chatter only when something is wrong.
+    logging.getLogger().setLevel(logging.WARNING)
     env = {"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
     print("starting Kafka ...", flush=True)
     broker = resolve_bootstrap(env, home=default_home())
@@ -81,16 +85,20 @@ async def _demo(args: argparse.Namespace, base: Settings, bootstrap: str) -> int
     worker = _start_worker(settings, workdir)
     config = SimConfig(users=args.users, days=args.days, seed=args.seed)
     truth = ground_truth(config)
-    print(f"worker pid {worker.pid}; metrics http://127.0.0.1:{metrics_port}/metrics; "
-          f"read API http://127.0.0.1:{web_port}/users/<user_id>/")
-    print(f"simulating {args.users} customers over {args.days} days of event time "
-          f"at {args.rate:,.0f} events/s; alerts appear below (Ctrl-C to stop)\n")
+    print(
+        f"worker pid {worker.pid}; metrics http://127.0.0.1:{metrics_port}/metrics; "
+        f"read API http://127.0.0.1:{web_port}/users/<user_id>/"
+    )
+    print(
+        f"simulating {args.users} customers over {args.days} days of event time "
+        f"at {args.rate:,.0f} events/s; alerts appear below (Ctrl-C to stop)\n"
+    )
     alerts: list[dict[str, Any]] = []
     deadline = time.monotonic() + args.max_seconds
     producer = asyncio.create_task(
         _produce_paced(config, settings, bootstrap, args.rate, metrics_port, deadline)
     )
-    watcher = asyncio.create_task(_watch_alerts(settings, bootstrap, alerts, args.show))
+    watcher = asyncio.create_task(_watch_alerts(settings, bootstrap, alerts, args.per_second))
     try:
         while time.monotonic() < deadline and not producer.done():
             await asyncio.sleep(0.5)
@@ -112,8 +120,13 @@ async def _demo(args: argparse.Namespace, base: Settings, bootstrap: str) -> int
 
 
 async def _produce_paced(
-    config: SimConfig, settings: Settings, bootstrap: str, rate: float, port: int,
-    deadline: float, max_behind: int = 15_000,
+    config: SimConfig,
+    settings: Settings,
+    bootstrap: str,
+    rate: float,
+    port: int,
+    deadline: float,
+    max_behind: int = 15_000,
 ) -> int:
     """Send the simulation in chunks, never more than `max_behind` records ahead of the worker,
     so that what is printed is live whatever the speed of this machine."""
@@ -123,8 +136,9 @@ async def _produce_paced(
         chunk = list(itertools.islice(records, 3000))
         if not chunk:
             break
-        sent += await send_records(chunk, bootstrap, rate=rate, progress=None,
-                                   topic_name=settings.topic)
+        sent += await send_records(
+            chunk, bootstrap, rate=rate, progress=None, topic_name=settings.topic
+        )
         while time.monotonic() < deadline and _consumed(port) < sent - max_behind:
             await asyncio.sleep(0.25)
     return sent
@@ -160,7 +174,10 @@ def _start_worker(settings: Settings, workdir: Path) -> subprocess.Popen[bytes]:
     log = (workdir / "worker.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warning"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -175,20 +192,41 @@ def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
 
 
 async def _watch_alerts(
-    settings: Settings, bootstrap: str, alerts: list[dict[str, Any]], show: int
+    settings: Settings, bootstrap: str, alerts: list[dict[str, Any]], per_second: float
 ) -> None:
+    """Print alerts as they arrive, at most `per_second` lines a second so a person can read
+    them (the rest are counted), with a status line every 10 s."""
     topic = settings.topic(t.ALERTS)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     color = sys.stdout.isatty()
+    next_line = next_status = time.monotonic()
+    skipped = 0
     try:
-        async for record in consumer:
-            alerts.append(orjson.loads(record.value))
-            if len(alerts) <= show:
-                print(format_record(topic, record.value, color=color), flush=True)
-            elif len(alerts) == show + 1:
-                print(f"... (showing the first {show} alerts; counting the rest)", flush=True)
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            now = time.monotonic()
+            for records in batch.values():
+                for record in records:
+                    alert = orjson.loads(record.value)
+                    alerts.append(alert)
+                    if now >= next_line:
+                        print(format_record(topic, record.value, color=color), flush=True)
+                        next_line = now + 1.0 / per_second
+                    else:
+                        skipped += 1
+            if now >= next_status:
+                if alerts:
+                    kinds = Counter(a["kind"] for a in alerts)
+                    print(
+                        f"  -- event time {alerts[-1]['ts'][:10]}: "
+                        f"{kinds['churn_risk']} churn_risk, {kinds['roi_drop']} roi_drop "
+                        f"alerts so far ({skipped} not printed)",
+                        flush=True,
+                    )
+                next_status = now + 10.0
     finally:
         await consumer.stop()
 
@@ -239,8 +277,10 @@ def _summary(alerts: list[dict[str, Any]], truth: Any, sent: int | None, port: i
         print(f"events sent: {sent:,}")
     print(f"alerts: {len(risk)} churn_risk, {len(roi)} roi_drop")
     if alerted:
-        print(f"alerted users who really churned later: {len(churned_after)}/{len(alerted)} "
-              f"({len(churned_after) / len(alerted):.0%})")
+        print(
+            f"alerted users who really churned later: {len(churned_after)}/{len(alerted)} "
+            f"({len(churned_after) / len(alerted):.0%})"
+        )
     if leads:
         print(f"median lead time: {statistics.median(leads):.1f} days before the cancel")
     print(f"churners in the simulation: {len(cancel_at)}")
