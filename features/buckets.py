@@ -7,6 +7,7 @@ not associative). Units are chosen so rounding happens once per event, never per
 from __future__ import annotations
 
 import zlib
+from operator import add
 from typing import Final
 
 RING_DAYS: Final = 28
@@ -72,4 +73,13 @@ def aggregate(rows: list[list[int]]) -> list[int]:
         out[k] = acc
     for k in MAX_COUNTERS:
         out[k] = max(cols[k])
+    return out
+
+
+def combine(total: list[int], row: list[int]) -> list[int]:
+    """`aggregate([*rows, row])` given `total = aggregate(rows)`: a new list, inputs untouched."""
+    out = list(map(add, total, row))
+    out[VIDEO_BITS] = total[VIDEO_BITS] | row[VIDEO_BITS]
+    out[INTEGRATION_BITS] = total[INTEGRATION_BITS] | row[INTEGRATION_BITS]
+    out[PROC_MS_MAX] = max(total[PROC_MS_MAX], row[PROC_MS_MAX])
     return out

@@ -8,17 +8,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from features import buckets as b
-from features.buckets import DAY_S, aggregate
+from features.buckets import DAY_S
 from features.names import DAYS_SINCE_CAP, ROI_CAP, TREND_CAP
 
 if TYPE_CHECKING:
     from features.state import UserState
 
 _INF = float("inf")
-
-
-def _ratio(num: float, den: float) -> float:
-    return num / den if den else 0.0
 
 
 def _trend(x7: float, x28: float) -> float:
@@ -34,9 +30,15 @@ def _roi(value: float, cost: float) -> float:
     return min(ROI_CAP, max(0.0, value / cost))
 
 
-def _since(now: float, last: float) -> float:
-    # last == -inf (never seen) gives +inf, capped here.
-    return min(DAYS_SINCE_CAP, max(0.0, (now - last) / DAY_S))
+# derive() unpacks window rows positionally; this pins the counter layout it assumes.
+_LAYOUT = (
+    b.ACTIVE, b.LOGINS, b.FAILED_LOGINS, b.VIDEOS, b.VIDEOS_DONE, b.WATCH_DS, b.WATCH_FRAC_BP,
+    b.ABANDONED, b.SEEKS, b.REWINDS, b.PAUSES, b.VIDEO_BITS, b.SYNCS, b.SYNC_ERRORS,
+    b.LATENCY_MS, b.LATENCY_N, b.INTEGRATION_BITS, b.VALUE_CENTS, b.VALUE_EVENTS, b.JOBS,
+    b.JOBS_FAILED, b.DOCUMENTS, b.PROC_MS, b.PROC_N, b.PROC_MS_MAX,
+)
+if tuple(range(25)) != _LAYOUT or b.N_COUNTERS != 25 or b.N_LAST != 7:
+    raise ImportError("features.derive is out of date with the features.buckets layout")
 
 
 def derive(
@@ -44,12 +46,22 @@ def derive(
     now: float,
     now_day: int,
     r1: list[int] | None,
-    r7: list[list[int]],
-    r28: list[list[int]],
+    w7: list[int],
+    w28: list[int],
 ) -> list[float]:
-    """Feature vector from the day rows of the 1-, 7- and 28-day windows ending at `now_day`."""
-    w7 = aggregate(r7)
-    w28 = aggregate(r28)
+    """Feature vector from `now_day`'s row and the 7- and 28-day window totals ending there.
+
+    Hot path (once per scored event): window counters are unpacked into locals and ratios
+    (`num / den if den else 0.0`) and days-since (`(now - last) / DAY_S` clamped to
+    [0, DAYS_SINCE_CAP]; never seen counts from the user's start, also capped) are inline.
+    """
+    (active7, logins7, failed7, videos7, done7, watch_ds7, frac_bp7, abandoned7, seeks7,
+     rewinds7, pauses7, vbits7, syncs7, sync_err7, latency7, latency_n7, _ibits7, cents7,
+     _value_n7, jobs7, jobs_failed7, documents7, proc_ms7, proc_n7, proc_max7) = w7
+    (active28, logins28, failed28, videos28, done28, watch_ds28, _frac28, _abandoned28,
+     _seeks28, _rewinds28, _pauses28, vbits28, syncs28, sync_err28, _latency28, _latency_n28,
+     ibits28, cents28, value_n28, jobs28, jobs_failed28, _documents28, _proc_ms28, _proc_n28,
+     _proc_max28) = w28
 
     start = st.signup_ts if st.signup_ts is not None else st.first_ts
     tenure = max(0.0, (now - start) / DAY_S) if start != _INF else 0.0
@@ -57,74 +69,77 @@ def derive(
     per_day = price / 30.0
     cost7 = per_day * st.subscribed_days(now_day - 6, now_day) if per_day else 0.0
     cost28 = per_day * st.subscribed_days(now_day - 27, now_day) if per_day else 0.0
-    last = st.last
+
+    # _since() for every `last` slot; LAST_* order is the days_since_* feature order.
+    # Never seen counts from the user's start: a new user is not "60 days inactive".
+    never = tenure if tenure < DAYS_SINCE_CAP else DAYS_SINCE_CAP
+    since = []
+    for t in st.last:
+        if t == -_INF:
+            since.append(never)
+            continue
+        d = (now - t) / DAY_S
+        d = d if d > 0.0 else 0.0
+        since.append(d if d < DAYS_SINCE_CAP else DAYS_SINCE_CAP)
 
     logins1 = r1[b.LOGINS] if r1 is not None else 0
     watch1 = r1[b.WATCH_DS] / 600.0 if r1 is not None else 0.0
-
-    videos7 = w7[b.VIDEOS]
-    watch7 = w7[b.WATCH_DS] / 600.0
-    watch28 = w28[b.WATCH_DS] / 600.0
-    value7 = w7[b.VALUE_CENTS] / 100.0
-    value28 = w28[b.VALUE_CENTS] / 100.0
+    watch7 = watch_ds7 / 600.0
+    watch28 = watch_ds28 / 600.0
+    value7 = cents7 / 100.0
+    value28 = cents28 / 100.0
 
     return [
         tenure,
         float(price),
-        _since(now, last[b.LAST_EVENT]),
-        _since(now, last[b.LAST_LOGIN]),
-        _since(now, last[b.LAST_VIDEO]),
-        _since(now, last[b.LAST_SYNC]),
-        _since(now, last[b.LAST_OK_SYNC]),
-        _since(now, last[b.LAST_JOB]),
-        _since(now, last[b.LAST_VALUE]),
+        *since,
         float(logins1),
-        float(w7[b.LOGINS]),
-        float(w28[b.LOGINS]),
-        float(w7[b.FAILED_LOGINS]),
-        float(w28[b.FAILED_LOGINS]),
-        float(w7[b.ACTIVE]),
-        float(w28[b.ACTIVE]),
+        float(logins7),
+        float(logins28),
+        float(failed7),
+        float(failed28),
+        float(active7),
+        float(active28),
         float(videos7),
-        float(w28[b.VIDEOS]),
-        float(w7[b.VIDEOS_DONE]),
-        float(w28[b.VIDEOS_DONE]),
+        float(videos28),
+        float(done7),
+        float(done28),
         watch1,
         watch7,
         watch28,
-        _ratio(w7[b.WATCH_FRAC_BP] / 10000.0, videos7),
-        float(w7[b.ABANDONED]),
-        _ratio(w7[b.ABANDONED], videos7),
-        _ratio(w7[b.SEEKS], watch7),
-        _ratio(w7[b.REWINDS], watch7),
-        _ratio(w7[b.PAUSES], watch7),
-        float(w7[b.VIDEO_BITS].bit_count()),
-        float(w28[b.VIDEO_BITS].bit_count()),
-        float(w7[b.SYNCS]),
-        float(w28[b.SYNCS]),
-        _ratio(w7[b.SYNC_ERRORS], w7[b.SYNCS]),
-        _ratio(w28[b.SYNC_ERRORS], w28[b.SYNCS]),
-        float(w28[b.INTEGRATION_BITS].bit_count()),
-        _ratio(w7[b.LATENCY_MS], w7[b.LATENCY_N]),
+        frac_bp7 / 10000.0 / videos7 if videos7 else 0.0,
+        float(abandoned7),
+        abandoned7 / videos7 if videos7 else 0.0,
+        seeks7 / watch7 if watch7 else 0.0,
+        rewinds7 / watch7 if watch7 else 0.0,
+        pauses7 / watch7 if watch7 else 0.0,
+        float(vbits7.bit_count()),
+        float(vbits28.bit_count()),
+        float(syncs7),
+        float(syncs28),
+        sync_err7 / syncs7 if syncs7 else 0.0,
+        sync_err28 / syncs28 if syncs28 else 0.0,
+        float(ibits28.bit_count()),
+        latency7 / latency_n7 if latency_n7 else 0.0,
         value7,
         value28,
         cost7,
         cost28,
         _roi(value7, cost7),
         _roi(value28, cost28),
-        float(w28[b.VALUE_EVENTS]),
-        float(w7[b.JOBS]),
-        float(w28[b.JOBS]),
-        float(w7[b.DOCUMENTS]),
-        _ratio(w7[b.JOBS_FAILED], w7[b.JOBS]),
-        _ratio(w28[b.JOBS_FAILED], w28[b.JOBS]),
-        _ratio(w7[b.PROC_MS], w7[b.PROC_N]),
-        float(w7[b.PROC_MS_MAX]),
-        _trend(w7[b.LOGINS], w28[b.LOGINS]),
+        float(value_n28),
+        float(jobs7),
+        float(jobs28),
+        float(documents7),
+        jobs_failed7 / jobs7 if jobs7 else 0.0,
+        jobs_failed28 / jobs28 if jobs28 else 0.0,
+        proc_ms7 / proc_n7 if proc_n7 else 0.0,
+        float(proc_max7),
+        _trend(logins7, logins28),
         _trend(watch7, watch28),
-        _trend(videos7, w28[b.VIDEOS]),
-        _trend(w7[b.SYNCS], w28[b.SYNCS]),
+        _trend(videos7, videos28),
+        _trend(syncs7, syncs28),
         _trend(value7, value28),
-        _trend(w7[b.JOBS], w28[b.JOBS]),
-        _trend(w7[b.ACTIVE], w28[b.ACTIVE]),
+        _trend(jobs7, jobs28),
+        _trend(active7, active28),
     ]

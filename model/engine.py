@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from features import Applied, FeatureConfig
+from features import FEATURE_NAMES, Applied, FeatureConfig
 from model.alerts import AlertPolicy
 from model.config import ModelConfig
 from model.labels import DueIndex, Example, PendingLabels
@@ -88,6 +88,9 @@ class Detector:
         self.out = Outputs()
         # Only `scored_at` reads it: the contract marks that field as wall-clock, for latency.
         self._wall_clock = wall_clock
+        self._last_wall: tuple[float, str] = (-1.0, "")
+        if tuple(scorer.feature_names) != FEATURE_NAMES:
+            raise ValueError("the scorer must use features.FEATURE_NAMES in that order")
 
     # -- events -------------------------------------------------------------------------------
 
@@ -143,7 +146,8 @@ class Detector:
         if now - rec.last_scored_ts < self.config.score_min_interval_s:
             return
         segment = state.segment or self.config.default_segment
-        x = state.features(now)
+        vector = state.vector(now)
+        x = dict(zip(FEATURE_NAMES, vector, strict=True))
         s = self.scorer.score(segment, x)
         drivers = [d.to_dict() for d in s.drivers]
         horizon_s = self.config.model.horizon_s(segment)
@@ -158,14 +162,13 @@ class Detector:
                 "model_version": s.model_version,
                 "horizon_days": horizon_s / 86400.0,
                 "drivers": drivers,
-                "scored_at": rfc3339(self._wall_clock()),
+                "scored_at": self._scored_at(),
             }
         )
         rec.last = {"ts": now, "score": s.score, "source": s.source,
                     "model_version": s.model_version, "drivers": drivers}
         if rec.pending is None:
             rec.pending = PendingLabels(rec.user_id, segment)
-        vector = [x.get(name, 0.0) for name in self.scorer.feature_names]
         rec.pending.add(now, vector, s.score, s.model_version, horizon_s)
         self.due.schedule(rec.user_id, rec.pending.next_due())
         for alert in (
@@ -174,6 +177,13 @@ class Detector:
         ):
             if alert is not None:
                 self.out.alerts.append(alert.to_dict())
+
+    def _scored_at(self) -> str:
+        # Formatting a timestamp costs more than scoring; one string per wall-clock ms.
+        now = round(self._wall_clock(), 3)
+        if now != self._last_wall[0]:
+            self._last_wall = (now, rfc3339(now))
+        return self._last_wall[1]
 
     # -- labels of silent users ---------------------------------------------------------------
 

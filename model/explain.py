@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
@@ -33,6 +32,7 @@ def top_drivers(
     """
     if top <= 0:
         return []
-    positive = ((c, f) for f, c in contributions if c > 0.0)
-    best = heapq.nsmallest(top, positive, key=lambda cf: (-cf[0], cf[1]))
-    return [Driver(f, float(values.get(f, 0.0)), c) for c, f in best]
+    # Sorting (-c, f) tuples in C beats heapq.nsmallest with a key for a few dozen features;
+    # the order is the same total order, and -(-c) == c exactly.
+    best = sorted([(-c, f) for f, c in contributions if c > 0.0])[:top]
+    return [Driver(f, float(values.get(f, 0.0)), -neg) for neg, f in best]

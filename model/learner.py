@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from river import base, compose, forest, linear_model, preprocessing, tree
@@ -13,6 +14,31 @@ from model.explain import Driver, top_drivers
 from model.rules import logit
 
 SNAPSHOT_FORMAT: Final = 1
+
+
+@dataclass(frozen=True, slots=True)
+class _LinearView:
+    """The logistic pipeline's parameters as flat tuples, valid for one model `version`.
+
+    `terms` (name, weight, mean, std) replay River's StandardScaler | LogisticRegression
+    predict in one pass: for every feature with a non-zero variance, in `feature_names`
+    order. `drivers` (name, weight, mean, sqrt(var)) are the features `explain` decomposes:
+    non-zero weight and positive variance.
+    """
+
+    version: int
+    intercept: float
+    terms: tuple[tuple[str, float, float, Any], ...]
+    drivers: tuple[tuple[str, float, float, float], ...]
+
+
+def _river_sigmoid(z: float) -> float:
+    # river.utils.math.sigmoid, which LogisticRegression uses (saturates outside +-30).
+    if z < -30:
+        return 0.0
+    if z > 30:
+        return 1.0
+    return 1 / (1 + math.exp(-z))
 
 
 def build_estimator(name: str, base_rate: float, seed: int = 42) -> base.Classifier:
@@ -65,6 +91,8 @@ class SegmentModel:
         self.n_neg = 0
         self.n_resets = 0
         self._model = build_estimator(estimator, self.base_rate, seed)
+        self._linear: _LinearView | None = None
+        self._linear_asked = -1  # version of the last predict that found no view
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -87,9 +115,26 @@ class SegmentModel:
         return self.n_pos + self.n_neg
 
     def predict(self, x: Mapping[str, float]) -> float:
-        """Probability that the user churns within the segment's horizon."""
+        """Probability that the user churns within the segment's horizon.
+
+        The logistic model is scored from a flat view of its parameters (same arithmetic as
+        River, identical up to summation order) once a version is scored more than once;
+        a version scored once (the trainer's predict-then-learn) goes through River.
+        """
         if self.n_learned == 0 and self.estimator != "logistic":
             return self.base_rate
+        lin = self._linear
+        if lin is None or lin.version != self.version:
+            if self._linear_asked == self.version:
+                lin = self._linear_view()
+            else:
+                self._linear_asked = self.version
+        if lin is not None and lin.version == self.version:
+            z = 0.0
+            for name, w, mean, std in lin.terms:
+                z += w * ((float(x.get(name, 0.0)) - mean) / std)
+            p = _river_sigmoid(z + lin.intercept)
+            return p if math.isfinite(p) else self.base_rate
         proba = self._model.predict_proba_one(self._select(x))
         p = float(proba.get(True, 0.0))
         return p if math.isfinite(p) else self.base_rate
@@ -126,18 +171,43 @@ class SegmentModel:
         """
         if self.estimator != "logistic" or self.n_learned == 0:
             return []
+        lin = self._linear_view()
+        if lin is None:
+            return []
+        contribs = [
+            (name, w * ((float(x.get(name, 0.0)) - mean) / std))
+            for name, w, mean, std in lin.drivers
+        ]
+        return top_drivers(contribs, x, top)
+
+    def _linear_view(self) -> _LinearView | None:
+        """The cached view of the logistic parameters for this `version` (None: no fast path).
+
+        Valid because the pipeline only changes through `learn`/`reset`, which bump `version`;
+        not used while River's learn-during-predict mode would update the scaler on predict.
+        """
+        if self.estimator != "logistic" or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
+            return None
+        lin = self._linear
+        if lin is not None and lin.version == self.version:
+            return lin
         scaler: preprocessing.StandardScaler = self._model["StandardScaler"]
-        weights = self._model["LogisticRegression"].weights
+        regression = self._model["LogisticRegression"]
+        weights = regression.weights  # a copy: once per version, not per call
         means, variances = scaler.means, scaler.vars
-        contribs: list[tuple[str, float]] = []
+        terms = []
+        drivers = []
         for name in self.feature_names:
             w = weights.get(name, 0.0)
             v = variances.get(name, 0.0)
-            if w == 0.0 or v <= 0.0:
-                continue
-            z = (float(x.get(name, 0.0)) - means.get(name, 0.0)) / math.sqrt(v)
-            contribs.append((name, w * z))
-        return top_drivers(contribs, x, top)
+            m = means.get(name, 0.0)
+            if v:
+                terms.append((name, w, m, v**0.5))  # StandardScaler.transform_one
+            if w != 0.0 and v > 0.0:
+                drivers.append((name, w, m, math.sqrt(v)))
+        lin = _LinearView(self.version, float(regression.intercept), tuple(terms), tuple(drivers))
+        self._linear = lin
+        return lin
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -179,4 +249,6 @@ class SegmentModel:
         m.n_neg = state["n_neg"]
         m.n_resets = state["n_resets"]
         m._model = state["model"]
+        m._linear = None
+        m._linear_asked = -1
         return m

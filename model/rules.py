@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from model.explain import Driver, top_drivers
 
@@ -33,7 +34,7 @@ class RulesScore:
     center (contributes nothing) rather than as 0, which could mean "very unhealthy".
     """
 
-    __slots__ = ("bias", "centers", "horizon_days", "segment", "weights")
+    __slots__ = ("_terms", "bias", "centers", "horizon_days", "segment", "weights")
 
     def __init__(
         self,
@@ -44,24 +45,27 @@ class RulesScore:
         segment: str = "",
         horizon_days: float = 14.0,
     ) -> None:
-        self.weights: dict[str, float] = {k: float(v) for k, v in weights.items()}
+        # Read-only: `_terms` flattens them once for the per-score loop.
+        self.weights: Mapping[str, float] = MappingProxyType(
+            {k: float(v) for k, v in weights.items()})
         self.bias = float(bias)
-        self.centers: dict[str, float] = {k: float(v) for k, v in (centers or {}).items()}
+        self.centers: Mapping[str, float] = MappingProxyType(
+            {k: float(v) for k, v in (centers or {}).items()})
         self.segment = segment
         self.horizon_days = horizon_days
+        self._terms = tuple((n, w, self.centers.get(n, 0.0)) for n, w in self.weights.items())
 
     def contributions(self, x: Mapping[str, float]) -> list[tuple[str, float]]:
         """(feature, w_i * (f_i - c_i)) for every weighted feature, in weight order."""
-        out: list[tuple[str, float]] = []
-        for name, w in self.weights.items():
-            c = self.centers.get(name, 0.0)
-            f = x.get(name)
-            out.append((name, 0.0 if f is None else w * (float(f) - c)))
-        return out
+        get = x.get
+        return [
+            (name, 0.0 if (f := get(name)) is None else w * (float(f) - c))
+            for name, w, c in self._terms
+        ]
 
     def predict(self, x: Mapping[str, float]) -> float:
         """Probability-like churn score in [0, 1]."""
-        return sigmoid(self.bias + sum(c for _, c in self.contributions(x)))
+        return sigmoid(self.bias + sum([c for _, c in self.contributions(x)]))
 
     def explain(self, x: Mapping[str, float], top: int = 3) -> list[Driver]:
         """Top risk-raising features, largest contribution first (raw values)."""

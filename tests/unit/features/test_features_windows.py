@@ -13,7 +13,7 @@ from features import FEATURE_NAMES, UserState
 def test_empty_state_has_all_names_and_neutral_values() -> None:
     f = UserState.new("x").features(now=D0)
     assert list(f) == list(FEATURE_NAMES)
-    assert f["days_since_event"] == 60.0
+    assert f["days_since_event"] == 0.0  # never seen counts from the start (tenure 0)
     assert f["tenure_days"] == 0.0
     assert f["trend_logins"] == 1.0
     assert f["roi_28d"] == 0.0
@@ -196,3 +196,11 @@ def test_no_nan_or_inf_anywhere() -> None:
     st = state_of(evs)
     for now in (None, at(-100), at(0), at(1000)):
         assert all(math.isfinite(v) for v in st.vector(now))
+
+
+def test_never_seen_counts_from_signup_and_is_capped() -> None:
+    st = state_of([life(at(0), "signup", segment="course", price=30.0)])
+    f = st.features(now=at(10))
+    assert f["days_since_video"] == 10.0
+    assert f["days_since_event"] == 10.0
+    assert st.features(now=at(90))["days_since_video"] == 60.0

@@ -143,3 +143,58 @@ def test_inputs_restricted_to_feature_names() -> None:
 def test_unknown_estimator_rejected() -> None:
     with pytest.raises(ValueError):
         SegmentModel("course", estimator="svm", base_rate=0.1, feature_names=NAMES)
+
+
+def river_proba(m: SegmentModel, x: dict[str, float]) -> float:
+    """The reference: River's own pipeline predict, bypassing the flat parameter view."""
+    return float(m._model.predict_proba_one(m._select(x))[True])
+
+
+def reference_contributions(m: SegmentModel, x: dict[str, float]) -> list[tuple[str, float]]:
+    """explain's decomposition read straight from River's scaler and weights."""
+    scaler = m._model["StandardScaler"]
+    weights = m._model["LogisticRegression"].weights
+    out = []
+    for name in m.feature_names:
+        w, v = weights.get(name, 0.0), scaler.vars.get(name, 0.0)
+        if w != 0.0 and v > 0.0:
+            out.append((name, w * ((x.get(name, 0.0) - scaler.means.get(name, 0.0)) / v**0.5)))
+    return out
+
+
+def test_fast_predict_matches_river_and_follows_learning() -> None:
+    m = trained(n=400)
+    rng = random.Random(11)
+    for _ in range(30):
+        x, y = sample(rng)
+        x["noise"] *= 50.0  # also far from the means
+        first, second = m.predict(x), m.predict(x)  # River, then the flat view
+        assert m._linear is not None and m._linear.version == m.version
+        assert first == river_proba(m, x)
+        assert second == pytest.approx(first, rel=0, abs=1e-12)
+        m.learn(x, y)  # the view is stale now: next predicts must see the new weights
+        assert m.predict(x) == pytest.approx(river_proba(m, x), rel=0, abs=1e-12)
+
+
+def test_fast_predict_saturates_like_river() -> None:
+    m = trained(n=400)
+    far = {"days_since_event": 1e6, "watch_minutes_7d": 0.0, "noise": 0.0}
+    assert m.predict(far) == m.predict(far) == river_proba(m, far) == 1.0
+
+
+def test_explain_contributions_match_river_parameters() -> None:
+    m = trained(n=400)
+    rng = random.Random(12)
+    for _ in range(20):
+        x, _ = sample(rng)
+        ref = sorted(((c, f) for f, c in reference_contributions(m, x) if c > 0), reverse=True)
+        drivers = m.explain(x)
+        assert [d.feature for d in drivers] == [f for _, f in ref[:3]]
+        assert [d.contribution for d in drivers] == pytest.approx([c for c, _ in ref[:3]],
+                                                                  rel=1e-12)
+
+
+def test_cold_logistic_fast_path_predicts_base_rate() -> None:
+    m = SegmentModel("saas", base_rate=0.2, feature_names=NAMES)
+    x = {"days_since_event": 3.0}
+    assert m.predict(x) == m.predict(x) == pytest.approx(0.2, rel=1e-9)

@@ -66,3 +66,31 @@ def test_config_validation_and_overrides() -> None:
     assert cfg.rules["saas"] == RulesParams(weights={"x": 1.0}, bias=-3.0)
     assert cfg.rules_for("saas").predict({"x": 3.0}) == pytest.approx(0.5)
     assert cfg.horizon_s("course") == 7 * 86_400
+
+
+def test_weights_are_read_only_so_precomputed_terms_stay_valid() -> None:
+    r = RulesScore({"a": 1.0}, bias=0.0, centers={"a": 2.0})
+    with pytest.raises(TypeError):
+        r.weights["a"] = 5.0  # type: ignore[index]
+    with pytest.raises(TypeError):
+        r.centers["a"] = 0.0  # type: ignore[index]
+    assert r.contributions({"a": 3.0}) == [("a", 1.0)]
+
+
+def test_top_drivers_same_order_as_heap_selection_with_ties_by_name() -> None:
+    import heapq
+    import random
+
+    from model.explain import top_drivers
+
+    rng = random.Random(4)
+    for _ in range(200):
+        names = [f"f{i}" for i in range(rng.randint(0, 30))]
+        contribs = [(n, rng.choice([0.0, -1.0, 0.5, 1.0, rng.uniform(-2, 2)])) for n in names]
+        values = {n: float(i) for i, n in enumerate(names)}
+        top = rng.randint(0, 5)
+        ref = heapq.nsmallest(top, ((c, f) for f, c in contribs if c > 0.0),
+                              key=lambda cf: (-cf[0], cf[1])) if top > 0 else []
+        got = top_drivers(contribs, values, top)
+        assert [(d.contribution, d.feature, d.value) for d in got] == [
+            (c, f, values[f]) for c, f in ref]
