@@ -13,27 +13,18 @@ import shutil
 import socket
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prom import PROM_DIR
+from prom import ensure_tools as _ensure_tools
+from prom import free_port as _free_port
+from prom import get as _get
+from prom import query as _query
+from prom import run as _run
 
 from stream.metrics import WorkerMetrics, start_metrics_server
-
-ROOT = Path(__file__).resolve().parents[2]
-PROM_DIR = ROOT / "deploy" / "prometheus"
-INSTALL = ROOT / "deploy" / "install-prometheus.sh"
-
-
-def _ensure_tools() -> None:
-    if shutil.which("promtool") and shutil.which("prometheus"):
-        return
-    done = subprocess.run(["bash", str(INSTALL)], capture_output=True, text=True, timeout=900)
-    if done.returncode == 3:
-        pytest.skip(f"PROMETHEUS TOOLS UNAVAILABLE (install script exit 3): {done.stderr.strip()}")
-    assert done.returncode == 0, f"install-prometheus.sh failed:\n{done.stdout}\n{done.stderr}"
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +41,6 @@ def prometheus_bin() -> str:
     path = shutil.which("prometheus")
     assert path
     return path
-
-
-def _run(cmd: list[str], cwd: Path | None = None, stdin: str | None = None) -> str:
-    done = subprocess.run(cmd, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=60)
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, f"{' '.join(cmd)} failed ({done.returncode}):\n{out}"
-    return out
 
 
 def test_promtool_check_config(promtool: str) -> None:
@@ -83,11 +67,6 @@ def metrics_server() -> Iterator[tuple[WorkerMetrics, int]]:
         yield metrics, server.port
     finally:
         server.close()
-
-
-def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return resp.read()
 
 
 def test_scraped_metrics_pass_promtool_lint(
@@ -118,19 +97,6 @@ def test_metrics_server_binds_only_the_given_host() -> None:
         server.close()
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", server.port), timeout=2):
         pass  # closed: the port is released
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _query(base: str, promql: str) -> list[dict[str, object]]:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    body = json.loads(_get(url))
-    assert body["status"] == "success", body
-    return body["data"]["result"]
 
 
 def test_real_prometheus_scrapes_the_worker_endpoint(
