@@ -223,15 +223,12 @@ def consume(
 
     async def go() -> list[Any]:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+            topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
             enable_auto_commit=False, fetch_max_bytes=16 * 2**20,
             max_partition_fetch_bytes=8 * 2**20,
         )
         await consumer.start()
         try:
-            tps = await _partitions(bootstrap, [topic])
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
             out: list[Any] = []
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -324,7 +321,12 @@ def wait_caught_up(
             return lag
         if time.monotonic() > deadline:
             behind = {tp: n for tp, n in lag.items() if n}
-            raise AssertionError(f"group {worker.app_id} still behind after {timeout} s: {behind}")
+            held = worker.metric("churnstream_events_held")
+            consumed = worker.metric("churnstream_records_consumed_total")
+            raise AssertionError(
+                f"group {worker.app_id} still behind after {timeout} s: {behind}; "
+                f"worker consumed {consumed:.0f} records and holds {held:.0f} events"
+            )
         time.sleep(0.5)
 
 
