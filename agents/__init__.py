@@ -9,11 +9,12 @@ from stream.settings import Settings
 
 def register(app: faust.App, settings: Settings, bootstrap: str) -> None:
     """Register every agent, task and view of a churnstream worker on `app`."""
-    from agents import model_feed, monitor, process, trainer, views
+    from agents import erasure, model_feed, monitor, process, trainer, views
     from agents.context import WorkerContext
 
     ctx = WorkerContext.build(app, settings, bootstrap)
     process.register(ctx)
+    erasure.register(ctx)
     trainer.register(ctx)
     model_feed.register(ctx)
     views.register(ctx)

@@ -22,10 +22,12 @@ from typing import Any
 import orjson
 
 from agents.context import WorkerContext
+from agents.erasure import ERASED_USER
 from model.labels import Example
 from stream import topics as t
 from stream.dlq import dlq_record
 from stream.events import Event
+from stream.kafka_client import security_settings
 from stream.ordering import EventTimeAligner
 from stream.validation import Invalid, parse
 
@@ -45,28 +47,36 @@ def register(ctx: WorkerContext) -> None:
     # Tie-break of equal event times: the contract's topic order, then partition and offset.
     rank = {name: i for i, name in enumerate([*kinds, rekeyed_topic])}
     max_bytes = settings.max_record_bytes
+    security = security_settings(settings)
+    pseudo = security.pseudonymizer()
+    blocked = security.blocked_users().__contains__
     repo = ctx.repo
     aligner: EventTimeAligner[tuple[Event, Any]] = EventTimeAligner()
     assigned: set[Any] = set()
     received: dict[tuple[str, int], int] = {}  # next offset expected per source partition
+    # Per partition, in offset order: [event, finished]. Acks go out only as the finished run
+    # at the front: Faust 0.15.3 can commit past an unacked record when later ones are acked.
+    pending_acks: dict[tuple[str, int], dict[int, list[Any]]] = {}
 
     def short(topic: str) -> str:
         return topic[len(prefix) :] if prefix and topic.startswith(prefix) else topic
 
     outbox: list[tuple[str, bytes | None, bytes, Any]] = []  # (topic, key, value, headers)
 
-    def dead_letter(message: Any, error: str, detail: str) -> None:
+    def dead_letter(message: Any, error: str, detail: str, *, keep_data: bool = True) -> None:
+        """Record -> churn.dlq with the reason; `keep_data=False` drops key and payload (an
+        erased user's data must not be kept there)."""
         outbox.append(
             (
                 dlq_topic,
-                message.key,
+                message.key if keep_data else None,
                 dlq_record(
                     source_topic=message.topic,
                     partition=message.partition,
                     offset=message.offset,
                     error=error,
                     detail=detail,
-                    payload=message.value,
+                    payload=message.value if keep_data else None,
                     max_bytes=max_bytes,
                     received_at=time.time(),
                 ),
@@ -86,6 +96,21 @@ def register(ctx: WorkerContext) -> None:
         result = parse(kind, value, max_bytes) if kind else Invalid("unknown_kind", topic)
         if isinstance(result, Invalid):
             dead_letter(message, result.error, result.detail)
+            metrics.consumed(short(topic), "invalid").inc()
+            return None
+        if pseudo.enabled and topic != rekeyed_topic:
+            # The raw id must reach no state and no output: the record is rewritten with the
+            # pseudonym and goes through churn.rekeyed to the partition that owns the pseudonym.
+            alias = pseudo(result.user_id)
+            doc = orjson.loads(value)
+            doc["user_id"] = alias
+            outbox.append(
+                (rekeyed_topic, alias.encode(), orjson.dumps(doc), [(KIND_HEADER, kind.encode())])
+            )
+            metrics.consumed(short(topic), "rekeyed").inc()
+            return None
+        if blocked(result.user_id):
+            dead_letter(message, ERASED_USER, "user is on the erasure block list", keep_data=False)
             metrics.consumed(short(topic), "invalid").inc()
             return None
         user_key = result.user_id.encode()
@@ -117,15 +142,20 @@ def register(ctx: WorkerContext) -> None:
         return out
 
     def check_assignment() -> None:
-        """After a rebalance, forget lost partitions and rebuild the due index."""
+        """After a rebalance, start over from the committed offsets.
+
+        Faust moves every assigned partition (not only the lost ones) back to its committed
+        offset, so everything held or unacked is delivered again: forget it all, and rebuild
+        the due index from the partitions now owned.
+        """
         current = set(app.consumer.assignment())
         if current != assigned:
             gone = {(tp.topic, tp.partition) for tp in assigned - current}
             assigned.clear()
             assigned.update(current)
-            aligner.drop_sources(gone)  # unacked: the new owner gets them again
-            for source in gone:
-                received.pop(source, None)
+            aligner.clear()
+            pending_acks.clear()
+            received.clear()
             detector.watermark.forget(gone)
             detector.reschedule(repo.records())
             metrics.rebalances.inc()
@@ -187,7 +217,17 @@ def register(ctx: WorkerContext) -> None:
         metrics.observe_flush(time.perf_counter() - flushed_at)
         stream = stream_ref[0]
         for event in done:
-            await stream.ack(event)
+            msg = event.message
+            slot = pending_acks.get((msg.topic, msg.partition), {}).get(msg.offset)
+            if slot is not None:
+                slot[1] = True
+        for slots in pending_acks.values():
+            while slots:
+                offset, (first, finished) = next(iter(slots.items()))
+                if not finished:
+                    break
+                del slots[offset]
+                await stream.ack(first)
         now = time.time()
         latency = metrics.event_to_score_latency_seconds
         for ts in appended:
@@ -205,6 +245,10 @@ def register(ctx: WorkerContext) -> None:
                 for event in batch:
                     msg = event.message
                     received[(msg.topic, msg.partition)] = msg.offset + 1
+                    pending_acks.setdefault((msg.topic, msg.partition), {})[msg.offset] = [
+                        event,
+                        False,
+                    ]
                     try:
                         valid = classify(msg)
                     except Exception:  # a bug must not stall the partition: dead-letter it

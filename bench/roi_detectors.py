@@ -5,6 +5,9 @@ Synthetic customers pay 1 per day and get noisy daily value around a base ROI in
 triggers can see it). Half the series get a planted drop of 25-40% on day 45 of 90; the
 other half are stable. Every day the features are rebuilt and fed through AlertPolicy.on_roi.
 
+The baseline is the ROI of the 21 days before the last 7 (model.roi). For the simulator, where
+drops are planted among realistic accounts, see bench/alert_quality.py.
+
 Usage: .venv/bin/python bench/roi_detectors.py [--series 200] [--seed 1]
 """
 
@@ -88,7 +91,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     configs = {
-        "rule (drop 0.4)": AlertConfig(),
+        "rule (default)": AlertConfig(),
+        "rule (drop 0.4, clear 1.1)": AlertConfig(roi_drop=0.4, roi_clear_factor=1.1),
         "rule (drop 0.25)": AlertConfig(roi_drop=0.25),
         **{f"page_hinkley (lambda {lam:g})": AlertConfig(roi_detector="page_hinkley",
                                                          ph_threshold=lam)

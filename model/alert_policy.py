@@ -47,16 +47,34 @@ class RiskThresholds:
             raise ValueError(f"need 0 <= clear <= warning <= critical <= 1, got {self}")
 
 
+# Per-segment defaults chosen with bench/alert_quality.py on the simulator (1000 and 3000
+# users x 90 days; docs/alerts.md has the sweep). Scores are churn probabilities within the
+# segment's horizon, so useful levels are low: `warning` is set for lead time (course >= 5
+# days, SaaS >= 7 days before the cancel), `critical` for precision (half or more of critical
+# alerts are followed by a cancel within 4 weeks). `clear` at 0.6 x warning stops flapping.
+DEFAULT_SEGMENT_THRESHOLDS: Final[dict[str, RiskThresholds]] = {
+    "course": RiskThresholds(warning=0.2, critical=0.5, clear=0.12),
+    "saas": RiskThresholds(warning=0.2, critical=0.5, clear=0.12),
+    "docs": RiskThresholds(warning=0.3, critical=0.6, clear=0.18),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class AlertConfig:
     """Alert thresholds; all durations are event time."""
 
-    thresholds: RiskThresholds = field(default_factory=RiskThresholds)
-    segment_thresholds: Mapping[str, RiskThresholds] = field(default_factory=dict)
+    thresholds: RiskThresholds = field(default_factory=RiskThresholds)  # unknown segments
+    segment_thresholds: Mapping[str, RiskThresholds] = field(
+        default_factory=lambda: dict(DEFAULT_SEGMENT_THRESHOLDS))
     cooldown_s: float = 7 * DAY_S
+    # No churn_risk alert in the first day of a relationship: a user with (almost) no events
+    # scores high on silence alone, which flooded a replay with alerts at signup.
+    risk_warmup_s: float = 1 * DAY_S
     roi_threshold: float = 1.0
-    roi_drop: float = 0.4
-    roi_clear_factor: float = 1.1  # ROI must recover 10% above the limits to clear
+    # 0.5 / 1.25 chosen on the simulator: at 0.4 / 1.1 weekly value noise alone alerted twice
+    # as many quiet SaaS accounts; planted drops (60-90%) are caught as well and as fast.
+    roi_drop: float = 0.5
+    roi_clear_factor: float = 1.25  # ROI must recover 25% above the limits to clear
     roi_min_history_days: float = 14.0
     roi_min_value_events: int = 5
     roi_detector: Literal["rule", "page_hinkley"] = "rule"
@@ -71,6 +89,8 @@ class AlertConfig:
             raise ValueError(f"roi_drop must be in (0, 1): {self.roi_drop}")
         if self.cooldown_s < 0 or self.roi_threshold <= 0 or self.roi_clear_factor < 1.0:
             raise ValueError("need cooldown_s >= 0, roi_threshold > 0, roi_clear_factor >= 1")
+        if self.risk_warmup_s < 0:
+            raise ValueError(f"risk_warmup_s must be >= 0: {self.risk_warmup_s}")
 
     def thresholds_for(self, segment: str | None) -> RiskThresholds:
         """Thresholds of `segment`, falling back to the global ones."""
@@ -95,6 +115,7 @@ class AlertMemory:
 
     kinds: dict[str, KindMemory] = field(default_factory=dict)
     stopped: bool = False  # after cancel, until reactivate/signup
+    since: float | None = None  # first score of the current relationship (for the warm-up)
     roi_day: int | None = None  # last UTC day fed to the Page-Hinkley detector
     roi_ph: dict[str, Any] | None = None
 
@@ -108,6 +129,7 @@ class AlertMemory:
             "kinds": {k: {"active": m.active, "level": m.level, "last_ts": m.last_ts,
                           "last_severity": m.last_severity} for k, m in self.kinds.items()},
             "stopped": self.stopped, "roi_day": self.roi_day, "roi_ph": self.roi_ph,
+            "since": self.since,
         }
 
     @classmethod
@@ -117,6 +139,8 @@ class AlertMemory:
             kinds={k: KindMemory(**v) for k, v in data.get("kinds", {}).items()},
             stopped=bool(data.get("stopped", False)),
             roi_day=data.get("roi_day"), roi_ph=data.get("roi_ph"),
+            # Memories written before the warm-up existed belong to established users.
+            since=data.get("since", 0.0),
         )
 
     def to_bytes(self) -> bytes:
@@ -197,9 +221,13 @@ class AlertPolicy:
             return None
         levels = self.config.thresholds_for(segment)
         state = memory.kind(CHURN_RISK)
+        if memory.since is None:
+            memory.since = ts
         if score < levels.clear:
             _clear(state)
             return None
+        if ts - memory.since < self.config.risk_warmup_s:
+            return None  # too new to judge; the episode starts once the warm-up is over
         if score >= levels.critical:
             severity, threshold = CRITICAL, levels.critical
         elif score >= levels.warning:
@@ -245,7 +273,7 @@ class AlertPolicy:
         """Resume alerting after reactivate/signup, as a fresh relationship (no cooldown)."""
         memory.stopped = False
         memory.kinds.clear()
-        memory.roi_day, memory.roi_ph = None, None
+        memory.roi_day, memory.roi_ph, memory.since = None, None, None
 
     def _should_raise(self, state: KindMemory, ts: float, severity: str) -> bool:
         """Edge trigger + escalation + cooldown; updates the episode state."""
@@ -325,6 +353,7 @@ def _roi_drivers(
 
 
 __all__ = [
-    "ALERT_KINDS", "CHURN_RISK", "ROI_DROP", "Alert", "AlertConfig", "AlertMemory",
-    "AlertPolicy", "KindMemory", "RiskThresholds", "alert_id", "rfc3339", "top_drivers",
+    "ALERT_KINDS", "CHURN_RISK", "DEFAULT_SEGMENT_THRESHOLDS", "ROI_DROP", "Alert", "AlertConfig",
+    "AlertMemory", "AlertPolicy", "KindMemory", "RiskThresholds", "alert_id", "rfc3339",
+    "top_drivers",
 ]

@@ -1,8 +1,10 @@
 """ROI checks for `roi_drop` alerts: the threshold/baseline rule and a Page-Hinkley detector.
 
-Both are pure and deterministic. ROI_7d = value_7d / cost_7d; the baseline is the 28-day
-ROI value_28d / cost_28d. The Page-Hinkley detector is a tiny, serialisable re-implementation
-of River's `drift.PageHinkley(mode="down")` so its state fits in the per-user alert memory.
+Both are pure and deterministic. ROI_7d = value_7d / cost_7d; the baseline is the ROI of the
+21 days before them, (value_28d - value_7d) / (cost_28d - cost_7d): a 28-day baseline would
+include the dropped week itself and hide a quarter of any drop. The Page-Hinkley detector
+is a tiny, serialisable re-implementation of River's `drift.PageHinkley(mode="down")` so its
+state fits in the per-user alert memory.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from typing import Any, Final
 
 WARNING: Final = "warning"
 CRITICAL: Final = "critical"
+_EPS: Final = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
 class RoiReading:
-    """ROI of the last 7 days against its 28-day baseline."""
+    """ROI of the last 7 days against the baseline of the 21 days before them."""
 
     roi_7d: float
     baseline: float
@@ -29,20 +32,23 @@ def read_roi(
 ) -> RoiReading | None:
     """ROI reading from features, or None when ROI is undefined or not trustworthy yet.
 
-    Skipped: no cost in either window (no plan price known), tenure shorter than
-    `min_history_days`, or fewer than `min_value_events` value events in 28 days (the customer
-    does not report value, so a low ROI would be an artefact).
+    Skipped: no cost in the last 7 days or in the 21 days before (no plan price known, or
+    not subscribed then), tenure shorter than `min_history_days`, or fewer than
+    `min_value_events` value events in 28 days (the customer does not report value, so a low
+    ROI would be an artefact).
     """
     cost_7d = features.get("cost_7d", 0.0)
-    cost_28d = features.get("cost_28d", 0.0)
-    if cost_7d <= 0.0 or cost_28d <= 0.0:
+    cost_prior = features.get("cost_28d", 0.0) - cost_7d
+    # Relative tolerance: the 28d and 7d costs are float sums of the same daily price.
+    if cost_7d <= 0.0 or cost_prior <= _EPS * cost_7d:
         return None
     if features.get("tenure_days", 0.0) < min_history_days:
         return None
     if features.get("value_events_28d", 0.0) < min_value_events:
         return None
-    roi_7d = max(0.0, features.get("value_7d", 0.0)) / cost_7d
-    baseline = max(0.0, features.get("value_28d", 0.0)) / cost_28d
+    value_7d = max(0.0, features.get("value_7d", 0.0))
+    roi_7d = value_7d / cost_7d
+    baseline = max(0.0, features.get("value_28d", 0.0) - value_7d) / cost_prior
     drop = max(0.0, 1.0 - roi_7d / baseline) if baseline > 0.0 else 0.0
     return RoiReading(roi_7d=roi_7d, baseline=baseline, drop=drop)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from stream.kafka_client import broker_credentials
 from stream.settings import Settings
 
 
@@ -17,6 +18,7 @@ def create_app(settings: Settings, *, bootstrap: str | None = None) -> faust.App
     app = faust.App(
         settings.app_id,
         broker=broker,
+        broker_credentials=broker_credentials(settings),
         store=settings.store,
         datadir=str(settings.data_dir),
         autodiscover=False,

@@ -13,7 +13,18 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stream.commands import demo, kafka, replay, simulate, state, tail, topics, worker
+    from stream.commands import (
+        demo,
+        forget,
+        kafka,
+        pseudonym,
+        replay,
+        simulate,
+        state,
+        tail,
+        topics,
+        worker,
+    )
 
     parser = argparse.ArgumentParser(
         prog="churnstream",
@@ -22,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (kafka, topics, worker, simulate, tail, replay, state, demo):
+    for module in (kafka, topics, worker, simulate, tail, replay, state, demo, forget, pseudonym):
         module.add_parser(sub)
     return parser
 

@@ -4,6 +4,10 @@ For machines without Docker: `deploy/kafka/pom.xml` resolves the Kafka runtime c
 `deploy/kafka/target/lib`; `LocalKafka` formats a storage directory under its home, starts
 `kafka.Kafka` in its own process group and waits until the broker answers a metadata request.
 A small state file in the home lets one process start the broker and another stop it.
+
+Optionally (`scram_users`) the broker gets a second listener, SASL_PLAINTEXT with SCRAM-SHA-256
+and SCRAM-SHA-512, whose credentials are created when the storage is formatted (KRaft has no
+ZooKeeper to add them later); the PLAINTEXT listener stays as it is.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any, Final
 KAFKA_DIR: Final = Path(__file__).resolve().parents[1] / "deploy" / "kafka"
 HOME_ENV: Final = "CHURNSTREAM_KAFKA_HOME"
 MIN_JAVA: Final = 17
+SCRAM_MECHANISMS: Final = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 LOG_TAIL_LINES: Final = 40
 # A dev broker on a shared 2-core machine: enough heap for tests and the demo, no more.
 JVM_OPTS: Final = (
@@ -60,6 +65,12 @@ class BrokerState:
     port: int
     controller_port: int
     bootstrap: str
+    sasl_port: int | None = None
+    """Port of the SASL_PLAINTEXT (SCRAM) listener, if the broker has one."""
+
+    @property
+    def sasl_bootstrap(self) -> str | None:
+        return f"127.0.0.1:{self.sasl_port}" if self.sasl_port else None
 
 
 def default_home(env: Mapping[str, str] | None = None) -> Path:
@@ -98,18 +109,28 @@ def new_cluster_id() -> str:
             return text
 
 
-def render_server_properties(port: int, controller_port: int, data_dir: Path) -> str:
-    """`server.properties` of a combined broker+controller node bound to 127.0.0.1 only."""
+def render_server_properties(
+    port: int, controller_port: int, data_dir: Path, sasl_port: int | None = None
+) -> str:
+    """`server.properties` of a combined broker+controller node bound to 127.0.0.1 only.
+
+    With `sasl_port`, a SASL_PLAINTEXT listener offering SCRAM-SHA-256/512 is added there.
+    """
+    listeners = f"PLAINTEXT://127.0.0.1:{port}"
+    protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if sasl_port is not None:
+        listeners += f",SASL_PLAINTEXT://127.0.0.1:{sasl_port}"
+        protocols += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         # Dynamic quorum (KIP-853): formatted with --standalone, so no controller.quorum.voters.
         "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "listeners": f"{listeners},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": listeners,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": protocols,
         "log.dirs": str(data_dir),
         "num.partitions": "1",
         "auto.create.topics.enable": "false",
@@ -122,7 +143,25 @@ def render_server_properties(port: int, controller_port: int, data_dir: Path) ->
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
     }
+    if sasl_port is not None:
+        props["sasl.enabled.mechanisms"] = ",".join(SCRAM_MECHANISMS)
+        for mechanism in SCRAM_MECHANISMS:
+            props[f"listener.name.sasl_plaintext.{mechanism.lower()}.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            )
     return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def scram_format_args(users: Mapping[str, str]) -> list[str]:
+    """`StorageTool format` arguments creating each user's credentials for both mechanisms."""
+    args: list[str] = []
+    for name, password in users.items():
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or any(c in password for c in ",[]="):
+            # The tool parses `[name=...,password=...]` without quoting.
+            raise ValueError(f"SCRAM user {name!r}: name or password has unsupported characters")
+        for mechanism in SCRAM_MECHANISMS:
+            args += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+    return args
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -259,6 +298,8 @@ class LocalKafka:
     `home` holds `server.properties`, the data (`data/`), logs (`logs/`) and `broker.json`.
     `die_with_parent=True` makes Linux stop the broker when the starting process dies (tests);
     leave it False when one command starts the broker and another stops it.
+    `scram_users` ({name: password}) adds the SASL_PLAINTEXT SCRAM listener (see
+    `sasl_bootstrap`); credentials are created only when the home is first formatted.
     """
 
     def __init__(
@@ -269,12 +310,14 @@ class LocalKafka:
         controller_port: int | None = None,
         kafka_dir: Path = KAFKA_DIR,
         die_with_parent: bool = False,
+        scram_users: Mapping[str, str] | None = None,
     ) -> None:
         self.home = Path(home).resolve()
         self.kafka_dir = Path(kafka_dir)
         self._port = port
         self._controller_port = controller_port
         self._die_with_parent = die_with_parent
+        self._scram_users = dict(scram_users or {})
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- paths -------------------------------------------------------------------------------
@@ -305,6 +348,12 @@ class LocalKafka:
         if state is None or state.pid is None:
             return None
         return state.pid if self._is_our_broker(state.pid) else None
+
+    @property
+    def sasl_bootstrap(self) -> str | None:
+        """Address of the SCRAM listener ("127.0.0.1:PORT"), if this broker has one."""
+        state = self._read_state()
+        return state.sasl_bootstrap if state is not None else None
 
     # -- public API --------------------------------------------------------------------------
     def ensure_jars(self) -> Path:
@@ -349,15 +398,17 @@ class LocalKafka:
         java = find_java()
         lib = self.ensure_jars()
         port, controller_port = self._choose_ports()
+        sasl_port = self._choose_sasl_port({port, controller_port})
         bootstrap = f"127.0.0.1:{port}"
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.properties_path.write_text(
-            render_server_properties(port, controller_port, self.data_dir), encoding="utf-8"
+            render_server_properties(port, controller_port, self.data_dir, sasl_port),
+            encoding="utf-8",
         )
         classpath = str(lib / "*")
         self._format_storage(java, classpath)
-        self._write_state(BrokerState(None, port, controller_port, bootstrap))
+        self._write_state(BrokerState(None, port, controller_port, bootstrap, sasl_port))
         log4j = self.kafka_dir / "log4j2.yaml"
         cmd = [
             java,
@@ -378,7 +429,9 @@ class LocalKafka:
                 start_new_session=True,  # own process group: Ctrl-C in a terminal spares it
                 preexec_fn=_die_with_parent if self._die_with_parent else None,
             )
-        self._write_state(BrokerState(self._proc.pid, port, controller_port, bootstrap))
+        self._write_state(
+            BrokerState(self._proc.pid, port, controller_port, bootstrap, sasl_port)
+        )
         try:
             wait_until_answers(
                 bootstrap,
@@ -402,7 +455,11 @@ class LocalKafka:
         self._proc = None
         state = self._read_state()
         if state is not None and state.pid is not None:
-            self._write_state(BrokerState(None, state.port, state.controller_port, state.bootstrap))
+            self._write_state(
+                BrokerState(
+                    None, state.port, state.controller_port, state.bootstrap, state.sasl_port
+                )
+            )
 
     # -- internals ---------------------------------------------------------------------------
     def _choose_ports(self) -> tuple[int, int]:
@@ -414,6 +471,17 @@ class LocalKafka:
         if cport is None or cport == port:
             cport = free_port()
         return port, cport
+
+    def _choose_sasl_port(self, taken: set[int]) -> int | None:
+        state = self._read_state()
+        if state is not None and state.sasl_port:
+            return state.sasl_port  # a formatted home keeps its listeners
+        if not self._scram_users:
+            return None
+        port = free_port()
+        while port in taken:
+            port = free_port()
+        return port
 
     def _format_storage(self, java: str, classpath: str) -> None:
         if (self.data_dir / "meta.properties").exists():
@@ -432,6 +500,7 @@ class LocalKafka:
                 "--config",
                 str(self.properties_path),
                 "--standalone",
+                *scram_format_args(self._scram_users),
             ],
             capture_output=True,
             text=True,
@@ -439,9 +508,10 @@ class LocalKafka:
             check=False,
         )
         if result.returncode != 0:
-            raise KafkaStartError(
-                f"formatting {self.data_dir} failed:\n{result.stdout}{result.stderr}".rstrip()
-            )
+            output = f"{result.stdout}{result.stderr}"
+            for password in self._scram_users.values():
+                output = output.replace(password, "***")  # never echo a password
+            raise KafkaStartError(f"formatting {self.data_dir} failed:\n{output}".rstrip())
 
     def _wait_or_died(self, seconds: float) -> bool:
         assert self._proc is not None
@@ -489,6 +559,7 @@ class LocalKafka:
                 port=int(raw["port"]),
                 controller_port=int(raw["controller_port"]),
                 bootstrap=str(raw["bootstrap"]),
+                sasl_port=int(raw["sasl_port"]) if raw.get("sasl_port") else None,
             )
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             return None

@@ -5,16 +5,17 @@ consumer can hand out one partition's records days of event time ahead of anothe
 user's video views of Friday would be applied before its logins of Tuesday. Features, scores and
 labels then depend on fetch timing, and a replay of the same history would disagree.
 
-The aligner holds valid events back and releases them in (event time, tie-break) order once no
-source that still has unread records could deliver something earlier: the release frontier is
-the smallest maximum event time among the *lagging* sources (those whose log end is beyond what
-was received). Sources with nothing unread do not hold anything back, so a live, caught-up worker
-releases at once. Two bounds keep it live: past `max_buffered` events, or once an event has
-waited `max_hold_s` (the caller's clock), events go out even if a lagging source might still
-deliver earlier ones; such early releases are counted, so they are visible. A catching-up
-consumer hands out about as many records per partition, not as much event time, so during a
-long catch-up the order is best effort within these bounds; a worker that keeps up releases in
-exact event-time order.
+The aligner is a k-way merge: each source keeps its own first-in-first-out queue (its records
+never change order, which the per-partition offset bookkeeping downstream relies on), and the
+source whose head is earliest in event time goes next. A head is released once no source that
+still has unread records could deliver something earlier: the release frontier is the smallest
+maximum event time among the *lagging* sources (those whose log end is beyond what was
+received). Sources with nothing unread hold nothing back, so a live, caught-up worker releases at
+once. Two bounds keep it live: past `max_buffered` events, or once an event has waited
+`max_hold_s` (the caller's clock), events go out even if a lagging source might still deliver
+earlier ones; such early releases are counted. A catching-up consumer hands out about as many
+records per partition, not as much event time, so during a long catch-up the order is best
+effort within these bounds; a worker that keeps up releases in event-time order.
 """
 
 from __future__ import annotations
@@ -27,20 +28,22 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
+_Entry = tuple[float, tuple[Any, ...], T, float]  # event time, tie-break, item, arrived at
+
 
 class EventTimeAligner(Generic[T]):
-    __slots__ = ("_arrivals", "_heap", "_max_ts", "forced", "max_buffered", "max_hold_s")
+    __slots__ = ("_max_ts", "_n", "_queues", "forced", "max_buffered", "max_hold_s")
 
-    def __init__(self, max_buffered: int = 50_000, max_hold_s: float = 2.0) -> None:
+    def __init__(self, max_buffered: int = 50_000, max_hold_s: float = 1.0) -> None:
         self.max_buffered = max_buffered
         self.max_hold_s = max_hold_s
-        self._heap: list[tuple[float, tuple[Any, ...], Hashable, T]] = []
-        self._arrivals: deque[tuple[float, float]] = deque()  # (arrived at, event time)
+        self._queues: dict[Hashable, deque[_Entry[T]]] = {}
         self._max_ts: dict[Hashable, float] = {}
+        self._n = 0
         self.forced = 0  # events released before their turn (buffer full or held too long)
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return self._n
 
     def push(
         self,
@@ -50,11 +53,11 @@ class EventTimeAligner(Generic[T]):
         item: T,
         arrived: float = 0.0,
     ) -> None:
-        """Hold `item` (event time `ts`); `tiebreak` orders equal times deterministically."""
+        """Queue `item` (event time `ts`) behind the earlier items of its `source`."""
         if ts > self._max_ts.get(source, -math.inf):
             self._max_ts[source] = ts
-        heapq.heappush(self._heap, (ts, tiebreak, source, item))
-        self._arrivals.append((arrived, ts))
+        self._queues.setdefault(source, deque()).append((ts, tiebreak, item, arrived))
+        self._n += 1
 
     def max_ts(self, source: Hashable) -> float:
         """The newest event time seen from `source` (-inf if none)."""
@@ -65,29 +68,32 @@ class EventTimeAligner(Generic[T]):
         return min((self._max_ts.get(s, -math.inf) for s in lagging), default=math.inf)
 
     def release(self, lagging: Iterable[Hashable], now: float = 0.0) -> list[T]:
-        """Pop every event that is safe (or overdue) to process now, in event-time order."""
+        """Pop every event that is safe (or overdue) to process now, merged by event time."""
         safe = self.frontier(lagging)
         limit = safe
-        arrivals = self._arrivals
-        while arrivals and arrivals[0][0] < now - self.max_hold_s:
-            limit = max(limit, arrivals.popleft()[1])  # held too long: it goes, with all before
-        heap = self._heap
+        overdue = now - self.max_hold_s
+        for queue in self._queues.values():
+            if queue and queue[0][3] < overdue:
+                # Held too long: it goes, with everything of any source up to its time.
+                limit = max(limit, max(e[0] for e in queue if e[3] < overdue))
+        heads = [(q[0][0], q[0][1], s) for s, q in self._queues.items() if q]
+        heapq.heapify(heads)
         out: list[T] = []
-        while heap and (heap[0][0] <= limit or len(heap) > self.max_buffered):
-            if heap[0][0] > safe:
+        while heads and (heads[0][0] <= limit or self._n > self.max_buffered):
+            ts, _, source = heapq.heappop(heads)
+            if ts > safe:
                 self.forced += 1
-            out.append(heapq.heappop(heap)[3])
-        if not heap:
-            arrivals.clear()
+            queue = self._queues[source]
+            out.append(queue.popleft()[2])
+            self._n -= 1
+            if queue:
+                heapq.heappush(heads, (queue[0][0], queue[0][1], source))
         return out
 
-    def drop_sources(self, sources: set[Hashable]) -> list[T]:
-        """Forget sources this worker lost in a rebalance; returns their held items."""
-        kept, dropped = [], []
-        for entry in self._heap:
-            (dropped if entry[2] in sources else kept).append(entry)
-        heapq.heapify(kept)
-        self._heap = kept
-        for s in sources:
-            self._max_ts.pop(s, None)
-        return [e[3] for e in dropped]
+    def clear(self) -> list[T]:
+        """Forget every held event (after a rebalance the consumer delivers them again)."""
+        dropped = [e[2] for q in self._queues.values() for e in q]
+        self._queues.clear()
+        self._max_ts.clear()
+        self._n = 0
+        return dropped

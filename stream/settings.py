@@ -77,8 +77,9 @@ class Settings:
     """Segment assumed for users whose lifecycle events were not seen yet."""
     log_level: str = "info"
 
-    extra: Mapping[str, str] = field(default_factory=dict)
-    """Unrecognised CHURNSTREAM_* variables (reported, never silently used)."""
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Other CHURNSTREAM_* variables (security settings read by stream.security; never shown:
+    they may hold secrets)."""
 
     def horizon_days(self, segment: str) -> float:
         return {

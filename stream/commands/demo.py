@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer
 from stream import topics as t
 from stream.broker import resolve_bootstrap
 from stream.formatting import format_record
+from stream.kafka_client import client_options
 from stream.kafka_local import default_home, free_port
 from stream.settings import Settings
 from stream.simulator import SimConfig, generate, ground_truth
@@ -198,7 +199,11 @@ async def _watch_alerts(
     them (the rest are counted), with a status line every 10 s."""
     topic = settings.topic(t.ALERTS)
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        **client_options(settings),
     )
     await consumer.start()
     color = sys.stdout.isatty()
@@ -235,9 +240,11 @@ async def _drain(settings: Settings, bootstrap: str, deadline: float) -> None:
     """Wait until the worker's group has committed up to the end of every input topic."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(settings))
     await admin.start()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, **client_options(settings)
+    )
     await consumer.start()
     try:
         names = [settings.topic(n) for n in t.INPUT_TOPICS.values()]

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from stream.connect import find_bootstrap
+from stream.kafka_client import client_options
 from stream.progress import Progress
 from stream.settings import Settings
 from stream.simulator import SimConfig, generate, ground_truth, truth_path, write_jsonl
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 rate=args.rate,
                 progress=progress,
                 topic_name=settings.topic,
+                producer_options=client_options(settings),
             )
         )
         progress.done()

@@ -185,16 +185,17 @@ def running_worker(*args: Any, **kwargs: Any) -> Iterator[WorkerProcess]:
 
 def make_topics(bootstrap: str, prefix: str, partitions: int = 4) -> Settings:
     settings = Settings.from_env(
-        {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "CHURNSTREAM_TOPIC_PREFIX": prefix,
-         "CHURNSTREAM_PARTITIONS": str(partitions)}
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "CHURNSTREAM_TOPIC_PREFIX": prefix,
+            "CHURNSTREAM_PARTITIONS": str(partitions),
+        }
     )
     asyncio.run(create_topics(settings, bootstrap=bootstrap))
     return settings
 
 
-def produce(
-    bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes | None]]
-) -> int:
+def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes | None]]) -> int:
     """Send (topic, key, value) records with acks=all; returns the count."""
 
     async def go() -> int:
@@ -223,8 +224,12 @@ def consume(
 
     async def go() -> list[Any]:
         consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-            enable_auto_commit=False, fetch_max_bytes=16 * 2**20,
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_bytes=16 * 2**20,
             max_partition_fetch_bytes=8 * 2**20,
         )
         await consumer.start()

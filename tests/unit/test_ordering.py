@@ -62,20 +62,30 @@ def test_any_interleaving_of_sources_gives_the_same_order() -> None:
         assert out == expected
 
 
-def test_drop_sources_returns_their_items() -> None:
+def test_clear_returns_everything_held() -> None:
     a: EventTimeAligner[str] = EventTimeAligner()
     a.push("A", 1.0, (), "a")
     a.push("B", 2.0, (), "b")
-    assert a.drop_sources({"A"}) == ["a"]
-    assert a.release([]) == ["b"]
+    assert sorted(a.clear()) == ["a", "b"]
+    assert len(a) == 0
+    assert a.release([]) == []
+
+
+def test_a_source_keeps_its_own_order_even_when_its_times_go_back() -> None:
+    # Offsets of one partition must come out in offset order: idempotency relies on it.
+    a: EventTimeAligner[str] = EventTimeAligner()
+    a.push("A", 50.0, (0, 1), "a1")
+    a.push("A", 10.0, (0, 2), "a2")
+    a.push("B", 20.0, (1, 1), "b1")
+    assert a.release([]) == ["b1", "a1", "a2"]
 
 
 def test_an_event_held_too_long_goes_out_with_everything_before_it() -> None:
     a: EventTimeAligner[str] = EventTimeAligner(max_hold_s=2.0)
     a.push("A", 10.0, (), "a10", arrived=100.0)
-    a.push("A", 5.0, (), "a5", arrived=101.5)
-    a.push("A", 20.0, (), "a20", arrived=101.5)
+    a.push("C", 5.0, (), "c5", arrived=101.5)
+    a.push("C", 20.0, (), "c20", arrived=101.5)
     assert a.release(["B"], now=101.0) == []
-    assert a.release(["B"], now=102.5) == ["a5", "a10"]
+    assert a.release(["B"], now=102.5) == ["c5", "a10"]
     assert a.forced == 2
-    assert a.release(["B"], now=104.0) == ["a20"]
+    assert a.release(["B"], now=104.0) == ["c20"]

@@ -23,7 +23,11 @@ DRIVERS = [Driver("rewinds_per_min_7d", 0.25, 0.9), Driver("trend_watch_minutes"
 
 @pytest.fixture
 def policy() -> AlertPolicy:
-    return AlertPolicy(AlertConfig(segment_thresholds={"saas": RiskThresholds(0.6, 0.9, 0.4)}))
+    # Explicit levels and no warm-up: these tests are about the mechanics, not the defaults.
+    return AlertPolicy(AlertConfig(
+        thresholds=RiskThresholds(0.5, 0.75, 0.35),
+        segment_thresholds={"saas": RiskThresholds(0.6, 0.9, 0.4)}, risk_warmup_s=0.0,
+    ))
 
 
 def run(policy: AlertPolicy, scores: list[tuple[float, float]], segment: str = "course",
@@ -155,3 +159,26 @@ def test_invalid_thresholds_rejected() -> None:
 
 def test_action_label() -> None:
     assert Action("mentor_match", "x").label == "mentor match"
+
+
+def test_no_risk_alert_during_warmup_of_a_relationship() -> None:
+    policy = AlertPolicy(AlertConfig(thresholds=RiskThresholds(0.5, 0.75, 0.35),
+                                     segment_thresholds={}, risk_warmup_s=DAY))
+    memory = AlertMemory()
+    # High at signup (no history yet): silent for a day, then the held condition raises once.
+    assert run(policy, [(T0, 0.9), (T0 + 3600, 0.9)], memory=memory) == []
+    assert run(policy, [(T0 + DAY, 0.9), (T0 + DAY + 60, 0.9)], memory=memory) == [
+        (T0 + DAY, "critical")]
+    # A reactivation starts a new relationship, hence a new warm-up.
+    policy.on_cancel(memory)
+    policy.on_reactivate(memory)
+    assert run(policy, [(T0 + 30 * DAY, 0.9)], memory=memory) == []
+    assert run(policy, [(T0 + 31 * DAY, 0.9)], memory=memory) == [(T0 + 31 * DAY, "critical")]
+
+
+def test_memory_without_since_is_an_established_user() -> None:
+    policy = AlertPolicy(AlertConfig(risk_warmup_s=DAY))
+    legacy = AlertMemory.to_dict(AlertMemory())
+    del legacy["since"]
+    memory = AlertMemory.from_dict(legacy)
+    assert policy.on_score("u1", "course", T0, 0.99, DRIVERS, memory) is not None

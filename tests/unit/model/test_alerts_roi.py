@@ -13,11 +13,11 @@ DAY = 86_400.0
 T0 = 1_772_366_400.0
 
 
-def feats(roi_7d: float, roi_28d: float, *, cost_day: float = 1.0, tenure: float = 60.0,
+def feats(roi_7d: float, roi_prior: float, *, cost_day: float = 1.0, tenure: float = 60.0,
           events: float = 20.0, trend_value: float | None = None) -> dict[str, float]:
-    """Features for given 7-day and 28-day ROI at a plan cost of `cost_day` per day."""
+    """Features for a 7-day ROI and the ROI of the 21 days before (the baseline)."""
     out = {"value_7d": roi_7d * 7 * cost_day, "cost_7d": 7 * cost_day,
-           "value_28d": roi_28d * 28 * cost_day, "cost_28d": 28 * cost_day,
+           "value_28d": (roi_7d * 7 + roi_prior * 21) * cost_day, "cost_28d": 28 * cost_day,
            "value_events_28d": events, "tenure_days": tenure}
     if trend_value is not None:
         out["trend_value"] = trend_value
@@ -26,7 +26,8 @@ def feats(roi_7d: float, roi_28d: float, *, cost_day: float = 1.0, tenure: float
 
 @pytest.fixture
 def policy() -> AlertPolicy:
-    return AlertPolicy(AlertConfig())
+    # Explicit ROI limits: these tests are about the mechanics, not the chosen defaults.
+    return AlertPolicy(AlertConfig(roi_drop=0.4, roi_clear_factor=1.1))
 
 
 def check(policy: AlertPolicy, features: dict[str, float], memory: AlertMemory | None = None,
@@ -143,3 +144,28 @@ def test_page_hinkley_mode_detects_relative_drop_once_per_day() -> None:
     assert len(raised) == 1 and 20 <= raised[0] <= 23
     assert memory.roi_ph is not None
     assert AlertMemory.from_bytes(memory.to_bytes()) == memory
+
+
+def test_baseline_is_the_21_days_before_the_last_week(policy: AlertPolicy) -> None:
+    # ROI 1.4 after 2.4: a 42% drop. A 28-day baseline (2.15, diluted by the dropped week)
+    # would put the limit at 1.29 and miss it; the prior-21-day baseline puts it at 1.44.
+    features = feats(1.4, 2.4)
+    reading = read_roi(features, 14, 5)
+    assert reading is not None and reading.baseline == pytest.approx(2.4)
+    alert = check(policy, features)
+    assert alert is not None and alert.threshold == pytest.approx(0.6 * 2.4)
+
+
+def test_no_cost_before_the_last_week_is_skipped(policy: AlertPolicy) -> None:
+    # Subscribed only within the last 7 days: no baseline, so no reading (not a drop).
+    features = feats(0.2, 0.0) | {"cost_28d": 7.0, "value_28d": 1.4}
+    assert read_roi(features, 0, 0) is None
+    assert check(policy, features) is None
+
+
+def test_default_roi_limits_tolerate_weekly_noise() -> None:
+    policy = AlertPolicy()
+    assert policy.config.roi_drop == 0.5
+    assert check(policy, feats(1.7, 3.0)) is None  # -43%: within the default tolerance
+    alert = check(policy, feats(1.4, 3.0))  # -53%
+    assert alert is not None and alert.threshold == pytest.approx(1.5)

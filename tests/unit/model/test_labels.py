@@ -115,7 +115,8 @@ def test_bytes_round_trip() -> None:
     assert (q.user_id, q.segment, len(q)) == ("üser-ñ", "docs", 3)
     assert q.next_due() == p.next_due()
     cancel = T0 + 5 * DAY_S
-    assert [e.to_dict() for e in cancel_all(q, cancel)] == [e.to_dict() for e in cancel_all(p, cancel)]
+    restored = [e.to_dict() for e in cancel_all(q, cancel)]
+    assert restored == [e.to_dict() for e in cancel_all(p, cancel)]
     assert PendingLabels.from_bytes(PendingLabels("a", "b").to_bytes()).next_due() is None
 
 

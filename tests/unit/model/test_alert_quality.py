@@ -1,0 +1,180 @@
+"""Alert quality on small simulated histories, replayed through the live code path.
+
+Two module-scoped replays with the default alert policy (course learners for churn_risk, SaaS
+accounts with planted value drops for roi_drop; about 75 k events, 6-8 s of CPU together),
+judged against the simulator's ground truth: warned churners are alerted before they cancel,
+nobody is alerted twice within the cooldown, alerts stop after a cancel, planted ROI drops are
+caught quickly and stable accounts stay quiet. Larger runs: bench/alert_quality.py.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import pairwise
+
+import orjson
+import pytest
+
+from model.alerts import AlertConfig, AlertPolicy
+from model.engine import EngineConfig
+from model.replay import Replay
+from model.replay_input import ReplayRecord
+from stream.simulator import GroundTruth, SimConfig, generate, ground_truth
+from stream.simulator.customers import plan_customers
+from stream.topics import KIND_BY_TOPIC
+
+DAY = 86_400.0
+WINDOW = 28 * DAY  # an alert counts for a cancel that follows within 4 weeks
+RANK = {"warning": 1, "critical": 2}
+COURSE = SimConfig(users=200, days=60, seed=3, segments=("course",))
+SAAS = SimConfig(users=60, days=60, seed=3, segments=("saas",), roi_drop_fraction=0.6)
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    user_id: str
+    kind: str
+    ts: float
+    severity: str
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    truth: GroundTruth
+    alerts: list[Seen]
+    config: AlertConfig
+    model_live: dict[str, float]  # segment -> first score published by the learned model
+
+
+def _epoch(rfc: str) -> float:
+    return datetime.fromisoformat(rfc.replace("Z", "+00:00")).timestamp()
+
+
+def _replay(sim: SimConfig) -> History:
+    alerts: list[Seen] = []
+    model_live: dict[str, float] = {}
+
+    class Alerts:
+        def write(self, line: bytes) -> None:
+            a = orjson.loads(line)
+            alerts.append(Seen(a["user_id"], a["kind"], _epoch(a["ts"]), a["severity"]))
+
+    class Scores:
+        def write(self, line: bytes) -> None:
+            s = orjson.loads(line)
+            if s["source"] == "model" and s["segment"] not in model_live:
+                model_live[s["segment"]] = _epoch(s["ts"])
+
+    policy = AlertPolicy()
+    replay = Replay(EngineConfig(), policy, alerts_out=Alerts(),  # type: ignore[arg-type]
+                    scores_out=Scores())  # type: ignore[arg-type]
+    records = (
+        ReplayRecord(KIND_BY_TOPIC[r.topic], r.topic, orjson.dumps(r.value), n)
+        for n, r in enumerate(generate(sim), 1)
+    )
+    replay.run(records)
+    return History(ground_truth(sim), alerts, policy.config, model_live)
+
+
+@pytest.fixture(scope="module")
+def course() -> History:
+    return _replay(COURSE)
+
+
+@pytest.fixture(scope="module")
+def saas() -> History:
+    return _replay(SAAS)
+
+
+@pytest.fixture(params=["course", "saas"])
+def history(request: pytest.FixtureRequest) -> History:
+    return request.getfixturevalue(request.param)
+
+
+def _by_user(alerts: list[Seen], kind: str) -> dict[str, list[Seen]]:
+    out: dict[str, list[Seen]] = defaultdict(list)
+    for a in alerts:
+        if a.kind == kind:
+            out[a.user_id].append(a)
+    return out
+
+
+def test_most_warned_churners_are_alerted_before_they_cancel(course: History) -> None:
+    history = course
+    # Judged once the segment's learned model scores (the cold-start rules are weak) and with
+    # a week left to see the decline.
+    risk = _by_user(history.alerts, "churn_risk")
+    warned = {u: t for u, t in history.truth.users.items()
+              if t.cancel_ts is not None and not t.silent and t.segment in history.model_live
+              and t.cancel_ts >= history.model_live[t.segment] + 7 * DAY}
+    assert len(warned) >= 8, "history too small to judge"
+    leads = []
+    for user_id, t in warned.items():
+        assert t.cancel_ts is not None
+        before = [a.ts for a in risk.get(user_id, []) if t.cancel_ts - WINDOW <= a.ts < t.cancel_ts]
+        if before:
+            leads.append((t.cancel_ts - min(before)) / DAY)
+    # 200 learners give the model few labels: 54% here, 74% with 1000 users x 90 days.
+    assert len(leads) / len(warned) >= 0.5
+    assert sorted(leads)[len(leads) // 2] >= 3.0  # median lead: days, not hours
+
+
+def test_alerts_are_rarer_among_users_who_stay(course: History) -> None:
+    history = course
+    risk = _by_user(history.alerts, "churn_risk")
+    stayed = [u for u, t in history.truth.users.items() if t.cancel_ts is None]
+    churned = [u for u, t in history.truth.users.items() if t.cancel_ts is not None]
+    share_stayed = sum(u in risk for u in stayed) / len(stayed)
+    share_churned = sum(u in risk for u in churned) / len(churned)
+    assert share_stayed < 0.6 * share_churned
+
+
+def test_no_repeat_of_kind_and_severity_within_cooldown(history: History) -> None:
+    cooldown = 7 * DAY  # the contract's default, whatever the config says
+    assert history.alerts, "no alerts at all: nothing to check"
+    for kind in ("churn_risk", "roi_drop"):
+        for user_id, alerts in _by_user(history.alerts, kind).items():
+            restart = history.truth.users[user_id].reactivate_ts
+            for prev, cur in pairwise(alerts):
+                assert cur.ts >= prev.ts
+                if restart is not None and prev.ts < restart <= cur.ts:
+                    continue  # a new relationship: cooldowns were forgotten
+                if cur.ts - prev.ts < cooldown:
+                    assert RANK[cur.severity] > RANK[prev.severity], (user_id, prev, cur)
+
+
+def test_no_alert_between_cancel_and_reactivation(history: History) -> None:
+    for a in history.alerts:
+        t = history.truth.users[a.user_id]
+        if t.cancel_ts is not None and a.ts > t.cancel_ts:
+            assert t.reactivate_ts is not None and a.ts >= t.reactivate_ts, a
+
+
+def test_planted_roi_drops_are_caught_within_days(saas: History) -> None:
+    history = saas
+    end = history.truth.start + history.truth.days * DAY
+    roi = _by_user(history.alerts, "roi_drop")
+    planted = caught = 0
+    for user_id, t in history.truth.users.items():
+        drop = t.roi_drop_ts
+        if drop is None or drop + 7 * DAY > end:
+            continue
+        if t.cancel_ts is not None and t.cancel_ts < drop + 7 * DAY:
+            continue
+        planted += 1
+        caught += any(drop <= a.ts <= drop + 7 * DAY for a in roi.get(user_id, []))
+    assert planted >= 10, "history too small to judge"
+    assert caught / planted >= 0.8
+
+
+def test_stable_saas_accounts_get_no_roi_alerts(saas: History) -> None:
+    # Stable: no planted drop, no cancel, no bad week deep enough to cut value by a third,
+    # and value comfortably above the price (ROI < 1 is a legitimate alert on its own).
+    roi = _by_user(saas.alerts, "roi_drop")
+    stable = [c.user_id for c in plan_customers(SAAS)
+              if c.roi_drop_day is None and c.cancel_day is None and c.plan_change_day is None
+              and max(c.stress[:SAAS.days]) <= 0.4 and c.value_per_day > 1.5 * c.plan_price / 30]
+    assert len(stable) >= 10, "history too small to judge"
+    assert sum(u in roi for u in stable) <= 1
