@@ -26,11 +26,14 @@ from model.scoring import Scorer
 from model.trainer import Trainer
 from model.user_record import UserRecord
 from model.user_view import user_view
-from stream.events import SEGMENTS, Lifecycle
+from stream.events import SEGMENTS, Event, Lifecycle
+from stream.topics import INPUT_TOPICS
 from stream.validation import Invalid, parse
 
 DAY_S = 86400.0
 SWEEP_EVERY = 1000  # events between label sweeps (the live worker sweeps once per batch)
+# Equal event times are applied in this order live too (agents/process.py tie-break).
+TOPIC_RANK = {kind: i for i, kind in enumerate(INPUT_TOPICS)}
 
 
 class MemoryRepository:
@@ -90,13 +93,17 @@ class Replay:
         self.results: Counter[str] = Counter()
         self.invalid: Counter[str] = Counter()
         self.events = 0
+        self.applied = 0
+        self._ties: list[tuple[int, int, Event]] = []
         # First churn_risk alert of each user since its last (re)activation, for lead times.
         self._first_alert: dict[str, float] = {}
         self._clear = {s: alerts.config.thresholds_for(s).clear for s in SEGMENTS}
 
     # -- driving ------------------------------------------------------------------------------
 
-    def run(self, records: Iterable[ReplayRecord], progress: Callable[[int], None] | None = None):
+    def run(
+        self, records: Iterable[ReplayRecord], progress: Callable[[int], None] | None = None
+    ) -> dict[str, Any]:
         for rec in records:
             self.feed(rec)
             if progress is not None and self.events % 10000 == 0:
@@ -105,6 +112,8 @@ class Replay:
         return self.report()
 
     def feed(self, rec: ReplayRecord) -> None:
+        """Validate one record; valid events of the same event time wait so that they are
+        applied in the live worker's tie order (the contract's topic order)."""
         self.events += 1
         event = parse(rec.kind, rec.value, self.max_bytes) if rec.kind else None
         if event is None or isinstance(event, Invalid):
@@ -112,14 +121,27 @@ class Replay:
             self.invalid[error.split(":", 1)[0]] += 1
             self.results["invalid"] += 1
             return
+        if self._ties and event.ts != self._ties[0][2].ts:
+            self._apply_ties()
+        self._ties.append((TOPIC_RANK[rec.kind], len(self._ties), event))  # type: ignore[index]
+
+    def _apply_ties(self) -> None:
+        self._ties.sort(key=lambda t: (t[0], t[1]))
+        for _, _, event in self._ties:
+            self._apply(event)
+        self._ties.clear()
+
+    def _apply(self, event: Event) -> None:
+        self.applied += 1
         if isinstance(event, Lifecycle):
             self._lifecycle(event)
         self.results[self.detector.handle(event)] += 1
-        if self.events % SWEEP_EVERY == 0:
+        if self.applied % SWEEP_EVERY == 0:
             self.detector.sweep()
         self._drain()
 
     def finish(self) -> None:
+        self._apply_ties()
         self.detector.sweep()
         self._drain()
 

@@ -16,8 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from workers import make_topics, produce, running_worker, wait_until
+from workers import consume, make_topics, produce, running_worker, wait_until
 
 from model.user_record import UserRecord
 from stream import topics as t
@@ -34,47 +33,36 @@ TOMBSTONE = "tombstone"
 
 def signup_and_logins(user: str, n: int) -> list[tuple[str, bytes, bytes]]:
     base = {"user_id": user, "segment": "course"}
-    out = [("lifecycle.subscriptions", user.encode(), orjson.dumps(
-        {**base, "event_id": f"{user}-s", "ts": T0, "event": "signup", "plan_price": 30.0}))]
+    out = [
+        (
+            "lifecycle.subscriptions",
+            user.encode(),
+            orjson.dumps(
+                {**base, "event_id": f"{user}-s", "ts": T0, "event": "signup", "plan_price": 30.0}
+            ),
+        )
+    ]
     out += [login(user, f"{user}-l{i}", T0 + 3600.0 * (i + 1)) for i in range(n)]
     return out
 
 
 def login(user: str, event_id: str, ts: float) -> tuple[str, bytes, bytes]:
-    return ("behaviour.logins", user.encode(),
-            orjson.dumps({"user_id": user, "event_id": event_id, "ts": ts}))
+    return (
+        "behaviour.logins",
+        user.encode(),
+        orjson.dumps({"user_id": user, "event_id": event_id, "ts": ts}),
+    )
 
 
 def read_topic(
-    bootstrap: str, topic: str, partitions: int, until: Callable[[list[Any]], bool],
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    until: Callable[[list[Any]], bool],
     timeout: float,
 ) -> list[Any]:
     """Read `topic` from the beginning until `until(records)` holds; fails after `timeout`."""
-
-    async def go() -> list[Any]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                    enable_auto_commit=False)
-        await consumer.start()
-        try:
-            tps = [TopicPartition(topic, p) for p in range(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            out: list[Any] = []
-            deadline = loop.time() + timeout
-            while loop.time() < deadline:
-                for batch in (await consumer.getmany(timeout_ms=300)).values():
-                    out.extend(batch)
-                if until(out):
-                    return out
-            raise AssertionError(f"{topic}: condition not met after {timeout} s")
-        finally:
-            await consumer.stop()
-
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(go())
-    finally:
-        loop.close()
+    return consume(bootstrap, topic, until=until, timeout=timeout, partitions=partitions)
 
 
 def wait_changelog(
@@ -106,8 +94,9 @@ def wait_changelog(
     try:
         read_topic(bootstrap, changelog, settings.partitions, done, timeout=60)
     except AssertionError:
-        raise AssertionError(f"changelog never showed {what}: wanted {want}, "
-                             f"last {seen[0]}") from None
+        raise AssertionError(
+            f"changelog never showed {what}: wanted {want}, last {seen[0]}"
+        ) from None
 
 
 def test_forget_erases_one_user_everywhere(
@@ -115,8 +104,14 @@ def test_forget_erases_one_user_everywhere(
 ) -> None:
     prefix = fresh_topic_prefix
     settings = make_topics(kafka_bootstrap, prefix)
-    produce(kafka_bootstrap, [(prefix + topic, k, v) for user in (GONE, KEPT)
-                              for topic, k, v in signup_and_logins(user, 3)])
+    produce(
+        kafka_bootstrap,
+        [
+            (prefix + topic, k, v)
+            for user in (GONE, KEPT)
+            for topic, k, v in signup_and_logins(user, 3)
+        ],
+    )
 
     with running_worker(kafka_bootstrap, prefix, tmp_path / "w1") as worker:
         app_id = worker.app_id
@@ -124,31 +119,53 @@ def test_forget_erases_one_user_everywhere(
         wait_changelog(kafka_bootstrap, changelog, settings, {GONE: 3, KEPT: 3}, "both users")
         assert worker.metric("churnstream_erasures_total") == 0
 
-        asyncio.run(publish(request_for(GONE, settings, "req-erase-1"), kafka_bootstrap,
-                            settings))
+        asyncio.run(publish(request_for(GONE, settings, "req-erase-1"), kafka_bootstrap, settings))
         wait_until(lambda: worker.metric("churnstream_erasures_total") == 1, 60, "the erasure")
-        wait_changelog(kafka_bootstrap, changelog, settings, {GONE: TOMBSTONE, KEPT: 3},
-                       "the tombstone")
+        wait_changelog(
+            kafka_bootstrap, changelog, settings, {GONE: TOMBSTONE, KEPT: 3}, "the tombstone"
+        )
 
         # On the live worker, a later event of the erased user starts from nothing.
-        produce(kafka_bootstrap, [(prefix + topic, k, v)
-                                  for topic, k, v in [login(GONE, "late-1", T0 + 86400.0)]])
+        produce(
+            kafka_bootstrap,
+            [(prefix + topic, k, v) for topic, k, v in [login(GONE, "late-1", T0 + 86400.0)]],
+        )
         wait_changelog(kafka_bootstrap, changelog, settings, {GONE: 1, KEPT: 3}, "fresh state")
 
-    audit = read_topic(kafka_bootstrap, settings.topic(t.AUDIT), 1, lambda rs: len(rs) >= 1,
-                       timeout=30)
+    audit = read_topic(
+        kafka_bootstrap, settings.topic(t.AUDIT), 1, lambda rs: len(rs) >= 1, timeout=30
+    )
     records = [orjson.loads(r.value) for r in audit]
     assert [(r["kind"], r["user_id"], r["request_id"], r["found"]) for r in records] == [
         ("erased", GONE, "req-erase-1", True)
     ]
-    assert set(records[0]) == {"kind", "user_id", "request_id", "requested_ts", "found",
-                               "erased_at"}  # nothing personal beyond the id
+    assert set(records[0]) == {
+        "kind",
+        "user_id",
+        "request_id",
+        "requested_ts",
+        "found",
+        "erased_at",
+    }  # nothing personal beyond the id
     assert [r.key for r in audit] == [GONE.encode()]
 
     # A new worker of the same app (memory store) rebuilds the table from the changelog before
     # it processes anything: the erased history (3 logins) must not come back.
     with running_worker(kafka_bootstrap, prefix, tmp_path / "w2", app_id=app_id):
-        produce(kafka_bootstrap, [(prefix + topic, k, v) for topic, k, v in [
-            login(GONE, "late-2", T0 + 2 * 86400.0), login(KEPT, "late-3", T0 + 2 * 86400.0)]])
-        wait_changelog(kafka_bootstrap, changelog, settings, {GONE: 2, KEPT: 4},
-                       "recovered state plus one login each")
+        produce(
+            kafka_bootstrap,
+            [
+                (prefix + topic, k, v)
+                for topic, k, v in [
+                    login(GONE, "late-2", T0 + 2 * 86400.0),
+                    login(KEPT, "late-3", T0 + 2 * 86400.0),
+                ]
+            ],
+        )
+        wait_changelog(
+            kafka_bootstrap,
+            changelog,
+            settings,
+            {GONE: 2, KEPT: 4},
+            "recovered state plus one login each",
+        )

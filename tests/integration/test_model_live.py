@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from workers import (
     WorkerProcess,
+    consume,
     input_topics,
     make_topics,
     produce,
@@ -41,34 +39,8 @@ TIMEOUT = 240.0
 def read_topic(
     bootstrap: str, topic: str, partitions: int, until: Callable[[list[Any]], bool]
 ) -> list[Any]:
-    """Records of `topic` from the start until `until(records)` holds (fails after TIMEOUT).
-
-    Partitions are assigned by number: workers.consume asks the consumer for metadata it may
-    not have yet (and calls a method aiokafka's consumer lacks in that case).
-    """
-
-    async def go() -> list[Any]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-            fetch_max_bytes=16 * 2**20, max_partition_fetch_bytes=8 * 2**20,
-        )  # fmt: skip
-        await consumer.start()
-        try:
-            tps = [TopicPartition(topic, p) for p in range(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            out: list[Any] = []
-            deadline = time.monotonic() + TIMEOUT
-            while time.monotonic() < deadline:
-                for records in (await consumer.getmany(timeout_ms=300)).values():
-                    out.extend(records)
-                if until(out):
-                    return out
-            raise AssertionError(f"{topic}: condition not met after {TIMEOUT} s ({len(out)} read)")
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(go())
+    """Records of `topic` from the start until `until(records)` holds (fails after TIMEOUT)."""
+    return consume(bootstrap, topic, until=until, timeout=TIMEOUT, partitions=partitions)
 
 
 def scores(settings: Settings, until: Callable[[list[dict[str, Any]]], bool]) -> list[Any]:

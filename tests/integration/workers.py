@@ -218,13 +218,22 @@ def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes | N
 
 
 def consume(
-    bootstrap: str, topic: str, *, until: Callable[[list[Any]], bool], timeout: float
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[Any]], bool],
+    timeout: float,
+    partitions: int | None = None,
 ) -> list[Any]:
-    """Read `topic` from the beginning until `until(records)` holds; fails after `timeout`."""
+    """Read `topic` from the beginning until `until(records)` holds; fails after `timeout`.
+
+    `partitions`: assign partitions 0..n-1 directly instead of subscribing (a subscription
+    only starts once the topic's metadata is known, which a just-created topic may lack).
+    """
 
     async def go() -> list[Any]:
         consumer = AIOKafkaConsumer(
-            topic,
+            *([] if partitions else [topic]),
             bootstrap_servers=bootstrap,
             group_id=None,
             auto_offset_reset="earliest",
@@ -234,6 +243,10 @@ def consume(
         )
         await consumer.start()
         try:
+            if partitions:
+                tps = [TopicPartition(topic, p) for p in range(partitions)]
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
             out: list[Any] = []
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
