@@ -46,7 +46,7 @@ class RecordingTrainer(Trainer):
 
     def learn(self, example: Example) -> Learned:
         model = self.models[example.segment]
-        x = model.from_vector(example.features)
+        x = dict(zip(self.feature_names, example.features, strict=False))
         rules = self._scorer.rules(example.segment).predict(x)
         self.seen[example.segment].append((example, model.predict(x), rules))
         return super().learn(example)

@@ -69,3 +69,28 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
 DAYS_SINCE_CAP: Final = 60.0
 ROI_CAP: Final = 10.0
 TREND_CAP: Final = 4.0
+
+
+def _segment_features() -> dict[str, tuple[str, ...]]:
+    """Features each segment's model learns from: shared activity plus its own signals.
+
+    A course model given document-job features learns proxies (a learner's
+    `days_since_job` is just its tenure) and explains scores with them.
+    """
+    course = ("video", "watch", "abandon", "seeks", "rewinds", "pauses")
+    money = ("value", "cost", "roi")
+    saas = ("sync", "integration", *money)
+    docs = ("job", "documents", "processing", *money)
+    own = {"course": course, "saas": saas, "docs": docs}
+    every = {p for parts in own.values() for p in parts}
+
+    def shared(name: str) -> bool:
+        return not any(p in name for p in every)
+
+    return {
+        seg: tuple(n for n in FEATURE_NAMES if shared(n) or any(p in n for p in parts))
+        for seg, parts in own.items()
+    }
+
+
+SEGMENT_FEATURES: Final[dict[str, tuple[str, ...]]] = _segment_features()

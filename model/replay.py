@@ -188,7 +188,7 @@ class Replay:
         seg = self.segments[example.segment]
         seg.published.update(example.score, example.label)
         rules = self.scorer.rules(example.segment)
-        x = self.trainer.models[example.segment].from_vector(example.features)
+        x = dict(zip(FEATURE_NAMES, example.features, strict=False))
         seg.rules.update(rules.predict(x), example.label)
         step = self.trainer.learn(example)
         if step.snapshot_due:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from features.names import SEGMENT_FEATURES
 from model.config import ModelConfig
 from model.labels import Example
 from model.learner import SegmentModel
@@ -48,7 +49,7 @@ class Trainer:
             segment,
             estimator=self.config.estimator,
             base_rate=self.config.base_rates[segment],
-            feature_names=self.feature_names,
+            feature_names=SEGMENT_FEATURES.get(segment, self.feature_names),
             seed=self.config.seed,
         )
 
@@ -62,7 +63,7 @@ class Trainer:
     def learn(self, example: Example) -> Learned:
         seg = example.segment
         model = self.models[seg]
-        x = model.from_vector(example.features)
+        x = dict(zip(self.feature_names, example.features, strict=False))
         drift = self.quality[seg].update(model.predict(x), example.label)
         model.learn(x, example.label)
         if drift and self.config.drift_action == "reset":

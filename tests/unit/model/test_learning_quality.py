@@ -44,7 +44,7 @@ class RecordingTrainer(Trainer):
     def learn(self, example: Example) -> Learned:
         seg = example.segment
         model = self.models[seg]
-        x = model.from_vector(example.features)
+        x = dict(zip(self.feature_names, example.features, strict=False))
         rules = self._scorer.rules(seg).predict(x)
         if seg not in self.young and len(self.seen[seg]) >= YOUNG:
             self.young[seg] = SegmentModel.from_snapshot(model.snapshot())

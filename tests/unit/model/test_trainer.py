@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from features import FEATURE_NAMES
 from model.config import ModelConfig
 from model.labels import Example
 from model.learner import SegmentModel
@@ -63,7 +64,7 @@ def test_snapshot_round_trip_gives_identical_predictions_and_drivers() -> None:
     # The copy is independent: learning on it leaves the trainer's model alone.
     before = [original.predict(x) for x in probe_points()]
     for ex in examples(50, seed=9):
-        copy.learn(copy.from_vector(ex.features), ex.label)
+        copy.learn(dict(zip(FEATURE_NAMES, ex.features, strict=False)), ex.label)
     assert [original.predict(x) for x in probe_points()] == before
 
 
