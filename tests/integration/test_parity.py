@@ -9,7 +9,6 @@ used the same model_version.
 from __future__ import annotations
 
 import io
-import itertools
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,10 @@ from test_model_live import (
     wait_models_ready,
 )
 from workers import (
-    WorkerProcess,
     input_topics,
     make_topics,
-    produce,
+    produce_day_by_day,
     running_worker,
-    sim_to_kafka,
     wait_caught_up,
 )
 
@@ -39,7 +36,7 @@ from model.replay import Replay
 from model.replay_input import read_records
 from stream.configure import alert_policy, engine_config
 from stream.settings import Settings
-from stream.simulator import SimRecord, generate, write_jsonl
+from stream.simulator import generate, write_jsonl
 
 pytestmark = pytest.mark.kafka
 
@@ -55,18 +52,6 @@ def by_event(items: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
         seen[s["user_id"], s["ts"]] += 1
         out[s["user_id"], s["ts"], n] = s
     return out
-
-
-def produce_day_by_day(worker: WorkerProcess, prefix: str, records: list[SimRecord]) -> None:
-    """Produce one event-time day, wait until the worker committed it, then the next.
-
-    Parity is about the same events in the same order. A worker that keeps up processes its
-    partitions in event-time order; one catching up on a whole history at once releases early
-    (see stream/ordering.py), so the test plays the history the way a live stream arrives.
-    """
-    for _, day in itertools.groupby(records, key=lambda r: int(r.ts // 86400)):
-        produce(worker.bootstrap, sim_to_kafka(prefix, day))
-        wait_caught_up(worker, input_topics(prefix), timeout=60)
 
 
 def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
