@@ -8,20 +8,15 @@ promtool/prometheus come from deploy/install-prometheus.sh when missing (Debian 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prom import PROM_DIR
+from prom import PROM_DIR, prometheus_server, wait_for_value
 from prom import ensure_tools as _ensure_tools
-from prom import free_port as _free_port
 from prom import get as _get
-from prom import query as _query
 from prom import run as _run
 
 from stream.metrics import WorkerMetrics, start_metrics_server
@@ -105,52 +100,10 @@ def test_real_prometheus_scrapes_the_worker_endpoint(
     metrics, port = metrics_server
     expected = 7
     metrics.consumed("behaviour.video-views", "ok").inc(expected)
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        f"rule_files:\n  - {PROM_DIR / 'rules.yml'}\n"
-        "scrape_configs:\n  - job_name: churnstream\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{port}']\n"
-    )
-    prom_port = _free_port()
-    base = f"http://127.0.0.1:{prom_port}"
-    log = (tmp_path / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [prometheus_bin, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{prom_port}"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HOME": str(tmp_path)},
-    )
     promql = 'churnstream_records_consumed_total{topic="behaviour.video-views",result="ok"}'
-    try:
-        deadline = time.monotonic() + 40
-        value: float | None = None
-        while time.monotonic() < deadline:
-            try:
-                result = _query(base, promql)
-            except OSError:
-                result = []  # not listening yet
-            if result:
-                value = float(result[0]["value"][1])  # type: ignore[index]
-                if value == expected:
-                    break
-            # The poll interval doubles as a liveness check: a dead Prometheus fails fast.
-            try:
-                proc.wait(timeout=0.25)
-            except subprocess.TimeoutExpired:
-                continue
-            log.flush()
-            pytest.fail(f"prometheus exited with {proc.returncode}:\n"
-                        + (tmp_path / "prometheus.log").read_text()[-3000:])
-        assert value == expected, (value, (tmp_path / "prometheus.log").read_text()[-3000:])
-        assert float(_query(base, 'up{job="churnstream"}')[0]["value"][1]) == 1  # type: ignore[index]
+    with prometheus_server([f"127.0.0.1:{port}"], tmp_path) as base:
+        assert wait_for_value(base, promql, expected, timeout=40) == expected
+        assert wait_for_value(base, 'up{job="churnstream"}', 1) == 1
         rules = json.loads(_get(f"{base}/api/v1/rules"))["data"]["groups"][0]["rules"]
         assert len(rules) == 7
         assert all(r["health"] != "err" for r in rules), rules
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
