@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 
+from agents.outputs import OutputWriter
 from agents.repository import TableRepository
 from features import FEATURE_NAMES
 from model.engine import Detector
 from model.scoring import Scorer
 from stream import topics as t
 from stream.configure import alert_policy, engine_config
+from stream.kafka_client import client_options
 from stream.metrics import METRICS, WorkerMetrics
 from stream.settings import Settings
 
@@ -39,6 +42,9 @@ class WorkerContext:
     table: Any
     repo: TableRepository
     detector: Detector
+    outputs: OutputWriter
+    # Held while user records change and their changelog writes are sent (process, erasure).
+    state_lock: asyncio.Lock
 
     @classmethod
     def build(cls, app: faust.App, settings: Settings, bootstrap: str) -> WorkerContext:
@@ -56,7 +62,7 @@ class WorkerContext:
             use_partitioner=True,
         )
         config = engine_config(settings)
-        repo = TableRepository(table, config.features)
+        repo = TableRepository(table, config.features, table.changelog_topic.get_topic_name())
         detector = Detector(
             config, Scorer(config.model, FEATURE_NAMES), alert_policy(settings), repo
         )
@@ -75,4 +81,6 @@ class WorkerContext:
             table=table,
             repo=repo,
             detector=detector,
+            outputs=OutputWriter(bootstrap, client_options(settings)),
+            state_lock=asyncio.Lock(),
         )

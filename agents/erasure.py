@@ -4,13 +4,13 @@
 `users` table, so Faust assigns each of its partitions to the worker holding the same table
 partition. Everything churnstream keeps about a user (features, dedupe memory, pending label
 snapshots, alert cooldowns, last score) is ONE table value (model.user_record), so erasure is:
-1. `repo.delete(user_id)`: drop the cached record and delete the table key, which writes a
-   tombstone to the table's changelog (a recovering worker does not bring the user back);
+1. `repo.delete(user_id)`: drop the cached record and delete the table key; its tombstone is
+   sent to the table's changelog (a recovering worker does not bring the user back);
 2. drop the user from the detector's due index (in memory only);
 3. publish an `erased` record to `churn.audit` (the id, or its pseudonym, and no other data);
 4. count it in `churnstream_erasures_total`.
-The process agent never holds a decoded record across an await (its cache is emptied at each
-flush), so an erasure cannot interleave with half a batch.
+The process agent changes records only under the same state lock, so an erasure cannot
+interleave with half a batch.
 """
 
 from __future__ import annotations
@@ -35,11 +35,18 @@ log = logging.getLogger(__name__)
 ERASED_USER = "erased_user"
 
 
-def erase_user(ctx: WorkerContext, user_id: str) -> bool:
-    """Delete everything this worker keeps about `user_id`; True if a stored record existed."""
-    found = ctx.repo.delete(user_id)
-    ctx.detector.due.discard(user_id)
-    return found
+async def erase_user(ctx: WorkerContext, user_id: str) -> bool:
+    """Delete everything this worker keeps about `user_id`; True if a stored record existed.
+
+    Under the state lock, and the tombstone is on the broker before it returns: a state write
+    of the same user sent before it can not land after it (same producer, same partition).
+    """
+    async with ctx.state_lock:
+        tombstone = ctx.repo.delete(user_id)
+        ctx.detector.due.discard(user_id)
+        if tombstone is not None:
+            await ctx.outputs.send([tombstone])
+    return tombstone is not None
 
 
 def audit_record(request: ErasureRequest, found: bool, erased_at: float) -> bytes:
@@ -74,8 +81,12 @@ def blocked_event() -> Invalid:
 
 def register(ctx: WorkerContext) -> None:
     app, settings, metrics = ctx.app, ctx.settings, ctx.metrics
-    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes,
-                           "key_serializer": "raw", "value_serializer": "raw"}
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
     requests = app.topic(settings.topic(t.ERASURE), **raw)
     audit = app.topic(settings.topic(t.AUDIT), **raw)
 
@@ -109,7 +120,7 @@ def register(ctx: WorkerContext) -> None:
                 # Not on the partition that owns the user: send it there and handle it then.
                 await requests.send(key=key, value=message.value)
                 continue
-            found = erase_user(ctx, request.user_id)
+            found = await erase_user(ctx, request.user_id)
             await audit.send(key=key, value=audit_record(request, found, time.time()))
             metrics.erasures.inc()
             # No user id in the log: the audit topic is the record of who was erased.

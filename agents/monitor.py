@@ -21,21 +21,26 @@ def register(ctx: WorkerContext) -> None:
     async def serve_metrics() -> None:
         if settings.metrics_port and not server:
             server.append(start_metrics_server(settings.metrics_host, settings.metrics_port))
-            log.info("metrics on http://%s:%d/metrics", settings.metrics_host,
-                     settings.metrics_port)
+            log.info(
+                "metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port
+            )
 
     @app.timer(LAG_INTERVAL_S)
     async def measure() -> None:
         consumer: Any = app.consumer
         tps = [tp for tp in consumer.assignment() if tp.topic in ctx.inputs.topics]
-        if tps:
-            ends = await consumer.highwaters(*tps)
-            committed = getattr(consumer, "_committed_offset", {})
-            for tp in tps:
-                done = committed.get(tp)
-                if done is None:
-                    done = await consumer.position(tp) or 0
-                metrics.lag(tp.topic, tp.partition).set(max(0, (ends.get(tp) or 0) - done))
+        try:
+            if tps:
+                ends = await consumer.highwaters(*tps)
+                committed = getattr(consumer, "_committed_offset", {})
+                for tp in tps:
+                    done = committed.get(tp)
+                    if done is None:
+                        done = await consumer.position(tp) or 0
+                    metrics.lag(tp.topic, tp.partition).set(max(0, (ends.get(tp) or 0) - done))
+        except Exception as exc:  # an exception in a Faust timer would stop the worker
+            # e.g. a rebalance revoked a partition between the two calls; measure next time.
+            log.debug("consumer lag not measured this round: %r", exc)
         sizes = [len(v) for v in list(ctx.table.values())]
         metrics.set_state(
             users=len(sizes),

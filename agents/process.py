@@ -1,28 +1,32 @@
 """The main agent: contract topics in; DLQ, re-keying, features, scores, labels and alerts out.
 
-Batches come from `noack_take`, so nothing is acked until its effects are written:
-1. each record is validated (invalid -> `churn.dlq`) or re-keyed if its key is not its user_id
-   (-> `churn.rekeyed`); valid ones wait in the event-time aligner (stream.ordering);
+Batches come straight from the agent's channel queue (agents/intake.py), and nothing is acked
+until its effects are written:
+1. each record is admitted once, in offset order per partition (agents/input_guard.py), then
+   validated (invalid -> `churn.dlq`) or re-keyed if its key is not its user_id
+   (-> `churn.rekeyed`); valid ones wait in the event-time aligner (stream/ordering.py);
 2. events the aligner releases are applied by the detector in event-time order (idempotent per
    input offset and per event_id), then due labels are swept under the watermark;
-3. outputs are queued and each changed user is written to the table once;
-4. only then are the handled records acked; held ones stay unacked (and uncommitted). Faust
-   flushes the producer (outputs and changelog) before it commits offsets, so a committed
-   offset never covers lost state.
+3. outputs are produced and each changed user is written to the table once; the producer's
+   acks for both are awaited;
+4. only then are the handled records acked, in offset order (agents/acks.py); held ones stay
+   unacked (and uncommitted).
 Concurrency stays 1: Faust can commit past in-flight records with more (faust-streaming #606).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
 
 import orjson
 
+from agents.acks import AckLedger
 from agents.context import WorkerContext
 from agents.erasure import ERASED_USER
+from agents.input_guard import InputGuard
+from agents.intake import batches
 from model.labels import Example
 from stream import topics as t
 from stream.dlq import dlq_record
@@ -34,7 +38,7 @@ from stream.validation import Invalid, parse
 log = logging.getLogger(__name__)
 
 KIND_HEADER = "churnstream-kind"
-RELEASE_INTERVAL_S = 0.5
+RELEASE_INTERVAL_S = 0.2
 
 
 def register(ctx: WorkerContext) -> None:
@@ -51,12 +55,13 @@ def register(ctx: WorkerContext) -> None:
     pseudo = security.pseudonymizer()
     blocked = security.blocked_users().__contains__
     repo = ctx.repo
-    aligner: EventTimeAligner[tuple[Event, Any]] = EventTimeAligner()
-    assigned: set[Any] = set()
-    received: dict[tuple[str, int], int] = {}  # next offset expected per source partition
-    # Per partition, in offset order: [event, finished]. Acks go out only as the finished run
-    # at the front: Faust 0.15.3 can commit past an unacked record when later ones are acked.
-    pending_acks: dict[tuple[str, int], dict[int, list[Any]]] = {}
+    aligner: EventTimeAligner[tuple[Event, Any]] = EventTimeAligner(grace_s=settings.order_grace_s)
+    # Admits each input record once, in offset order per partition (see agents/input_guard).
+    guard = InputGuard(app, settings, ctx.bootstrap, metrics, rank)
+    app.on_before_shutdown.connect(lambda *_, **__: guard.close())
+    acks = AckLedger()
+    outputs = ctx.outputs
+    app.on_before_shutdown.connect(lambda *_, **__: outputs.stop())
 
     def short(topic: str) -> str:
         return topic[len(prefix) :] if prefix and topic.startswith(prefix) else topic
@@ -130,35 +135,34 @@ def register(ctx: WorkerContext) -> None:
 
     def lagging_sources() -> list[tuple[str, int]]:
         """Assigned input partitions whose log end is beyond what this worker received."""
-        consumer: Any = app.consumer
+        highwater = app.consumer.highwater
         out = []
-        for tp in assigned:
+        for tp in app.consumer.assignment():
             if tp.topic not in rank:
                 continue
-            end = consumer.highwater(tp)
+            end = highwater(tp)
             source = (tp.topic, tp.partition)
-            if end is not None and end > received.get(source, 0):
+            if end is not None and end > (guard.sequence.expected(source) or 0):
                 out.append(source)
         return out
 
-    def check_assignment() -> None:
+    async def check_assignment() -> None:
         """After a rebalance, start over from the committed offsets.
 
         Faust moves every assigned partition (not only the lost ones) back to its committed
         offset, so everything held or unacked is delivered again: forget it all, and rebuild
         the due index from the partitions now owned.
         """
-        current = set(app.consumer.assignment())
-        if current != assigned:
-            gone = {(tp.topic, tp.partition) for tp in assigned - current}
-            assigned.clear()
-            assigned.update(current)
+        if guard.changed():
+            gone = guard.assigned - {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
             aligner.clear()
-            pending_acks.clear()
-            received.clear()
+            acks.clear()
+            repo.forget()
             detector.watermark.forget(gone)
             detector.reschedule(repo.records())
+            await guard.sync()
             metrics.rebalances.inc()
+        await guard.repair_overdue()
 
     def collect_outputs() -> None:
         out = detector.out.drain()
@@ -171,24 +175,17 @@ def register(ctx: WorkerContext) -> None:
         for example in out.examples:
             outbox.append((examples_topic, example.segment.encode(), encode_example(example), None))
 
-    async def send_outbox() -> None:
-        """Produce the batch's outputs straight to the Kafka producer and wait for the acks.
-
-        Faust's `send_soon` buffer hands messages over one at a time and its flush may return
-        before it is empty; outputs go to aiokafka directly, and the table's changelog buffer
-        is drained explicitly, so that acking the inputs comes strictly after both.
-        """
-        producer = app.producer
-        futures = [await producer.send(tp, k, v, None, None, h) for tp, k, v, h in outbox]
+    async def send_outbox(changelog: list[Any]) -> None:
+        """Send the batch's changelog records and outputs and wait until the broker has them
+        all, so that acking the inputs comes strictly after both."""
+        records = changelog + outbox
         outbox.clear()
-        buffer = producer.buffer
-        while buffer.size:
-            await buffer.flush_atmost(buffer.size)
-        await asyncio.gather(*futures)
+        if records:
+            await outputs.send(records)
 
-    # The agent's batches and the release timer both process events; one at a time.
-    lock = asyncio.Lock()
-    stream_ref: list[Any] = []
+    # The agent's batches, the release timer and erasures change user records; one at a time.
+    lock = ctx.state_lock
+    running: list[bool] = []
 
     async def release_and_commit(done: list[Any]) -> None:
         """Apply what the aligner releases, write state and outputs, then ack `done` + them."""
@@ -212,55 +209,52 @@ def register(ctx: WorkerContext) -> None:
         detector.sweep()
         collect_outputs()
         flushed_at = time.perf_counter()
-        repo.flush()
-        await send_outbox()
+        await send_outbox(repo.flush())
         metrics.observe_flush(time.perf_counter() - flushed_at)
-        stream = stream_ref[0]
         for event in done:
-            msg = event.message
-            slot = pending_acks.get((msg.topic, msg.partition), {}).get(msg.offset)
-            if slot is not None:
-                slot[1] = True
-        for slots in pending_acks.values():
-            while slots:
-                offset, (first, finished) = next(iter(slots.items()))
-                if not finished:
-                    break
-                del slots[offset]
-                await stream.ack(first)
+            acks.finish(event)
+        for event in acks.ready():
+            event.ack()
         now = time.time()
         latency = metrics.event_to_score_latency_seconds
         for ts in appended:
             latency.observe(max(0.0, now - ts))
 
+    def validate(message: Any) -> Event | None:
+        """`classify`, with a bug in it dead-lettering the record instead of stalling."""
+        try:
+            return classify(message)
+        except Exception:
+            log.exception("unexpected error validating a record; sent to the DLQ")
+            dead_letter(message, "internal_error", "validation raised; see worker log")
+            return None
+
     @app.agent(ctx.inputs, name="churnstream-process", concurrency=1)
     async def process(stream: Any) -> None:
         metrics.worker_up.set(1)
-        stream_ref[:] = [stream]
-        async for batch in stream.noack_take(settings.flush_max_events, settings.flush_interval_s):
+        running[:] = [True]
+        linger = settings.flush_interval_s
+        async for batch in batches(stream.channel.queue, settings.flush_max_events, linger):
             async with lock:
                 started = time.perf_counter()
-                check_assignment()
+                await check_assignment()
                 done: list[Any] = []
+                arrived = time.monotonic()
                 for event in batch:
                     msg = event.message
-                    received[(msg.topic, msg.partition)] = msg.offset + 1
-                    pending_acks.setdefault((msg.topic, msg.partition), {})[msg.offset] = [
-                        event,
-                        False,
-                    ]
-                    try:
-                        valid = classify(msg)
-                    except Exception:  # a bug must not stall the partition: dead-letter it
-                        log.exception("unexpected error validating a record; sent to the DLQ")
-                        dead_letter(msg, "internal_error", "validation raised; see worker log")
-                        valid = None
+                    take = guard.take(msg)
+                    if take is None:
+                        take = await guard.settle(msg)
+                    if not take:
+                        continue  # a repeat, or beyond a hole being read again: not ours
+                    acks.open(event)
+                    valid = validate(msg)
                     if valid is None:
                         done.append(event)
-                    else:
-                        tiebreak = (rank.get(msg.topic, 99), msg.partition, msg.offset)
-                        source = (msg.topic, msg.partition)
-                        aligner.push(source, valid.ts, tiebreak, (valid, event), time.monotonic())
+                        continue
+                    tiebreak = (rank.get(msg.topic, 99), msg.partition, msg.offset)
+                    source = (msg.topic, msg.partition)
+                    aligner.push(source, valid.ts, tiebreak, (valid, event), arrived)
                 await release_and_commit(done)
                 metrics.observe_batch(len(batch), time.perf_counter() - started)
 
@@ -268,11 +262,12 @@ def register(ctx: WorkerContext) -> None:
     async def release_held() -> None:
         """Held events must not wait for the next record: once their sources caught up or their
         hold time is over they go out, also when no record arrives any more."""
-        if not stream_ref or not len(aligner) or lock.locked():
+        if not running or lock.locked():
             return
         async with lock:
-            check_assignment()
-            await release_and_commit([])
+            await check_assignment()
+            if len(aligner):
+                await release_and_commit([])
 
 
 def encode_example(example: Example) -> bytes:

@@ -60,7 +60,9 @@ def main() -> None:
     parser.add_argument("--web-port", type=int, required=True)
     parser.add_argument("topics", nargs="+")
     args = parser.parse_args()
-    faust.Worker(build_app(args), loglevel="warning").execute_from_commandline()
+    worker = faust.Worker(build_app(args), loglevel="warning")
+    worker.spinner = None  # as churnstream's worker: else the root logger is set to DEBUG
+    worker.execute_from_commandline()
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ class EngineConfig:
     default_segment: str = "course"
     score_min_interval_s: float = 0.0
     watermark_idle_s: float = 86400.0
+    # False: keep features only (no scores, labels or alerts).
+    scoring: bool = True
 
 
 @dataclass(slots=True)
@@ -123,7 +125,7 @@ class Detector:
             rec.pending = None  # snapshots and horizon belonged to the old segment
         if isinstance(event, Lifecycle):
             self._lifecycle(rec, event)
-        if applied is not Applied.TOO_LATE and not state.churned:
+        if self.config.scoring and applied is not Applied.TOO_LATE and not state.churned:
             self._score(rec)
         self.repo.put(rec)
         return result

@@ -29,6 +29,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         model=model_config(settings),
         default_segment=settings.default_segment,
         score_min_interval_s=settings.score_min_interval_s,
+        scoring=settings.scoring,
     )
 
 

@@ -29,6 +29,7 @@ SCORE_SOURCES: Final = ("rules", "model")
 LABEL_VALUES: Final = ("positive", "negative")
 ALERT_KINDS: Final = ("churn_risk", "roi_drop")
 SEVERITIES: Final = ("warning", "critical")
+GAP_KINDS: Final = ("lost", "empty")
 
 # 1 ms .. 10 s: sub-ms is noise for a Kafka round trip, >10 s is an outage anyway.
 LATENCY_BUCKETS: Final = (
@@ -190,6 +191,15 @@ class WorkerMetrics:
         self.events_held = Gauge(
             "events_held", "Valid events held back to be processed in event-time order.",
             namespace=ns, registry=r)
+        self.input_gaps = Counter(
+            "input_gaps_total",
+            "Jumps in an input partition's offsets: lost (records the consumer skipped, read "
+            "again) or empty (the broker holds no record there).",
+            ["kind"], namespace=ns, registry=r)
+        self.input_repeats = Counter(
+            "input_repeats_total",
+            "Input records delivered again by the consumer and dropped (already taken).",
+            namespace=ns, registry=r)
         self.events_released_early = Counter(
             "events_released_early_total",
             "Events released before their turn because the event-time buffer was full.",
@@ -209,6 +219,7 @@ class WorkerMetrics:
         self._risk: _Children[Histogram] = _Children(self.risk_score, (seg,))
         self._scores: _Children[Counter] = _Children(self.scores, (seg, SCORE_SOURCES))
         self._alerts: _Children[Counter] = _Children(self.alerts, (ALERT_KINDS, SEVERITIES))
+        self._gaps: _Children[Counter] = _Children(self.input_gaps, (GAP_KINDS,))
 
         # Bounded, known label sets exist at 0 from the start: rate()/increase() then see
         # the first event, and dashboards show 0 rather than "no data".
@@ -218,12 +229,17 @@ class WorkerMetrics:
         self._scores.prebind((s, src) for s in seg for src in SCORE_SOURCES)
         self._alerts.prebind((k, sv) for k in ALERT_KINDS for sv in SEVERITIES)
         self._risk.prebind((s,) for s in seg)
+        self._gaps.prebind((k,) for k in GAP_KINDS)
 
     # --- hot-path accessors: each returns a cached child (call .inc/.set/.observe on it)
 
     def consumed(self, topic: str, result: str) -> Counter:
         """Counter child of records consumed from `topic` with `result` (see RESULTS)."""
         return self._consumed.get(topic, result)
+
+    def input_gap(self, kind: str) -> Counter:
+        """Counter child of input offset jumps of `kind` (see GAP_KINDS)."""
+        return self._gaps.get(kind)
 
     def dlq(self, error: str) -> Counter:
         """Counter child of dead-lettered records with `error` (stream.validation code)."""

@@ -11,11 +11,16 @@ source whose head is earliest in event time goes next. A head is released once n
 still has unread records could deliver something earlier: the release frontier is the smallest
 maximum event time among the *lagging* sources (those whose log end is beyond what was
 received). Sources with nothing unread hold nothing back, so a live, caught-up worker releases at
-once. Two bounds keep it live: past `max_buffered` events, or once an event has waited
-`max_hold_s` (the caller's clock), events go out even if a lagging source might still deliver
-earlier ones; such early releases are counted. A catching-up consumer hands out about as many
-records per partition, not as much event time, so during a long catch-up the order is best
-effort within these bounds; a worker that keeps up releases in event-time order.
+once, but for a short grace: a source that looks caught up may only look so because its
+newest records are still on their way (a producer's batches for several partitions reach the
+broker and the consumer's fetches at slightly different moments). So an event also waits until
+every source seen so far has delivered something at least as late, or until it has been held
+`grace_s` (the idle wait of Kafka Streams' `max.task.idle.ms`). Two bounds keep it live: past
+`max_buffered` events, or once an event has waited `max_hold_s` (the caller's clock), events go
+out even if a lagging source might still deliver earlier ones; such early releases are counted.
+A catching-up consumer hands out about as many records per partition, not as much event time,
+so during a long catch-up the order is best effort within these bounds; a worker that keeps up
+releases in event-time order.
 """
 
 from __future__ import annotations
@@ -32,11 +37,14 @@ _Entry = tuple[float, tuple[Any, ...], T, float]  # event time, tie-break, item,
 
 
 class EventTimeAligner(Generic[T]):
-    __slots__ = ("_max_ts", "_n", "_queues", "forced", "max_buffered", "max_hold_s")
+    __slots__ = ("_max_ts", "_n", "_queues", "forced", "grace_s", "max_buffered", "max_hold_s")
 
-    def __init__(self, max_buffered: int = 50_000, max_hold_s: float = 1.0) -> None:
+    def __init__(
+        self, max_buffered: int = 50_000, max_hold_s: float = 1.0, grace_s: float = 0.0
+    ) -> None:
         self.max_buffered = max_buffered
         self.max_hold_s = max_hold_s
+        self.grace_s = grace_s
         self._queues: dict[Hashable, deque[_Entry[T]]] = {}
         self._max_ts: dict[Hashable, float] = {}
         self._n = 0
@@ -70,20 +78,29 @@ class EventTimeAligner(Generic[T]):
     def release(self, lagging: Iterable[Hashable], now: float = 0.0) -> list[T]:
         """Pop every event that is safe (or overdue) to process now, merged by event time."""
         safe = self.frontier(lagging)
-        limit = safe
         overdue = now - self.max_hold_s
+        must_go = -math.inf
         for queue in self._queues.values():
             if queue and queue[0][3] < overdue:
                 # Held too long: it goes, with everything of any source up to its time.
-                limit = max(limit, max(e[0] for e in queue if e[3] < overdue))
+                must_go = max(must_go, max(e[0] for e in queue if e[3] < overdue))
+        # Every source seen has delivered up to here: nothing earlier is on its way.
+        seen_by_all = min(self._max_ts.values(), default=math.inf)
+        settled = now - self.grace_s
         heads = [(q[0][0], q[0][1], s) for s, q in self._queues.items() if q]
         heapq.heapify(heads)
         out: list[T] = []
-        while heads and (heads[0][0] <= limit or self._n > self.max_buffered):
-            ts, _, source = heapq.heappop(heads)
+        while heads:
+            ts, _, source = heads[0]
+            queue = self._queues[source]
+            if self._n <= self.max_buffered and ts > must_go:
+                if ts > safe:
+                    break  # a lagging source may still deliver something earlier
+                if ts > seen_by_all and queue[0][3] > settled:
+                    break  # in grace: a source that looks caught up may still do so
+            heapq.heappop(heads)
             if ts > safe:
                 self.forced += 1
-            queue = self._queues[source]
             out.append(queue.popleft()[2])
             self._n -= 1
             if queue:

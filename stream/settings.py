@@ -50,10 +50,14 @@ class Settings:
     """Host the Prometheus metrics endpoint binds to."""
     metrics_port: int = 9464
     """Port of the Prometheus metrics endpoint (0 disables it)."""
-    flush_interval_s: float = 1.0
-    """Wall seconds between state flushes (one table write per changed user per flush)."""
+    flush_interval_s: float = 0.1
+    """Longest wait, in wall seconds, for more records once a batch has its first one; each
+    batch ends with one state flush (one table write per changed user)."""
     flush_max_events: int = 5000
-    """Flush earlier once this many events were applied since the last flush."""
+    """Most records in one batch."""
+    order_grace_s: float = 0.25
+    """Wall seconds an event waits for input partitions that look caught up but have not
+    delivered anything as late yet (event-time order across partitions); 0 = no wait."""
 
     # Domain (event time)
     lateness_s: float = 86400.0
@@ -63,6 +67,8 @@ class Settings:
     horizon_docs_days: float = 14.0
     score_min_interval_s: float = 0.0
     """Minimum event-time seconds between two published scores of one user (0 = every event)."""
+    scoring: bool = True
+    """False: keep per-user features only (read API, changelog); no scores, labels or alerts."""
     min_labels: int = 200
     """Labels a segment's model must learn (both classes) before it replaces the rules score."""
     estimator: str = "logistic"
@@ -131,6 +137,7 @@ class Settings:
         need(0 <= self.metrics_port < 65536, "metrics_port", "must be a TCP port (0 = off)")
         need(self.flush_interval_s > 0, "flush_interval_s", "must be > 0")
         need(self.flush_max_events >= 1, "flush_max_events", "must be >= 1")
+        need(0 <= self.order_grace_s <= 10, "order_grace_s", "must be in [0, 10] seconds")
         need(self.lateness_s >= 0, "lateness_s", "must be >= 0")
         for seg in ("course", "saas", "docs"):
             need(getattr(self, f"horizon_{seg}_days") > 0, f"horizon_{seg}_days", "must be > 0")

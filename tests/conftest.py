@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from stream.broker import BrokerChoice, NoBrokerError, resolve_bootstrap
 from stream.kafka_local import LocalKafka
@@ -25,6 +26,11 @@ from stream.kafka_local import LocalKafka
 # testcontainers' KafkaContainer scripts the Confluent image; 7.9 is Apache Kafka 3.9 (KRaft).
 TC_IMAGE_ENV = "CHURNSTREAM_TEST_KAFKA_IMAGE"
 TC_DEFAULT_IMAGE = "confluentinc/cp-kafka:7.9.0"
+
+# Property tests are judged on their results; a wall-clock deadline per example only measures
+# how busy the (2-core, shared) machine was and made them flaky.
+hypothesis_settings.register_profile("churnstream", deadline=None)
+hypothesis_settings.load_profile("churnstream")
 
 _local_homes: list[Path] = []
 _startup_report: list[str] = []

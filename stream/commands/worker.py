@@ -25,5 +25,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         app,
         loglevel=args.loglevel or settings.log_level,
     )
+    # Faust's terminal spinner sets the root logger to DEBUG when the level is WARNING or
+    # above, so every debug call on the hot path (one per produced record) builds a record.
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0

@@ -89,3 +89,37 @@ def test_an_event_held_too_long_goes_out_with_everything_before_it() -> None:
     assert a.release(["B"], now=102.5) == ["c5", "a10"]
     assert a.forced == 2
     assert a.release(["B"], now=104.0) == ["c20"]
+
+
+def test_grace_holds_an_event_until_every_source_seen_passed_it() -> None:
+    a: EventTimeAligner[str] = EventTimeAligner(grace_s=0.3)
+    a.push("B", 5.0, (1,), "b5", arrived=0.0)
+    assert a.release([], now=0.0) == ["b5"]  # B is the only source: nothing can precede it
+    a.push("A", 10.0, (0,), "a10", arrived=1.0)
+    # B looks caught up but has delivered nothing as late as 10: its next record may be older.
+    assert a.release([], now=1.1) == []
+    a.push("B", 8.0, (1,), "b8", arrived=1.2)  # ... and it was
+    assert a.release([], now=1.2) == ["b8"]
+    assert a.release([], now=1.29) == []
+    assert a.release([], now=1.3) == ["a10"]  # grace over: B may simply be idle
+
+
+def test_grace_ends_early_once_all_sources_passed_the_event() -> None:
+    a: EventTimeAligner[str] = EventTimeAligner(grace_s=10.0)
+    a.push("A", 10.0, (0,), "a10", arrived=0.0)
+    a.push("B", 3.0, (1,), "b3", arrived=0.0)
+    assert a.release([], now=0.0) == ["b3"]
+    a.push("B", 12.0, (1,), "b12", arrived=0.1)
+    assert a.release([], now=0.1) == ["a10"]  # B reached 12: nothing earlier than 10 is coming
+    assert a.release([], now=10.1) == ["b12"]
+
+
+def test_grace_does_not_outlast_the_buffer_or_the_hold_limit() -> None:
+    a: EventTimeAligner[int] = EventTimeAligner(max_buffered=2, max_hold_s=5.0, grace_s=60.0)
+    a.push("B", 0.0, (1,), 0, arrived=0.0)
+    assert a.release([], now=0.0) == [0]
+    for i in range(1, 4):
+        a.push("A", float(i), (0,), i, arrived=0.0)
+    assert a.release([], now=1.0) == [1]  # over the buffer bound: the oldest goes
+    assert a.release([], now=4.9) == []
+    assert a.release([], now=5.1) == [2, 3]  # held longer than max_hold_s: they go too

@@ -1,0 +1,211 @@
+"""The Kafka side of `stream.input_sequence.InputSequence`: nothing lost, nothing taken twice.
+
+At every new consumer generation the guard reads the group's committed offsets from the broker
+(the log start where nothing is committed): that is where processing resumes. Each delivered
+record of an input partition is then admitted only in offset order. A jump is checked against
+the broker with a small consumer of its own (no group): if the broker holds records inside the
+jump, the Faust consumer is sent back to the first of them and the records beyond are dropped
+until it arrives; if it holds none (transaction markers, deleted segments), the jump is taken.
+Counted in `churnstream_input_gaps_total{kind=lost|empty}` and
+`churnstream_input_repeats_total`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from stream.input_sequence import Admit, InputSequence
+from stream.kafka_client import client_options
+from stream.metrics import WorkerMetrics
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+BROKER_TIMEOUT_S = 10.0
+
+
+class InputGuard:
+    def __init__(
+        self,
+        app: Any,
+        settings: Settings,
+        bootstrap: str,
+        metrics: WorkerMetrics,
+        topics: Iterable[str],
+    ) -> None:
+        self.app = app
+        self.group = settings.app_id
+        self.bootstrap = bootstrap
+        self.options = client_options(settings)
+        self.metrics = metrics
+        self.topics = frozenset(topics)
+        self.sequence = InputSequence()
+        self.generation: int | None = None
+        self.assigned: frozenset[TP] = frozenset()
+        self._probe: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+
+    # -- generations --------------------------------------------------------------------------
+
+    def changed(self) -> bool:
+        """True when the consumer moved to another generation or assignment since `sync`."""
+        app = self.app
+        if app.consumer_generation_id != self.generation:
+            return True
+        return self._input_assignment() != self.assigned
+
+    def _input_assignment(self) -> frozenset[TP]:
+        return frozenset(
+            (tp.topic, tp.partition)
+            for tp in self.app.consumer.assignment()
+            if tp.topic in self.topics
+        )
+
+    async def sync(self) -> None:
+        """Start every assigned input partition at the group's committed offset."""
+        self.generation = self.app.consumer_generation_id
+        self.assigned = self._input_assignment()
+        try:
+            starts = await self._start_offsets(self.assigned) if self.assigned else {}
+        except Exception:  # the broker did not answer: check from each first record instead
+            log.warning(
+                "committed offsets unavailable; input offsets are checked from the first "
+                "record of each partition on",
+                exc_info=True,
+            )
+            starts = {}
+        self.sequence.reset(starts)
+
+    async def _start_offsets(self, tps: frozenset[TP]) -> dict[TP, int]:
+        parts = [TopicPartition(t, p) for t, p in tps]
+        admin = await self._admin_client()
+        committed = await asyncio.wait_for(
+            admin.list_consumer_group_offsets(self.group, partitions=parts), BROKER_TIMEOUT_S
+        )
+        starts: dict[TP, int] = {}
+        unset = []
+        for tp in parts:
+            meta = committed.get(tp)
+            if meta is not None and meta.offset >= 0:
+                starts[(tp.topic, tp.partition)] = meta.offset
+            else:
+                unset.append(tp)
+        if unset:
+            # Nothing committed: the consumer starts at the log start (auto_offset_reset).
+            probe = await self._probe_consumer()
+            begins = await asyncio.wait_for(probe.beginning_offsets(unset), BROKER_TIMEOUT_S)
+            for tp in unset:
+                starts[(tp.topic, tp.partition)] = begins[tp]
+        return starts
+
+    # -- records ------------------------------------------------------------------------------
+
+    def take(self, message: Any) -> bool | None:
+        """True: process `message`; False: drop it (an older generation's, a repeat, or beyond
+        a hole being read again); None: its offset jumped, `settle` asks the broker."""
+        if message.generation_id != self.generation:
+            # Fetched for an older generation: this one delivers it again from its committed
+            # offset.
+            self.metrics.input_repeats.inc()
+            return False
+        verdict = self.sequence.admit((message.topic, message.partition), message.offset)
+        if verdict is Admit.NEXT:
+            return True
+        if verdict is Admit.GAP:
+            return None
+        if verdict is Admit.REPEAT:
+            self.metrics.input_repeats.inc()
+        return False
+
+    async def settle(self, message: Any) -> bool:
+        """Decide a jump to `message`: True if the broker holds nothing before it (take it);
+        False if records are missing (the consumer is sent back to read them again)."""
+        tp: TP = (message.topic, message.partition)
+        expected = self.sequence.expected(tp)
+        assert expected is not None
+        first = await self._first_offset(tp, expected)
+        if first is not None and first >= message.offset:
+            self.metrics.input_gap("empty").inc()
+            self.sequence.skip_to(tp, message.offset)
+            return self.sequence.admit(tp, message.offset) is Admit.NEXT
+        self.metrics.input_gap("lost").inc()
+        log.warning(
+            "input %s[%d]: offsets %d..%d were not delivered; reading them again",
+            tp[0],
+            tp[1],
+            expected,
+            message.offset - 1,
+        )
+        await self._reseek(tp, expected if first is None else first)
+        return False
+
+    async def repair_overdue(self) -> None:
+        """Re-issue seeks whose records did not come back (e.g. lost in another race)."""
+        for tp, offset in self.sequence.overdue(time.monotonic()):
+            first = await self._first_offset(tp, offset)
+            await self._reseek(tp, offset if first is None else first)
+
+    async def _reseek(self, tp: TP, offset: int) -> None:
+        self.sequence.skip_to(tp, offset)
+        self.sequence.repairing(tp, time.monotonic())
+        consumer = self.app.consumer
+        faust_tp = next((a for a in consumer.assignment() if (a.topic, a.partition) == tp), None)
+        if faust_tp is None:
+            return
+        try:
+            await consumer.seek_wait({faust_tp: offset})
+        except Exception:  # e.g. revoked meanwhile; `repair_overdue` seeks again if needed
+            log.warning("seek of %s[%d] to %d failed", tp[0], tp[1], offset, exc_info=True)
+
+    async def _first_offset(self, tp: TP, offset: int) -> int | None:
+        """Offset of the broker's first record of `tp` at or after `offset` (None: unknown)."""
+        probe = await self._probe_consumer()
+        part = TopicPartition(*tp)
+        probe.assign([part])
+        probe.seek(part, offset)
+        try:
+            batch = await probe.getmany(
+                part, timeout_ms=int(BROKER_TIMEOUT_S * 1000), max_records=1
+            )
+        except Exception:  # broker trouble: assume records are there (the safe side)
+            log.exception("could not read %s[%d] at %d", tp[0], tp[1], offset)
+            return None
+        records = batch.get(part) or []
+        return records[0].offset if records else None
+
+    # -- clients ------------------------------------------------------------------------------
+
+    async def _probe_consumer(self) -> AIOKafkaConsumer:
+        if self._probe is None:
+            probe = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                group_id=None,
+                enable_auto_commit=False,
+                **self.options,
+            )
+            await probe.start()
+            self._probe = probe
+        return self._probe
+
+    async def _admin_client(self) -> AIOKafkaAdminClient:
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.options)
+            await admin.start()
+            self._admin = admin
+        return self._admin
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            await self._probe.stop()
+            self._probe = None
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
