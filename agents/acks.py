@@ -1,9 +1,9 @@
-"""Input acks in offset order: a record is acked only when it and every earlier one is done.
+"""Input records done in offset order: a record counts only when every earlier one is done.
 
 Records finish out of order: an invalid record is done at once, a valid one only when the
-event-time aligner releases it and its state is written. Faust commits the highest run of
-acked offsets it sees (and 0.15.3 can commit past a gap), so acks go out only as the finished
-prefix of each partition.
+event-time aligner releases it and its state is written. The committed offset of a partition
+may only move past records that are done, so only the finished prefix of each partition is
+handed on (to agents/commits.py).
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ record of an input partition is then admitted only in offset order. A jump is ch
 the broker with a small consumer of its own (no group): if the broker holds records inside the
 jump, the Faust consumer is sent back to the first of them and the records beyond are dropped
 until it arrives; if it holds none (transaction markers, deleted segments), the jump is taken.
-Counted in `churnstream_input_gaps_total{kind=lost|empty}` and
+A partition that delivers nothing for a while although its log end shows more records (its
+last records were dropped, so no later record can reveal the hole) is read again the same way.
+Counted in `churnstream_input_gaps_total{kind=lost|empty|stalled}` and
 `churnstream_input_repeats_total`.
 """
 
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
 BROKER_TIMEOUT_S = 10.0
+STALL_S = 10.0  # no record although the log end is further: the consumer is sent back
 
 
 class InputGuard:
@@ -48,6 +51,7 @@ class InputGuard:
         self.metrics = metrics
         self.topics = frozenset(topics)
         self.sequence = InputSequence()
+        self._still: dict[TP, tuple[int | None, float]] = {}  # expected offset, since when
         self.generation: int | None = None
         self.assigned: frozenset[TP] = frozenset()
         self._probe: AIOKafkaConsumer | None = None
@@ -83,6 +87,7 @@ class InputGuard:
             )
             starts = {}
         self.sequence.reset(starts)
+        self._still.clear()
 
     async def _start_offsets(self, tps: frozenset[TP]) -> dict[TP, int]:
         parts = [TopicPartition(t, p) for t, p in tps]
@@ -147,11 +152,42 @@ class InputGuard:
         await self._reseek(tp, expected if first is None else first)
         return False
 
-    async def repair_overdue(self) -> None:
-        """Re-issue seeks whose records did not come back (e.g. lost in another race)."""
-        for tp, offset in self.sequence.overdue(time.monotonic()):
+    async def watch(self) -> None:
+        """Send the consumer back where records are owed and nothing arrives.
+
+        Two cases no later record reveals: a seek whose records did not come back (lost in
+        another race), and a partition whose last records were dropped, by the consumer or
+        here (fetched for an older generation), while the log end shows there is more. Both
+        are left alone while the consumer is rebalancing or recovering tables.
+        """
+        if self.app.rebalancing:
+            return
+        now = time.monotonic()
+        for tp, offset in self.sequence.overdue(now):
             first = await self._first_offset(tp, offset)
             await self._reseek(tp, offset if first is None else first)
+        highwater = self.app.consumer.highwater
+        for ftp in self.app.consumer.assignment():
+            tp = (ftp.topic, ftp.partition)
+            expected = self.sequence.expected(tp)
+            end = highwater(ftp) if expected is not None else None
+            still = self._still.get(tp)
+            if end is None or end <= expected or still is None or still[0] != expected:
+                self._still[tp] = (expected, now)
+            elif now - still[1] >= STALL_S and not self.sequence.is_repairing(tp):
+                self._still[tp] = (expected, now)
+                self.metrics.input_gap("stalled").inc()
+                log.warning(
+                    "input %s[%d]: nothing from offset %d on for %.0f s while the log ends at "
+                    "%d; reading again",
+                    tp[0],
+                    tp[1],
+                    expected,
+                    STALL_S,
+                    end,
+                )
+                first = await self._first_offset(tp, expected)
+                await self._reseek(tp, expected if first is None else first)
 
     async def _reseek(self, tp: TP, offset: int) -> None:
         self.sequence.skip_to(tp, offset)
@@ -161,8 +197,8 @@ class InputGuard:
         if faust_tp is None:
             return
         try:
-            await consumer.seek_wait({faust_tp: offset})
-        except Exception:  # e.g. revoked meanwhile; `repair_overdue` seeks again if needed
+            await asyncio.wait_for(consumer.seek_wait({faust_tp: offset}), BROKER_TIMEOUT_S)
+        except Exception:  # e.g. revoked meanwhile; `watch` seeks again if needed
             log.warning("seek of %s[%d] to %d failed", tp[0], tp[1], offset, exc_info=True)
 
     async def _first_offset(self, tp: TP, offset: int) -> int | None:

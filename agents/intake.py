@@ -9,9 +9,10 @@ takes them from the channel's queue directly: the first event, then whatever is 
 while a batch is processed); at a trickle an event waits at most `linger_s`.
 
 What the stream iterator did per event and the agent now does itself: the generation check
-(agents/input_guard.py) and acks (`event.ack()`, in offset order, after the state is written).
-Events are not registered as in-flight with the consumer, so a rebalance does not wait for a
-batch: whatever was not acked before it is delivered again (and applied once: per-user offsets).
+(agents/input_guard.py) and the bookkeeping of what is done (agents/acks.py,
+agents/commits.py). Events are not registered as in-flight with the consumer, so a rebalance
+does not wait for a batch: whatever was not committed before it is delivered again (and
+applied once: per-user offsets).
 """
 
 from __future__ import annotations

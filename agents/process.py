@@ -9,8 +9,9 @@ until its effects are written:
    input offset and per event_id), then due labels are swept under the watermark;
 3. outputs are produced and each changed user is written to the table once; the producer's
    acks for both are awaited;
-4. only then are the handled records acked, in offset order (agents/acks.py); held ones stay
-   unacked (and uncommitted).
+4. only then do the handled records count as done, in offset order per partition
+   (agents/acks.py), and the worker commits the offsets after them itself (agents/commits.py);
+   held ones stay uncommitted.
 Concurrency stays 1: Faust can commit past in-flight records with more (faust-streaming #606).
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 import orjson
 
 from agents.acks import AckLedger
+from agents.commits import OffsetCommitter
 from agents.context import WorkerContext
 from agents.erasure import ERASED_USER
 from agents.input_guard import InputGuard
@@ -38,7 +40,7 @@ from stream.validation import Invalid, parse
 log = logging.getLogger(__name__)
 
 KIND_HEADER = "churnstream-kind"
-RELEASE_INTERVAL_S = 0.2
+RELEASE_INTERVAL_S = 0.1
 
 
 def register(ctx: WorkerContext) -> None:
@@ -60,6 +62,8 @@ def register(ctx: WorkerContext) -> None:
     guard = InputGuard(app, settings, ctx.bootstrap, metrics, rank)
     app.on_before_shutdown.connect(lambda *_, **__: guard.close())
     acks = AckLedger()
+    commits = OffsetCommitter(app)
+    app.on_before_shutdown.connect(lambda *_, **__: commits.commit(force=True))
     outputs = ctx.outputs
     app.on_before_shutdown.connect(lambda *_, **__: outputs.stop())
 
@@ -157,12 +161,13 @@ def register(ctx: WorkerContext) -> None:
             gone = guard.assigned - {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
             aligner.clear()
             acks.clear()
+            commits.forget()
             repo.forget()
             detector.watermark.forget(gone)
             detector.reschedule(repo.records())
             await guard.sync()
             metrics.rebalances.inc()
-        await guard.repair_overdue()
+        await guard.watch()
 
     def collect_outputs() -> None:
         out = detector.out.drain()
@@ -213,8 +218,8 @@ def register(ctx: WorkerContext) -> None:
         metrics.observe_flush(time.perf_counter() - flushed_at)
         for event in done:
             acks.finish(event)
-        for event in acks.ready():
-            event.ack()
+        commits.done(acks.ready())
+        await commits.commit()
         now = time.time()
         latency = metrics.event_to_score_latency_seconds
         for ts in appended:
@@ -268,6 +273,7 @@ def register(ctx: WorkerContext) -> None:
             await check_assignment()
             if len(aligner):
                 await release_and_commit([])
+            await commits.commit()
 
 
 def encode_example(example: Example) -> bytes:

@@ -81,6 +81,9 @@ class E2EResults:
     produce: Throughput | None = None
     bare: Throughput | None = None
     noop: Throughput | None = None
+    noop_after: Throughput | None = None
+    features: Throughput | None = None
+    features_outputs: dict[str, float] = field(default_factory=dict)
     worker: Throughput | None = None
     worker_by_metric: Throughput | None = None
     worker_outputs: dict[str, float] = field(default_factory=dict)
@@ -134,7 +137,11 @@ async def _create_topics(phase: Phase, bootstrap: str) -> None:
 async def throughput(
     run_id: str, workdir: Path, bootstrap: str, sizes: Sizes, res: E2EResults, budget_s: float
 ) -> None:
-    """(a), (b), (c) over one pre-produced history."""
+    """(a), (b), (c), (d) and (b) again over one pre-produced history.
+
+    (b) runs before and after the workers: the machine's state drifts over minutes, and the
+    ratios use the mean of both no-op runs.
+    """
     phase = Phase(run_id, "tput", workdir / "tput")
     await _create_topics(phase, bootstrap)
     records = throughput_records(sizes)
@@ -147,25 +154,55 @@ async def throughput(
 
     res.bare = await bare_consume(bootstrap, phase.inputs(), total, f"{run_id}-bare", budget_s)
     log.info("(a) bare aiokafka: %.0f/s", res.bare.per_second)
+    res.noop = await _noop(phase, bootstrap, f"{run_id}-noop", total, budget_s)
+    log.info("(b) no-op Faust: %.0f/s", res.noop.per_second)
+    res.features, _, res.features_outputs = await _consume_with_worker(
+        phase, f"{run_id}-feat", bootstrap, total, budget_s, CHURNSTREAM_SCORING="false"
+    )
+    log.info("(c) worker, ingest + features: %.0f/s", res.features.per_second)
+    res.worker, res.worker_by_metric, res.worker_outputs = await _consume_with_worker(
+        phase, phase.app_id, bootstrap, total, budget_s
+    )
+    log.info("(d) worker, full pipeline: %.0f/s", res.worker.per_second)
+    res.noop_after = await _noop(phase, bootstrap, f"{run_id}-noop2", total, budget_s)
+    log.info("(b) no-op Faust, again: %.0f/s", res.noop_after.per_second)
 
-    noop_id = f"{run_id}-noop"
+
+async def _noop(
+    phase: Phase, bootstrap: str, app_id: str, total: int, budget_s: float
+) -> Throughput:
     with running(
         start_noop_faust(
             bootstrap=bootstrap,
-            app_id=noop_id,
+            app_id=app_id,
             topics=phase.inputs(),
-            data_dir=phase.workdir / "noop-data",
+            data_dir=phase.workdir / f"{app_id}-data",
             web_port=free_port(),
-            log=phase.workdir / "noop.log",
+            log=phase.workdir / f"{app_id}.log",
         )
     ) as noop:
         progress = Progress("committed offsets, first progress to end offsets")
-        async with GroupOffsets(bootstrap, noop_id, phase.inputs()) as group:
+        async with GroupOffsets(bootstrap, app_id, phase.inputs()) as group:
             await wait_until(group.committed, total, budget_s, progress, noop.check_alive)
-        res.noop = progress.result()
-    log.info("(b) no-op Faust: %.0f/s", res.noop.per_second)
+        return progress.result()
 
-    proc, port = _worker(phase, bootstrap)
+
+async def _consume_with_worker(
+    phase: Phase, app_id: str, bootstrap: str, total: int, budget_s: float, **env: str
+) -> tuple[Throughput, Throughput | None, dict[str, float]]:
+    """A worker of its own group over the phase's topics, timed by commits and by its metric."""
+    workdir = phase.workdir / app_id
+    port = free_port()
+    proc = start_worker(
+        bootstrap=bootstrap,
+        prefix=phase.prefix,
+        app_id=app_id,
+        data_dir=workdir / "data",
+        metrics_port=port,
+        web_port=free_port(),
+        log=workdir / "worker.log",
+        extra_env=env,
+    )
     with running(proc):
         by_commit = Progress("committed offsets, first progress to end offsets")
         by_metric = Progress(f"{CONSUMED}, first progress to the count")
@@ -175,17 +212,16 @@ async def throughput(
             by_metric.sample(await metric_probe())
             return await group.committed()
 
-        async with GroupOffsets(bootstrap, phase.app_id, phase.inputs()) as group:
+        async with GroupOffsets(bootstrap, app_id, phase.inputs()) as group:
             try:
                 await wait_until(both, total, budget_s, by_commit, proc.check_alive)
             except TimeoutError as exc:
                 seen = by_metric.last[1] if by_metric.last else 0
                 raise TimeoutError(f"worker: {exc} (committed); {seen:,} by {CONSUMED}") from None
-        res.worker = by_commit.result()
+        metric: Throughput | None = None
         with contextlib.suppress(RuntimeError):
-            res.worker_by_metric = by_metric.result()
-        res.worker_outputs = await _outputs(port, proc)
-    log.info("(c) worker: %.0f/s", res.worker.per_second)
+            metric = by_metric.result()
+        return by_commit.result(), metric, await _outputs(port, proc)
 
 
 async def _outputs(port: int, proc: Proc) -> dict[str, float]:
@@ -355,15 +391,15 @@ async def run_e2e(
             res.latency = await latency(
                 Phase(run_id, "lat", workdir / "lat"), bootstrap, sizes, rate, budget_s
             )
-        # The same load with 10x shorter batches: how much of the latency is batch formation.
-        async with _phase(res, "latency, CHURNSTREAM_FLUSH_INTERVAL_S=0.1"):
-            res.latency_variants["CHURNSTREAM_FLUSH_INTERVAL_S=0.1"] = await latency(
+        # The same load without the event-time grace: how much of the latency is ordering.
+        async with _phase(res, "latency, CHURNSTREAM_ORDER_GRACE_S=0"):
+            res.latency_variants["CHURNSTREAM_ORDER_GRACE_S=0"] = await latency(
                 Phase(run_id, "latfast", workdir / "latfast"),
                 bootstrap,
                 sizes,
                 rate,
                 budget_s,
-                CHURNSTREAM_FLUSH_INTERVAL_S="0.1",
+                CHURNSTREAM_ORDER_GRACE_S="0",
             )
     else:
         res.errors["latency"] = "not run: the worker's throughput was not measured"

@@ -72,6 +72,9 @@ class InputSequence:
         """The broker holds nothing before `offset`: it is the partition's next record."""
         self._next[tp] = offset
 
+    def is_repairing(self, tp: Hashable) -> bool:
+        return tp in self._repair_since
+
     def repairing(self, tp: Hashable, now: float) -> None:
         """The consumer was sent back to `expected(tp)`; drop what lies beyond until then."""
         self._repair_since[tp] = now

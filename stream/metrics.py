@@ -29,7 +29,7 @@ SCORE_SOURCES: Final = ("rules", "model")
 LABEL_VALUES: Final = ("positive", "negative")
 ALERT_KINDS: Final = ("churn_risk", "roi_drop")
 SEVERITIES: Final = ("warning", "critical")
-GAP_KINDS: Final = ("lost", "empty")
+GAP_KINDS: Final = ("lost", "empty", "stalled")
 
 # 1 ms .. 10 s: sub-ms is noise for a Kafka round trip, >10 s is an outage anyway.
 LATENCY_BUCKETS: Final = (
@@ -194,7 +194,8 @@ class WorkerMetrics:
         self.input_gaps = Counter(
             "input_gaps_total",
             "Jumps in an input partition's offsets: lost (records the consumer skipped, read "
-            "again) or empty (the broker holds no record there).",
+            "again), empty (the broker holds no record there) or stalled (nothing delivered "
+            "while the log end shows more, read again).",
             ["kind"], namespace=ns, registry=r)
         self.input_repeats = Counter(
             "input_repeats_total",

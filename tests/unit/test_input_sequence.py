@@ -89,3 +89,13 @@ def test_a_partition_missing_from_the_reset_starts_at_its_first_record() -> None
     assert seq.admit(TP, 40) is Admit.NEXT
     assert seq.admit(TP, 42) is Admit.GAP
     assert dict(seq.items()) == {TP: 41}
+
+
+def test_is_repairing_lasts_until_the_hole_arrives() -> None:
+    seq = started()
+    assert not seq.is_repairing(TP)
+    assert seq.admit(TP, 12) is Admit.GAP
+    seq.repairing(TP, now=0.0)
+    assert seq.is_repairing(TP)
+    assert seq.admit(TP, 10) is Admit.NEXT
+    assert not seq.is_repairing(TP)
