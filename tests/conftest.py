@@ -21,11 +21,11 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from stream.broker import BrokerChoice, NoBrokerError, resolve_bootstrap
-from stream.kafka_local import LocalKafka
+from stream.kafka_local import LocalKafka, free_port
 
-# testcontainers' KafkaContainer scripts the Confluent image; 7.9 is Apache Kafka 3.9 (KRaft).
+# The same Apache Kafka 4.x image as docker-compose.kafka.yml, single node in KRaft mode.
 TC_IMAGE_ENV = "CHURNSTREAM_TEST_KAFKA_IMAGE"
-TC_DEFAULT_IMAGE = "confluentinc/cp-kafka:7.9.0"
+TC_DEFAULT_IMAGE = "apache/kafka:4.1.2"
 
 # Property tests are judged on their results; a wall-clock deadline per example only measures
 # how busy the (2-core, shared) machine was and made them flaky.
@@ -53,11 +53,46 @@ def _once(stop: Callable[[], None]) -> Callable[[], None]:
 
 
 def _start_testcontainer() -> BrokerChoice:
-    from testcontainers.community.kafka import KafkaContainer
+    """apache/kafka in a container, configured like docker-compose.kafka.yml.
 
-    container = KafkaContainer(os.environ.get(TC_IMAGE_ENV, TC_DEFAULT_IMAGE)).with_kraft()
+    testcontainers' KafkaContainer only scripts Confluent's images (Kafka 3.x for the 7.x
+    line); the official image is configured by environment variables instead. The host port
+    is chosen first so that the broker can advertise it.
+    """
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    port = free_port()
+    container = DockerContainer(os.environ.get(TC_IMAGE_ENV, TC_DEFAULT_IMAGE))
+    # docker-py's (host ip, port) form: the broker is published on loopback only.
+    container.ports["9092/tcp"] = ("127.0.0.1", port)  # type: ignore[assignment]
+    container = (
+        container.with_envs(
+            KAFKA_NODE_ID="1",
+            KAFKA_PROCESS_ROLES="broker,controller",
+            KAFKA_LISTENERS="PLAINTEXT://0.0.0.0:9092,CONTROLLER://localhost:9093",
+            KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://127.0.0.1:{port}",
+            KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER",
+            KAFKA_INTER_BROKER_LISTENER_NAME="PLAINTEXT",
+            KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
+            KAFKA_AUTO_CREATE_TOPICS_ENABLE="false",
+            KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
+            KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1",
+            KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS="1",
+            KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1",
+            KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR="1",
+            KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR="1",
+        )
+    )
     container.start()
-    return BrokerChoice(container.get_bootstrap_server(), "docker", container.stop)
+    try:
+        wait_for_logs(container, "Kafka Server started", timeout=120)
+    except BaseException:
+        container.stop()
+        raise
+    return BrokerChoice(f"127.0.0.1:{port}", "docker", container.stop)
 
 
 def _start_local(home: Path) -> BrokerChoice:
