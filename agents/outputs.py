@@ -18,6 +18,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 Headers = list[tuple[str, bytes]]
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition the default partitioner (murmur2 of the key) gives `key`."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 MAX_BATCH_BYTES = 1 << 20
 _KEY_CACHE = 200_000  # keys whose partition is remembered (user ids, mostly)
 

@@ -17,8 +17,10 @@ Faust's recovery restores them unchanged. Deletions return a tombstone the same 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
+from agents.outputs import key_partition
 from features import FeatureConfig
 from model.user_record import UserRecord
 
@@ -33,7 +35,8 @@ class TableRepository:
         self, table: Any, config: FeatureConfig, changelog: str, cached: int = CACHED_USERS
     ) -> None:
         self.table = table
-        self.store = table.data  # the store itself: setting a key here sends nothing
+        self.store = table.data  # the store itself: writing to it sends nothing
+        self._put = _store_writer(self.store, table.partitions)
         self.config = config
         self.changelog = changelog
         self.cached = cached
@@ -68,11 +71,11 @@ class TableRepository:
     def flush(self) -> list[ChangelogRecord]:
         """Write every changed record once; returns their changelog records, to be sent."""
         out: list[ChangelogRecord] = []
-        store, changelog = self.store, self.changelog
+        put, changelog = self._put, self.changelog
         for user_id in self._dirty:
             key = user_id.encode()
             value = self._cache[user_id].to_bytes()
-            store[key] = value
+            put(key, value)
             out.append((changelog, key, value, None))
         self._dirty.clear()
         while len(self._cache) > self.cached:
@@ -89,3 +92,23 @@ class TableRepository:
         return [
             UserRecord.from_bytes(k.decode(), v, self.config) for k, v in list(self.table.items())
         ]
+
+
+def _store_writer(store: Any, partitions: int) -> Callable[[bytes, bytes], None]:
+    """`put(key, value)` into the table's store, outside any stream event.
+
+    The memory store takes `store[key] = value`. Faust's RocksDB store keeps one database per
+    partition and picks it from the event being processed, which a flush at the end of a batch
+    does not have; the partition is the key's (murmur2, like the changelog record's).
+    """
+    db_for_partition = getattr(store, "_db_for_partition", None)
+    if db_for_partition is None:
+        return store.__setitem__
+    key_index = store._key_index
+
+    def put(key: bytes, value: bytes) -> None:
+        partition = key_partition(key, partitions)
+        db_for_partition(partition).put(key, value)
+        key_index[key] = partition
+
+    return put

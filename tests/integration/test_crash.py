@@ -70,8 +70,9 @@ def _caught_up(worker: WorkerProcess, prefix: str) -> None:
     wait_caught_up(worker, input_topics(prefix), timeout=120)
 
 
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 def test_kill_9_and_restart_never_double_counts(
-    kafka_bootstrap: str, fresh_topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, fresh_topic_prefix: str, tmp_path: Path, store: str
 ) -> None:
     prefix = fresh_topic_prefix
     make_topics(kafka_bootstrap, prefix)
@@ -82,7 +83,8 @@ def test_kill_9_and_restart_never_double_counts(
     dirs = [tmp_path / "a", tmp_path / "a", tmp_path / "fresh", tmp_path / "a"]
     redelivered = 0.0
     for run, (chunk, data_dir) in enumerate(zip(chunks, dirs, strict=True)):
-        worker = WorkerProcess(kafka_bootstrap, prefix, data_dir, env=FAST_FAILOVER)
+        env = {**FAST_FAILOVER, "CHURNSTREAM_STORE": store}
+        worker = WorkerProcess(kafka_bootstrap, prefix, data_dir, env=env)
         try:
             worker.start()
             produce(kafka_bootstrap, chunk)
