@@ -65,7 +65,8 @@ class AlertConfig:
 
     thresholds: RiskThresholds = field(default_factory=RiskThresholds)  # unknown segments
     segment_thresholds: Mapping[str, RiskThresholds] = field(
-        default_factory=lambda: dict(DEFAULT_SEGMENT_THRESHOLDS))
+        default_factory=lambda: dict(DEFAULT_SEGMENT_THRESHOLDS)
+    )
     cooldown_s: float = 7 * DAY_S
     # No churn_risk alert in the first day of a relationship: a user with (almost) no events
     # scores high on silence alone, which flooded a replay with alerts at signup.
@@ -126,9 +127,18 @@ class AlertMemory:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return {
-            "kinds": {k: {"active": m.active, "level": m.level, "last_ts": m.last_ts,
-                          "last_severity": m.last_severity} for k, m in self.kinds.items()},
-            "stopped": self.stopped, "roi_day": self.roi_day, "roi_ph": self.roi_ph,
+            "kinds": {
+                k: {
+                    "active": m.active,
+                    "level": m.level,
+                    "last_ts": m.last_ts,
+                    "last_severity": m.last_severity,
+                }
+                for k, m in self.kinds.items()
+            },
+            "stopped": self.stopped,
+            "roi_day": self.roi_day,
+            "roi_ph": self.roi_ph,
             "since": self.since,
         }
 
@@ -138,7 +148,8 @@ class AlertMemory:
         return cls(
             kinds={k: KindMemory(**v) for k, v in data.get("kinds", {}).items()},
             stopped=bool(data.get("stopped", False)),
-            roi_day=data.get("roi_day"), roi_ph=data.get("roi_ph"),
+            roi_day=data.get("roi_day"),
+            roi_ph=data.get("roi_ph"),
             # Memories written before the warm-up existed belong to established users.
             since=data.get("since", 0.0),
         )
@@ -172,10 +183,16 @@ class Alert:
     def to_dict(self) -> dict[str, Any]:
         """Contract dict, fields in contract order, `ts` as RFC 3339 UTC."""
         return {
-            "alert_id": self.alert_id, "kind": self.kind, "user_id": self.user_id,
-            "segment": self.segment, "ts": rfc3339(self.ts), "severity": self.severity,
-            "value": self.value, "threshold": self.threshold,
-            "drivers": [d.to_dict() for d in self.drivers], "action": self.action.to_dict(),
+            "alert_id": self.alert_id,
+            "kind": self.kind,
+            "user_id": self.user_id,
+            "segment": self.segment,
+            "ts": rfc3339(self.ts),
+            "severity": self.severity,
+            "value": self.value,
+            "threshold": self.threshold,
+            "drivers": [d.to_dict() for d in self.drivers],
+            "action": self.action.to_dict(),
             "message": self.message,
         }
 
@@ -200,8 +217,9 @@ def top_drivers(drivers: Sequence[Any]) -> tuple[Driver, ...]:
     Items may be `Driver`, `{feature, value, contribution}` mappings or `model.explain.Driver`.
     """
     parsed = [Driver.coerce(d) for d in drivers]
-    risky = sorted((d for d in parsed if d.contribution > 0),
-                   key=lambda d: (-d.contribution, d.feature))
+    risky = sorted(
+        (d for d in parsed if d.contribution > 0), key=lambda d: (-d.contribution, d.feature)
+    )
     return tuple(risky[:MAX_DRIVERS])
 
 
@@ -213,8 +231,13 @@ class AlertPolicy:
         self.playbook = playbook or Playbook.load()
 
     def on_score(
-        self, user_id: str, segment: str | None, ts: float, score: float,
-        drivers: Sequence[Any], memory: AlertMemory,
+        self,
+        user_id: str,
+        segment: str | None,
+        ts: float,
+        score: float,
+        drivers: Sequence[Any],
+        memory: AlertMemory,
     ) -> Alert | None:
         """`churn_risk` alert when the score starts to hold >= warning, or escalates."""
         if memory.stopped:
@@ -236,11 +259,16 @@ class AlertPolicy:
             return None  # between clear and warning: hysteresis keeps the episode as it is
         if not self._should_raise(state, ts, severity):
             return None
-        return self._alert(CHURN_RISK, user_id, segment, ts, severity, score, threshold,
-                           top_drivers(drivers))
+        return self._alert(
+            CHURN_RISK, user_id, segment, ts, severity, score, threshold, top_drivers(drivers)
+        )
 
     def on_roi(
-        self, user_id: str, segment: str | None, ts: float, features: Mapping[str, float],
+        self,
+        user_id: str,
+        segment: str | None,
+        ts: float,
+        features: Mapping[str, float],
         memory: AlertMemory,
     ) -> Alert | None:
         """`roi_drop` alert when ROI_7d starts to be low (rule) or a drop is detected (PH)."""
@@ -262,8 +290,9 @@ class AlertPolicy:
         if not self._should_raise(state, ts, breach.severity):
             return None
         drivers = _roi_drivers(features, reading.roi_7d, breach.threshold)
-        return self._alert(ROI_DROP, user_id, segment, ts, breach.severity, breach.value,
-                           breach.threshold, drivers)
+        return self._alert(
+            ROI_DROP, user_id, segment, ts, breach.severity, breach.value, breach.threshold, drivers
+        )
 
     def on_cancel(self, memory: AlertMemory) -> None:
         """Stop alerting a churned user."""
@@ -293,7 +322,11 @@ class AlertPolicy:
         return True
 
     def _page_hinkley(
-        self, ts: float, roi_7d: float, baseline: float, memory: AlertMemory,
+        self,
+        ts: float,
+        roi_7d: float,
+        baseline: float,
+        memory: AlertMemory,
     ) -> RoiBreach | None:
         """Absolute ROI threshold, plus a Page-Hinkley drop test fed once per UTC day."""
         cfg = self.config
@@ -301,9 +334,13 @@ class AlertPolicy:
         day = int(ts // DAY_S)
         if memory.roi_day is not None and day <= memory.roi_day:
             return absolute
-        detector = (PageHinkleyDown.from_dict(memory.roi_ph) if memory.roi_ph else
-                    PageHinkleyDown(min_instances=cfg.ph_min_days, delta=cfg.ph_delta,
-                                    threshold=cfg.ph_threshold))
+        detector = (
+            PageHinkleyDown.from_dict(memory.roi_ph)
+            if memory.roi_ph
+            else PageHinkleyDown(
+                min_instances=cfg.ph_min_days, delta=cfg.ph_delta, threshold=cfg.ph_threshold
+            )
+        )
         level_before = detector.mean
         detected = detector.update(roi_7d)
         memory.roi_day, memory.roi_ph = day, detector.to_dict()
@@ -314,14 +351,28 @@ class AlertPolicy:
         return RoiBreach(severity, roi_7d, level_before)
 
     def _alert(
-        self, kind: str, user_id: str, segment: str | None, ts: float, severity: str,
-        value: float, threshold: float, drivers: tuple[Driver, ...],
+        self,
+        kind: str,
+        user_id: str,
+        segment: str | None,
+        ts: float,
+        severity: str,
+        value: float,
+        threshold: float,
+        drivers: tuple[Driver, ...],
     ) -> Alert:
         action = self.playbook.choose(segment, drivers, kind)
         return Alert(
-            alert_id=alert_id(user_id, kind, ts, severity), kind=kind, user_id=user_id,
-            segment=segment, ts=ts, severity=severity, value=value, threshold=threshold,
-            drivers=drivers, action=action,
+            alert_id=alert_id(user_id, kind, ts, severity),
+            kind=kind,
+            user_id=user_id,
+            segment=segment,
+            ts=ts,
+            severity=severity,
+            value=value,
+            threshold=threshold,
+            drivers=drivers,
+            action=action,
             message=compose_message(kind, severity, value, threshold, drivers, action),
         )
 
@@ -339,7 +390,9 @@ def _clear(state: KindMemory) -> None:
 
 
 def _roi_drivers(
-    features: Mapping[str, float], roi_7d: float, threshold: float,
+    features: Mapping[str, float],
+    roi_7d: float,
+    threshold: float,
 ) -> tuple[Driver, ...]:
     """ROI alerts explain themselves with the ROI shortfall, then the value trend.
 
@@ -353,7 +406,17 @@ def _roi_drivers(
 
 
 __all__ = [
-    "ALERT_KINDS", "CHURN_RISK", "DEFAULT_SEGMENT_THRESHOLDS", "ROI_DROP", "Alert", "AlertConfig",
-    "AlertMemory", "AlertPolicy", "KindMemory", "RiskThresholds", "alert_id", "rfc3339",
+    "ALERT_KINDS",
+    "CHURN_RISK",
+    "DEFAULT_SEGMENT_THRESHOLDS",
+    "ROI_DROP",
+    "Alert",
+    "AlertConfig",
+    "AlertMemory",
+    "AlertPolicy",
+    "KindMemory",
+    "RiskThresholds",
+    "alert_id",
+    "rfc3339",
     "top_drivers",
 ]

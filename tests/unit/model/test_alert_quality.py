@@ -68,8 +68,12 @@ def _replay(sim: SimConfig) -> History:
                 model_live[s["segment"]] = _epoch(s["ts"])
 
     policy = AlertPolicy()
-    replay = Replay(EngineConfig(), policy, alerts_out=Alerts(),  # type: ignore[arg-type]
-                    scores_out=Scores())  # type: ignore[arg-type]
+    replay = Replay(
+        EngineConfig(),
+        policy,
+        alerts_out=Alerts(),  # type: ignore[arg-type]
+        scores_out=Scores(),
+    )  # type: ignore[arg-type]
     records = (
         ReplayRecord(KIND_BY_TOPIC[r.topic], r.topic, orjson.dumps(r.value), n)
         for n, r in enumerate(generate(sim), 1)
@@ -106,9 +110,14 @@ def test_most_warned_churners_are_alerted_before_they_cancel(course: History) ->
     # Judged once the segment's learned model scores (the cold-start rules are weak) and with
     # a week left to see the decline.
     risk = _by_user(history.alerts, "churn_risk")
-    warned = {u: t for u, t in history.truth.users.items()
-              if t.cancel_ts is not None and not t.silent and t.segment in history.model_live
-              and t.cancel_ts >= history.model_live[t.segment] + 7 * DAY}
+    warned = {
+        u: t
+        for u, t in history.truth.users.items()
+        if t.cancel_ts is not None
+        and not t.silent
+        and t.segment in history.model_live
+        and t.cancel_ts >= history.model_live[t.segment] + 7 * DAY
+    }
     assert len(warned) >= 8, "history too small to judge"
     leads = []
     for user_id, t in warned.items():
@@ -173,8 +182,14 @@ def test_stable_saas_accounts_get_no_roi_alerts(saas: History) -> None:
     # Stable: no planted drop, no cancel, no bad week deep enough to cut value by a third,
     # and value comfortably above the price (ROI < 1 is a legitimate alert on its own).
     roi = _by_user(saas.alerts, "roi_drop")
-    stable = [c.user_id for c in plan_customers(SAAS)
-              if c.roi_drop_day is None and c.cancel_day is None and c.plan_change_day is None
-              and max(c.stress[:SAAS.days]) <= 0.4 and c.value_per_day > 1.5 * c.plan_price / 30]
+    stable = [
+        c.user_id
+        for c in plan_customers(SAAS)
+        if c.roi_drop_day is None
+        and c.cancel_day is None
+        and c.plan_change_day is None
+        and max(c.stress[: SAAS.days]) <= 0.4
+        and c.value_per_day > 1.5 * c.plan_price / 30
+    ]
     assert len(stable) >= 10, "history too small to judge"
     assert sum(u in roi for u in stable) <= 1

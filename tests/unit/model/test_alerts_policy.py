@@ -24,14 +24,21 @@ DRIVERS = [Driver("rewinds_per_min_7d", 0.25, 0.9), Driver("trend_watch_minutes"
 @pytest.fixture
 def policy() -> AlertPolicy:
     # Explicit levels and no warm-up: these tests are about the mechanics, not the defaults.
-    return AlertPolicy(AlertConfig(
-        thresholds=RiskThresholds(0.5, 0.75, 0.35),
-        segment_thresholds={"saas": RiskThresholds(0.6, 0.9, 0.4)}, risk_warmup_s=0.0,
-    ))
+    return AlertPolicy(
+        AlertConfig(
+            thresholds=RiskThresholds(0.5, 0.75, 0.35),
+            segment_thresholds={"saas": RiskThresholds(0.6, 0.9, 0.4)},
+            risk_warmup_s=0.0,
+        )
+    )
 
 
-def run(policy: AlertPolicy, scores: list[tuple[float, float]], segment: str = "course",
-        memory: AlertMemory | None = None) -> list[tuple[float, str]]:
+def run(
+    policy: AlertPolicy,
+    scores: list[tuple[float, float]],
+    segment: str = "course",
+    memory: AlertMemory | None = None,
+) -> list[tuple[float, str]]:
     """Feed (ts, score) pairs; return (ts, severity) of the alerts raised."""
     memory = memory if memory is not None else AlertMemory()
     out = []
@@ -42,9 +49,16 @@ def run(policy: AlertPolicy, scores: list[tuple[float, float]], segment: str = "
     return out
 
 
-@pytest.mark.parametrize(("score", "expected"), [
-    (0.49, None), (0.5, "warning"), (0.74, "warning"), (0.75, "critical"), (1.0, "critical"),
-])
+@pytest.mark.parametrize(
+    ("score", "expected"),
+    [
+        (0.49, None),
+        (0.5, "warning"),
+        (0.74, "warning"),
+        (0.75, "critical"),
+        (1.0, "critical"),
+    ],
+)
 def test_default_thresholds(policy: AlertPolicy, score: float, expected: str | None) -> None:
     alert = policy.on_score("u1", "course", T0, score, DRIVERS, AlertMemory())
     assert (alert.severity if alert else None) == expected
@@ -76,8 +90,13 @@ def test_clears_below_clear_level_then_raises_again(policy: AlertPolicy) -> None
 
 
 def test_cooldown_in_event_time(policy: AlertPolicy) -> None:
-    restart = [(T0, 0.6), (T0 + DAY, 0.2), (T0 + 2 * DAY, 0.6),  # inside cooldown: suppressed
-               (T0 + 3 * DAY, 0.2), (T0 + 7 * DAY, 0.6)]  # exactly 7 days later: allowed
+    restart = [
+        (T0, 0.6),
+        (T0 + DAY, 0.2),
+        (T0 + 2 * DAY, 0.6),  # inside cooldown: suppressed
+        (T0 + 3 * DAY, 0.2),
+        (T0 + 7 * DAY, 0.6),
+    ]  # exactly 7 days later: allowed
     assert run(policy, restart) == [(T0, "warning"), (T0 + 7 * DAY, "warning")]
 
 
@@ -87,8 +106,13 @@ def test_lower_severity_suppressed_inside_cooldown(policy: AlertPolicy) -> None:
 
 
 def test_escalation_inside_cooldown_raises(policy: AlertPolicy) -> None:
-    scores = [(T0, 0.6), (T0 + DAY, 0.8), (T0 + 2 * DAY, 0.9), (T0 + 3 * DAY, 0.6),
-              (T0 + 4 * DAY, 0.8)]
+    scores = [
+        (T0, 0.6),
+        (T0 + DAY, 0.8),
+        (T0 + 2 * DAY, 0.9),
+        (T0 + 3 * DAY, 0.6),
+        (T0 + 4 * DAY, 0.8),
+    ]
     assert run(policy, scores) == [(T0, "warning"), (T0 + DAY, "critical")]
 
 
@@ -130,8 +154,19 @@ def test_alert_dict_has_contract_field_order(policy: AlertPolicy) -> None:
     alert = policy.on_score("u1", "course", T0, 0.82, DRIVERS, AlertMemory())
     assert alert is not None
     d = alert.to_dict()
-    assert list(d) == ["alert_id", "kind", "user_id", "segment", "ts", "severity", "value",
-                       "threshold", "drivers", "action", "message"]
+    assert list(d) == [
+        "alert_id",
+        "kind",
+        "user_id",
+        "segment",
+        "ts",
+        "severity",
+        "value",
+        "threshold",
+        "drivers",
+        "action",
+        "message",
+    ]
     assert d["ts"] == "2026-03-01T12:00:00Z"
     assert [x["feature"] for x in d["drivers"]] == ["trend_watch_minutes", "rewinds_per_min_7d"]
     assert set(d["action"]) == {"code", "text"}
@@ -140,9 +175,13 @@ def test_alert_dict_has_contract_field_order(policy: AlertPolicy) -> None:
 def test_top_drivers_accepts_mappings_and_tuples_and_keeps_risky_three() -> None:
     from model.explain import Driver as ExplainDriver
 
-    raw = [{"feature": "a", "value": 1, "contribution": 0.1},
-           ExplainDriver("b", 2.0, 0.5), Driver("c", 3.0, -0.2),
-           {"feature": "d", "value": 4, "contribution": 0.3}, Driver("e", 5.0, 0.05)]
+    raw = [
+        {"feature": "a", "value": 1, "contribution": 0.1},
+        ExplainDriver("b", 2.0, 0.5),
+        Driver("c", 3.0, -0.2),
+        {"feature": "d", "value": 4, "contribution": 0.3},
+        Driver("e", 5.0, 0.05),
+    ]
     assert [d.feature for d in top_drivers(raw)] == ["b", "d", "a"]
 
 
@@ -162,13 +201,17 @@ def test_action_label() -> None:
 
 
 def test_no_risk_alert_during_warmup_of_a_relationship() -> None:
-    policy = AlertPolicy(AlertConfig(thresholds=RiskThresholds(0.5, 0.75, 0.35),
-                                     segment_thresholds={}, risk_warmup_s=DAY))
+    policy = AlertPolicy(
+        AlertConfig(
+            thresholds=RiskThresholds(0.5, 0.75, 0.35), segment_thresholds={}, risk_warmup_s=DAY
+        )
+    )
     memory = AlertMemory()
     # High at signup (no history yet): silent for a day, then the held condition raises once.
     assert run(policy, [(T0, 0.9), (T0 + 3600, 0.9)], memory=memory) == []
     assert run(policy, [(T0 + DAY, 0.9), (T0 + DAY + 60, 0.9)], memory=memory) == [
-        (T0 + DAY, "critical")]
+        (T0 + DAY, "critical")
+    ]
     # A reactivation starts a new relationship, hence a new warm-up.
     policy.on_cancel(memory)
     policy.on_reactivate(memory)

@@ -190,8 +190,9 @@ def test_explain_contributions_match_river_parameters() -> None:
         ref = sorted(((c, f) for f, c in reference_contributions(m, x) if c > 0), reverse=True)
         drivers = m.explain(x)
         assert [d.feature for d in drivers] == [f for _, f in ref[:3]]
-        assert [d.contribution for d in drivers] == pytest.approx([c for c, _ in ref[:3]],
-                                                                  rel=1e-12)
+        assert [d.contribution for d in drivers] == pytest.approx(
+            [c for c, _ in ref[:3]], rel=1e-12
+        )
 
 
 def test_cold_logistic_fast_path_predicts_base_rate() -> None:
