@@ -48,13 +48,15 @@ class RiskThresholds:
 
 
 # Per-segment defaults chosen with bench/alert_quality.py on the simulator (1000 and 3000
-# users x 90 days; docs/alerts.md has the sweep). Scores are churn probabilities within the
-# segment's horizon, so useful levels are low: `warning` is set for lead time (course >= 5
-# days, SaaS >= 7 days before the cancel), `critical` for precision (half or more of critical
-# alerts are followed by a cancel within 4 weeks). `clear` at 0.6 x warning stops flapping.
+# users x 90 days, 300 x 60; docs/alerts.md has the sweep). Scores are churn probabilities
+# within the segment's horizon, so useful levels are low. `warning` is the highest level that
+# keeps the median lead time on target at both history sizes (course >= 5 days, SaaS >= 7
+# before the cancel; docs, without a target, keeps its level); `critical` the lowest level
+# whose critical alerts alone are followed by a cancel within 4 weeks at least 60% of the
+# time. `clear` at 0.6 x warning stops flapping.
 DEFAULT_SEGMENT_THRESHOLDS: Final[dict[str, RiskThresholds]] = {
-    "course": RiskThresholds(warning=0.2, critical=0.5, clear=0.12),
-    "saas": RiskThresholds(warning=0.2, critical=0.5, clear=0.12),
+    "course": RiskThresholds(warning=0.15, critical=0.5, clear=0.09),
+    "saas": RiskThresholds(warning=0.2, critical=0.7, clear=0.12),
     "docs": RiskThresholds(warning=0.3, critical=0.6, clear=0.18),
 }
 
@@ -71,6 +73,11 @@ class AlertConfig:
     # No churn_risk alert in the first day of a relationship: a user with (almost) no events
     # scores high on silence alone, which flooded a replay with alerts at signup.
     risk_warmup_s: float = 1 * DAY_S
+    # A risk episode is raised only once a later score, at least this much event time after
+    # the first, still holds >= warning (and none between fell below): a lone spike, such as
+    # the score at a login after days away or at a renewal, is not raised. Halved the share of
+    # never-churning users alerted on the simulator for a few hours of lead time.
+    risk_hold_s: float = 600.0
     roi_threshold: float = 1.0
     # 0.5 / 1.25 chosen on the simulator: at 0.4 / 1.1 weekly value noise alone alerted twice
     # as many quiet SaaS accounts; planted drops (60-90%) are caught as well and as fast.
@@ -90,8 +97,8 @@ class AlertConfig:
             raise ValueError(f"roi_drop must be in (0, 1): {self.roi_drop}")
         if self.cooldown_s < 0 or self.roi_threshold <= 0 or self.roi_clear_factor < 1.0:
             raise ValueError("need cooldown_s >= 0, roi_threshold > 0, roi_clear_factor >= 1")
-        if self.risk_warmup_s < 0:
-            raise ValueError(f"risk_warmup_s must be >= 0: {self.risk_warmup_s}")
+        if self.risk_warmup_s < 0 or self.risk_hold_s < 0:
+            raise ValueError("risk_warmup_s and risk_hold_s must be >= 0")
 
     def thresholds_for(self, segment: str | None) -> RiskThresholds:
         """Thresholds of `segment`, falling back to the global ones."""
@@ -108,6 +115,7 @@ class KindMemory:
     level: str | None = None  # highest severity seen in the active episode
     last_ts: float | None = None
     last_severity: str | None = None
+    holding: float | None = None  # since when the not yet raised condition holds (risk_hold_s)
 
 
 @dataclass(slots=True)
@@ -133,6 +141,7 @@ class AlertMemory:
                     "level": m.level,
                     "last_ts": m.last_ts,
                     "last_severity": m.last_severity,
+                    "holding": m.holding,
                 }
                 for k, m in self.kinds.items()
             },
@@ -242,21 +251,28 @@ class AlertPolicy:
         """`churn_risk` alert when the score starts to hold >= warning, or escalates."""
         if memory.stopped:
             return None
-        levels = self.config.thresholds_for(segment)
+        cfg = self.config
+        levels = cfg.thresholds_for(segment)
         state = memory.kind(CHURN_RISK)
         if memory.since is None:
             memory.since = ts
         if score < levels.clear:
             _clear(state)
             return None
-        if ts - memory.since < self.config.risk_warmup_s:
+        if ts - memory.since < cfg.risk_warmup_s:
             return None  # too new to judge; the episode starts once the warm-up is over
         if score >= levels.critical:
             severity, threshold = CRITICAL, levels.critical
         elif score >= levels.warning:
             severity, threshold = WARNING, levels.warning
         else:
+            state.holding = None  # a holding condition must hold on every score
             return None  # between clear and warning: hysteresis keeps the episode as it is
+        if cfg.risk_hold_s and not state.active:
+            if state.holding is None:
+                state.holding = ts
+            if ts - state.holding < cfg.risk_hold_s:
+                return None  # not held long enough yet
         if not self._should_raise(state, ts, severity):
             return None
         return self._alert(
@@ -386,7 +402,7 @@ def rule_breach_absolute(roi_7d: float, roi_threshold: float) -> RoiBreach | Non
 
 
 def _clear(state: KindMemory) -> None:
-    state.active, state.level = False, None
+    state.active, state.level, state.holding = False, None, None
 
 
 def _roi_drivers(

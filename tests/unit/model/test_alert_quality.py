@@ -30,6 +30,7 @@ WINDOW = 28 * DAY  # an alert counts for a cancel that follows within 4 weeks
 RANK = {"warning": 1, "critical": 2}
 COURSE = SimConfig(users=200, days=60, seed=3, segments=("course",))
 SAAS = SimConfig(users=60, days=60, seed=3, segments=("saas",), roi_drop_fraction=0.6)
+BOOTSTRAP_DAYS = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,16 +108,15 @@ def _by_user(alerts: list[Seen], kind: str) -> dict[str, list[Seen]]:
 
 def test_most_warned_churners_are_alerted_before_they_cancel(course: History) -> None:
     history = course
-    # Judged once the segment's learned model scores (the cold-start rules are weak) and with
-    # a week left to see the decline.
+    # Judged after the cold start: the model takes over on day 13 but scores every learner low
+    # until it has learned about a month of labels (docs/alerts.md, "Cold start").
     risk = _by_user(history.alerts, "churn_risk")
+    judged_from = history.truth.start + BOOTSTRAP_DAYS * DAY
+    assert min(history.model_live.values()) < judged_from
     warned = {
         u: t
         for u, t in history.truth.users.items()
-        if t.cancel_ts is not None
-        and not t.silent
-        and t.segment in history.model_live
-        and t.cancel_ts >= history.model_live[t.segment] + 7 * DAY
+        if t.cancel_ts is not None and not t.silent and t.cancel_ts >= judged_from
     }
     assert len(warned) >= 8, "history too small to judge"
     leads = []
@@ -125,9 +125,9 @@ def test_most_warned_churners_are_alerted_before_they_cancel(course: History) ->
         before = [a.ts for a in risk.get(user_id, []) if t.cancel_ts - WINDOW <= a.ts < t.cancel_ts]
         if before:
             leads.append((t.cancel_ts - min(before)) / DAY)
-    # 200 learners give the model few labels: 54% here, 74% with 1000 users x 90 days.
-    assert len(leads) / len(warned) >= 0.5
-    assert sorted(leads)[len(leads) // 2] >= 3.0  # median lead: days, not hours
+    # Measured: 14 of 20 (70%), median lead 6.8 days; 42% and 5.4 days over all 60 days.
+    assert len(leads) / len(warned) >= 0.6
+    assert sorted(leads)[len(leads) // 2] >= 5.0  # the course lead-time target
 
 
 def test_alerts_are_rarer_among_users_who_stay(course: History) -> None:
@@ -137,6 +137,8 @@ def test_alerts_are_rarer_among_users_who_stay(course: History) -> None:
     churned = [u for u, t in history.truth.users.items() if t.cancel_ts is not None]
     share_stayed = sum(u in risk for u in stayed) / len(stayed)
     share_churned = sum(u in risk for u in churned) / len(churned)
+    # Measured: 21% of the learners who stay, 39% of those who churn (cold start included).
+    assert share_stayed <= 0.3
     assert share_stayed < 0.6 * share_churned
 
 

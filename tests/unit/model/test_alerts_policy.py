@@ -23,12 +23,13 @@ DRIVERS = [Driver("rewinds_per_min_7d", 0.25, 0.9), Driver("trend_watch_minutes"
 
 @pytest.fixture
 def policy() -> AlertPolicy:
-    # Explicit levels and no warm-up: these tests are about the mechanics, not the defaults.
+    # Explicit levels, no warm-up, no hold: these tests are about the mechanics, not defaults.
     return AlertPolicy(
         AlertConfig(
             thresholds=RiskThresholds(0.5, 0.75, 0.35),
             segment_thresholds={"saas": RiskThresholds(0.6, 0.9, 0.4)},
             risk_warmup_s=0.0,
+            risk_hold_s=0.0,
         )
     )
 
@@ -203,7 +204,10 @@ def test_action_label() -> None:
 def test_no_risk_alert_during_warmup_of_a_relationship() -> None:
     policy = AlertPolicy(
         AlertConfig(
-            thresholds=RiskThresholds(0.5, 0.75, 0.35), segment_thresholds={}, risk_warmup_s=DAY
+            thresholds=RiskThresholds(0.5, 0.75, 0.35),
+            segment_thresholds={},
+            risk_warmup_s=DAY,
+            risk_hold_s=0.0,
         )
     )
     memory = AlertMemory()
@@ -220,8 +224,64 @@ def test_no_risk_alert_during_warmup_of_a_relationship() -> None:
 
 
 def test_memory_without_since_is_an_established_user() -> None:
-    policy = AlertPolicy(AlertConfig(risk_warmup_s=DAY))
+    policy = AlertPolicy(AlertConfig(risk_warmup_s=DAY, risk_hold_s=0.0))
     legacy = AlertMemory.to_dict(AlertMemory())
     del legacy["since"]
     memory = AlertMemory.from_dict(legacy)
     assert policy.on_score("u1", "course", T0, 0.99, DRIVERS, memory) is not None
+
+
+HOLD = 600.0
+
+
+@pytest.fixture
+def holding() -> AlertPolicy:
+    return AlertPolicy(
+        AlertConfig(
+            thresholds=RiskThresholds(0.5, 0.75, 0.35),
+            segment_thresholds={},
+            risk_warmup_s=0.0,
+            risk_hold_s=HOLD,
+        )
+    )
+
+
+def test_lone_spike_is_not_raised(holding: AlertPolicy) -> None:
+    # A login after days away scores high; the next event minutes later does not.
+    assert run(holding, [(T0, 0.95), (T0 + 120, 0.2), (T0 + DAY, 0.3)]) == []
+
+
+def test_condition_held_long_enough_is_raised_at_the_confirming_score(
+    holding: AlertPolicy,
+) -> None:
+    scores = [(T0, 0.6), (T0 + 300, 0.6), (T0 + HOLD - 1, 0.6), (T0 + HOLD, 0.6), (T0 + 900, 0.6)]
+    assert run(holding, scores) == [(T0 + HOLD, "warning")]
+    # The severity is the confirming score's, and one later score may confirm on its own.
+    assert run(holding, [(T0, 0.6), (T0 + DAY, 0.8)]) == [(T0 + DAY, "critical")]
+
+
+def test_a_score_below_warning_restarts_the_hold(holding: AlertPolicy) -> None:
+    # 0.45 is above clear (0.35): no new episode, but the held condition was broken.
+    scores = [(T0, 0.6), (T0 + 300, 0.45), (T0 + 700, 0.6), (T0 + 1000, 0.6), (T0 + 1300, 0.6)]
+    assert run(holding, scores) == [(T0 + 1300, "warning")]
+
+
+def test_escalation_of_a_raised_episode_is_not_held(holding: AlertPolicy) -> None:
+    scores = [(T0, 0.6), (T0 + HOLD, 0.6), (T0 + HOLD + 1, 0.8), (T0 + HOLD + 2, 0.8)]
+    assert run(holding, scores) == [(T0 + HOLD, "warning"), (T0 + HOLD + 1, "critical")]
+
+
+def test_hold_survives_the_memory_round_trip(holding: AlertPolicy) -> None:
+    memory = AlertMemory()
+    assert run(holding, [(T0, 0.6)], memory=memory) == []
+    restored = AlertMemory.from_bytes(memory.to_bytes())
+    assert restored.kind("churn_risk").holding == T0
+    assert run(holding, [(T0 + HOLD, 0.6)], memory=restored) == [(T0 + HOLD, "warning")]
+    legacy = memory.to_dict()
+    del legacy["kinds"]["churn_risk"]["holding"]  # stored before the hold existed
+    assert AlertMemory.from_dict(legacy).kind("churn_risk").holding is None
+
+
+def test_negative_hold_rejected() -> None:
+    with pytest.raises(ValueError, match="risk_hold_s"):
+        AlertConfig(risk_hold_s=-1.0)
