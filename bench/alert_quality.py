@@ -13,8 +13,13 @@ the threshold sweep cheap. The simulator's ground truth judges the alerts:
 - ROI: planted SaaS value drops caught by a `roi_drop` within `--roi-days` of the drop, and
   alerts on stable SaaS accounts (no planted drop, no cancel).
 
+Sweeps: warning level, confirmation hold, critical level; and, for reference, the same policy
+fed the simulator's hidden stress (0..1) once a day instead of a score: what a detector that
+knew each customer's current state would achieve at a given lead time.
+
 Usage: .venv/bin/python bench/alert_quality.py [--users 3000 --days 90 --seed 7]
        .venv/bin/python bench/alert_quality.py --file sim.jsonl   (reads sim.truth.json)
+       .venv/bin/python bench/alert_quality.py --clip-z 0   (model inputs not clipped)
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from model.alerts import (
     RiskThresholds,
     read_roi,
 )
+from model.config import ModelConfig
 from model.engine import EngineConfig
 from model.replay import Replay
 from model.replay_input import ReplayRecord, read_records
@@ -61,7 +67,10 @@ ROI_KEYS: Final = (
 )
 # Codes of the recorded per-user inputs.
 SCORE, ROI, CANCEL, REACTIVATE = 0, 1, 2, 3
-SEGMENT_TARGETS: Final = {"course": 5.0, "saas": 7.0, "docs": 7.0}  # lead-time targets, days
+SEGMENT_TARGETS: Final = {"course": 5.0, "saas": 7.0}  # lead-time targets, days (docs: none)
+HOLDS_S: Final = (0.0, 60.0, 600.0, 3600.0, 6 * 3600.0)
+CRITICALS: Final = (0.4, 0.5, 0.6, 0.7, 0.8)
+STRESS_LEVELS: Final = (0.4, 0.5, 0.6, 0.7)
 
 
 @dataclass(slots=True)
@@ -320,6 +329,23 @@ def quiet_accounts(config: SimConfig) -> set[str]:
     return {c.user_id for c in plan_customers(config) if max(c.stress[: config.days]) <= 0.4}
 
 
+def stress_inputs(config: SimConfig, truth: GroundTruth) -> dict[str, UserInputs]:
+    """Each customer's hidden stress at noon of every subscribed day, as if it were a score."""
+    users: dict[str, UserInputs] = {}
+    for c in plan_customers(config):
+        t = truth.users[c.user_id]
+        inputs = users[c.user_id] = UserInputs(segment=c.segment)
+        for day in range(c.signup_day, config.days):
+            ts = truth.start + (day + 0.5) * DAY
+            churned = t.cancel_ts is not None and t.cancel_ts <= ts
+            if churned and (t.reactivate_ts is None or ts < t.reactivate_ts):
+                continue
+            inputs.codes.append(SCORE)
+            inputs.ts.append(ts)
+            inputs.scores.append(c.stress[day])
+    return users
+
+
 def sim_records(config: SimConfig) -> Iterator[ReplayRecord]:
     for n, rec in enumerate(generate(config), 1):
         value = None if rec.value is None else orjson.dumps(rec.value)
@@ -385,7 +411,7 @@ def main() -> None:
         "--levels",
         type=float,
         nargs="+",
-        default=[0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9],
+        default=[0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 0.9],
         help="warning levels to sweep",
     )
     parser.add_argument(
@@ -407,6 +433,12 @@ def main() -> None:
         help="cache of the recorded inputs: written after a replay, read "
         "instead of replaying when it exists (re-sweeps in seconds)",
     )
+    parser.add_argument(
+        "--clip-z",
+        type=float,
+        default=ModelConfig().clip_z,
+        help="model input cap in standard deviations (0: none); part of the cached inputs",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     if args.file is not None:
@@ -420,10 +452,13 @@ def main() -> None:
     defaults = AlertConfig()
     cached = args.inputs is not None and args.inputs.exists()
     if cached:
-        users, report = pickle.loads(args.inputs.read_bytes())
+        users, report, clip_z = pickle.loads(args.inputs.read_bytes())
+        if clip_z != args.clip_z:
+            sys.exit(f"{args.inputs} was recorded with --clip-z {clip_z:g}")
         live = rerun(users, defaults)
     else:
-        policy, live, report = capture(records, defaults)
+        engine = EngineConfig(model=ModelConfig(clip_z=args.clip_z))
+        policy, live, report = capture(records, defaults, engine)
         users = policy.users
         print(
             f"replayed {report['events']:,} events of {report['users']:,} users in "
@@ -431,7 +466,7 @@ def main() -> None:
             file=sys.stderr,
         )
         if args.inputs is not None:
-            args.inputs.write_bytes(pickle.dumps((users, report)))
+            args.inputs.write_bytes(pickle.dumps((users, report, args.clip_z)))
     again = rerun(users, defaults)
     same = sorted((a.user_id, a.kind, a.ts, a.severity) for a in again) == sorted(
         (a.user_id, a.kind, a.ts, a.severity) for a in live
@@ -464,7 +499,8 @@ def main() -> None:
 
     print("\nthreshold sweep (warning = critical = w, clear = 0.6 w; per segment)")
     for seg in report["segments"]:
-        print(f" {seg} (lead target >= {SEGMENT_TARGETS[seg]:g} d)")
+        target = SEGMENT_TARGETS.get(seg)
+        print(f" {seg} (lead target {'-' if target is None else f'>= {target:g} d'})")
         print(RISK_HEAD)
         seg_users = {u: i for u, i in users.items() if i.segment == seg}
         for w in args.levels:
@@ -478,6 +514,44 @@ def main() -> None:
                 f"  from day {args.steady_from:g}",
                 risk_quality(raised, truth, seg, args.window, from_day=args.steady_from),
             )
+
+    print(f"\nconfirmation hold sweep (default levels; default {defaults.risk_hold_s:g} s)")
+    print(RISK_HEAD)
+    for hold in HOLDS_S:
+        raised = rerun(users, replace(defaults, risk_hold_s=hold), (CHURN_RISK,))
+        for seg in report["segments"]:
+            print_risk_row(f"{seg} hold {hold:g} s", risk_quality(raised, truth, seg, args.window))
+
+    print("\ncritical level sweep (default warning and hold; critical alerts only)")
+    print(RISK_HEAD)
+    for seg in report["segments"]:
+        levels = defaults.thresholds_for(seg)
+        seg_users = {u: i for u, i in users.items() if i.segment == seg}
+        for crit in CRITICALS:
+            cfg = replace(
+                defaults,
+                segment_thresholds={seg: replace(levels, critical=max(crit, levels.warning))},
+            )
+            raised = rerun(seg_users, cfg, (CHURN_RISK,))
+            print_risk_row(
+                f"{seg} critical {crit:g}",
+                risk_quality(raised, truth, seg, args.window, ("critical",)),
+            )
+
+    if args.file is None:
+        print("\nreference: the hidden stress (0..1) as the score, once a day, no warm-up/hold")
+        print(RISK_HEAD)
+        stress = stress_inputs(sim, truth)
+        for level in STRESS_LEVELS:
+            levels = RiskThresholds(level, level, round(level * 0.6, 3))
+            cfg = AlertConfig(
+                thresholds=levels, segment_thresholds={}, risk_warmup_s=0.0, risk_hold_s=0.0
+            )
+            raised = rerun(stress, cfg, (CHURN_RISK,))
+            for seg in report["segments"]:
+                print_risk_row(
+                    f"{seg} stress {level:g}", risk_quality(raised, truth, seg, args.window)
+                )
 
     print(
         f"\nroi_drop on SaaS (caught within {args.roi_days:g} d of the planted drop; "
