@@ -47,17 +47,17 @@ class RiskThresholds:
             raise ValueError(f"need 0 <= clear <= warning <= critical <= 1, got {self}")
 
 
-# Per-segment defaults chosen with bench/alert_quality.py on the simulator (1000 and 3000
-# users x 90 days, 300 x 60; docs/alerts.md has the sweep). Scores are churn probabilities
-# within the segment's horizon, so useful levels are low. `warning` is the highest level that
-# keeps the median lead time on target at both history sizes (course >= 5 days, SaaS >= 7
-# before the cancel; docs, without a target, keeps its level); `critical` the lowest level
-# whose critical alerts alone are followed by a cancel within 4 weeks at least 60% of the
-# time. `clear` at 0.6 x warning stops flapping.
+# Per-segment defaults chosen with bench/alert_quality.py on the simulator (docs/alerts.md has
+# the sweep). Scores are churn probabilities within the segment's horizon, so useful levels are
+# low. `warning` is the highest level whose median lead time meets the segment's target (course
+# >= 5 days, SaaS >= 7 before the cancel) with half a day to spare on 3000 users x 90 days and
+# within half a day on 1000 users; docs, without a target, keeps its level. `critical` is the
+# lowest level whose critical alerts alone are followed by a cancel within 4 weeks at least 60%
+# of the time on both histories. `clear` at 0.6 x warning stops flapping.
 DEFAULT_SEGMENT_THRESHOLDS: Final[dict[str, RiskThresholds]] = {
     "course": RiskThresholds(warning=0.15, critical=0.5, clear=0.09),
-    "saas": RiskThresholds(warning=0.2, critical=0.7, clear=0.12),
-    "docs": RiskThresholds(warning=0.3, critical=0.6, clear=0.18),
+    "saas": RiskThresholds(warning=0.25, critical=0.7, clear=0.15),
+    "docs": RiskThresholds(warning=0.3, critical=0.5, clear=0.18),
 }
 
 
@@ -75,8 +75,8 @@ class AlertConfig:
     risk_warmup_s: float = 1 * DAY_S
     # A risk episode is raised only once a later score, at least this much event time after
     # the first, still holds >= warning (and none between fell below): a lone spike, such as
-    # the score at a login after days away or at a renewal, is not raised. Halved the share of
-    # never-churning users alerted on the simulator for a few hours of lead time.
+    # the score at a login after days away or at a renewal, is not raised. On the simulator it
+    # cut never-churning learners alerted from 30% to 21% for 0.3 days of median lead.
     risk_hold_s: float = 600.0
     roi_threshold: float = 1.0
     # 0.5 / 1.25 chosen on the simulator: at 0.4 / 1.1 weekly value noise alone alerted twice
