@@ -13,8 +13,13 @@ the threshold sweep cheap. The simulator's ground truth judges the alerts:
 - ROI: planted SaaS value drops caught by a `roi_drop` within `--roi-days` of the drop, and
   alerts on stable SaaS accounts (no planted drop, no cancel).
 
+Sweeps: warning level, confirmation hold, critical level; and, for reference, the same policy
+fed the simulator's hidden stress (0..1) once a day instead of a score: what a detector that
+knew each customer's current state would achieve at a given lead time.
+
 Usage: .venv/bin/python bench/alert_quality.py [--users 3000 --days 90 --seed 7]
        .venv/bin/python bench/alert_quality.py --file sim.jsonl   (reads sim.truth.json)
+       .venv/bin/python bench/alert_quality.py --clip-z 0   (model inputs not clipped)
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from model.alerts import (
     RiskThresholds,
     read_roi,
 )
+from model.config import ModelConfig
 from model.engine import EngineConfig
 from model.replay import Replay
 from model.replay_input import ReplayRecord, read_records
@@ -50,11 +56,21 @@ from stream.simulator.customers import plan_customers
 from stream.topics import KIND_BY_TOPIC
 
 DAY: Final = 86_400.0
-ROI_KEYS: Final = ("value_7d", "cost_7d", "value_28d", "cost_28d", "tenure_days",
-                   "value_events_28d", "trend_value")
+ROI_KEYS: Final = (
+    "value_7d",
+    "cost_7d",
+    "value_28d",
+    "cost_28d",
+    "tenure_days",
+    "value_events_28d",
+    "trend_value",
+)
 # Codes of the recorded per-user inputs.
 SCORE, ROI, CANCEL, REACTIVATE = 0, 1, 2, 3
-SEGMENT_TARGETS: Final = {"course": 5.0, "saas": 7.0, "docs": 7.0}  # lead-time targets, days
+SEGMENT_TARGETS: Final = {"course": 5.0, "saas": 7.0}  # lead-time targets, days (docs: none)
+HOLDS_S: Final = (0.0, 60.0, 600.0, 3600.0, 6 * 3600.0)
+CRITICALS: Final = (0.4, 0.5, 0.6, 0.7, 0.8)
+STRESS_LEVELS: Final = (0.4, 0.5, 0.6, 0.7)
 
 
 @dataclass(slots=True)
@@ -82,16 +98,29 @@ class RecordingPolicy(AlertPolicy):
         inputs.segment = segment
         return inputs
 
-    def on_score(self, user_id: str, segment: str | None, ts: float, score: float,
-                 drivers: Sequence[Any], memory: AlertMemory) -> Alert | None:
+    def on_score(
+        self,
+        user_id: str,
+        segment: str | None,
+        ts: float,
+        score: float,
+        drivers: Sequence[Any],
+        memory: AlertMemory,
+    ) -> Alert | None:
         inputs = self._user(user_id, segment, memory)
         inputs.codes.append(SCORE)
         inputs.ts.append(ts)
         inputs.scores.append(score)
         return super().on_score(user_id, segment, ts, score, drivers, memory)
 
-    def on_roi(self, user_id: str, segment: str | None, ts: float,
-               features: Mapping[str, float], memory: AlertMemory) -> Alert | None:
+    def on_roi(
+        self,
+        user_id: str,
+        segment: str | None,
+        ts: float,
+        features: Mapping[str, float],
+        memory: AlertMemory,
+    ) -> Alert | None:
         cfg = self.config
         if read_roi(features, cfg.roi_min_history_days, cfg.roi_min_value_events) is not None:
             inputs = self._user(user_id, segment, memory)
@@ -125,8 +154,11 @@ class Raised:
     severity: str
 
 
-def rerun(users: Mapping[str, UserInputs], config: AlertConfig,
-          kinds: Iterable[str] = (CHURN_RISK, ROI_DROP)) -> list[Raised]:
+def rerun(
+    users: Mapping[str, UserInputs],
+    config: AlertConfig,
+    kinds: Iterable[str] = (CHURN_RISK, ROI_DROP),
+) -> list[Raised]:
     """The alerts `config` raises on the recorded inputs (same calls, same order)."""
     policy = AlertPolicy(config)
     want_score, want_roi = CHURN_RISK in kinds, ROI_DROP in kinds
@@ -139,14 +171,16 @@ def rerun(users: Mapping[str, UserInputs], config: AlertConfig,
             alert = None
             if code == SCORE:
                 if want_score:
-                    alert = policy.on_score(user_id, inputs.segment, ts,
-                                            inputs.scores[i_score], (), memory)
+                    alert = policy.on_score(
+                        user_id, inputs.segment, ts, inputs.scores[i_score], (), memory
+                    )
                 i_score += 1
             elif code == ROI:
                 if want_roi:
-                    vals = inputs.roi[i_roi * width:(i_roi + 1) * width]
-                    alert = policy.on_roi(user_id, inputs.segment, ts,
-                                          dict(zip(ROI_KEYS, vals, strict=True)), memory)
+                    vals = inputs.roi[i_roi * width : (i_roi + 1) * width]
+                    alert = policy.on_roi(
+                        user_id, inputs.segment, ts, dict(zip(ROI_KEYS, vals, strict=True)), memory
+                    )
                 i_roi += 1
             elif code == CANCEL:
                 policy.on_cancel(memory)
@@ -171,9 +205,14 @@ class RiskQuality:
     median_lead: float | None
 
 
-def risk_quality(alerts: Sequence[Raised], truth: GroundTruth, segment: str,
-                 window_days: float, severities: tuple[str, ...] = ("warning", "critical"),
-                 from_day: float = 0.0) -> RiskQuality:
+def risk_quality(
+    alerts: Sequence[Raised],
+    truth: GroundTruth,
+    segment: str,
+    window_days: float,
+    severities: tuple[str, ...] = ("warning", "critical"),
+    from_day: float = 0.0,
+) -> RiskQuality:
     """Judge one segment's churn_risk alerts against the simulator's truth.
 
     `from_day` judges only the steady state: alerts from that day of the history on, and
@@ -183,8 +222,14 @@ def risk_quality(alerts: Sequence[Raised], truth: GroundTruth, segment: str,
     window = window_days * DAY
     begin = truth.start + from_day * DAY
     users = {u: t for u, t in truth.users.items() if t.segment == segment}
-    mine = [a for a in alerts if a.kind == CHURN_RISK and a.segment == segment
-            and a.severity in severities and a.ts >= begin]
+    mine = [
+        a
+        for a in alerts
+        if a.kind == CHURN_RISK
+        and a.segment == segment
+        and a.severity in severities
+        and a.ts >= begin
+    ]
     judged = hits = 0
     by_user: dict[str, list[float]] = {}
     for a in mine:
@@ -194,8 +239,11 @@ def risk_quality(alerts: Sequence[Raised], truth: GroundTruth, segment: str,
         judged += 1
         cancel = users[a.user_id].cancel_ts if a.user_id in users else None
         hits += cancel is not None and a.ts < cancel <= a.ts + window
-    churners = [u for u, t in users.items()
-                if t.cancel_ts is not None and t.cancel_ts >= begin + 14 * DAY * (from_day > 0)]
+    churners = [
+        u
+        for u, t in users.items()
+        if t.cancel_ts is not None and t.cancel_ts >= begin + 14 * DAY * (from_day > 0)
+    ]
     warned = [u for u in churners if not users[u].silent]
     leads: dict[str, float] = {}
     for u in churners:
@@ -207,11 +255,15 @@ def risk_quality(alerts: Sequence[Raised], truth: GroundTruth, segment: str,
     never = [u for u, t in users.items() if t.cancel_ts is None]
     caught_warned = [leads[u] for u in warned if u in leads]
     return RiskQuality(
-        alerts=len(mine), judged=judged, precision=hits / judged if judged else None,
+        alerts=len(mine),
+        judged=judged,
+        precision=hits / judged if judged else None,
         alerted_users=len(by_user),
         never_churned_alerted=sum(u in by_user for u in never) / len(never) if never else 0.0,
-        churners=len(churners), recall=len(leads) / len(churners) if churners else None,
-        warned=len(warned), recall_warned=len(caught_warned) / len(warned) if warned else None,
+        churners=len(churners),
+        recall=len(leads) / len(churners) if churners else None,
+        warned=len(warned),
+        recall_warned=len(caught_warned) / len(warned) if warned else None,
         median_lead=statistics.median(caught_warned) if caught_warned else None,
     )
 
@@ -229,8 +281,12 @@ class RoiQuality:
     quiet_alerted: int = 0
 
 
-def roi_quality(alerts: Sequence[Raised], truth: GroundTruth, max_delay_days: float,
-                quiet: set[str] | None = None) -> RoiQuality:
+def roi_quality(
+    alerts: Sequence[Raised],
+    truth: GroundTruth,
+    max_delay_days: float,
+    quiet: set[str] | None = None,
+) -> RoiQuality:
     """Planted SaaS value drops caught within `max_delay_days`; alerts on stable accounts.
 
     Planted drops count only when the account is still subscribed 7 days after the drop and
@@ -270,7 +326,24 @@ def roi_quality(alerts: Sequence[Raised], truth: GroundTruth, max_delay_days: fl
 
 def quiet_accounts(config: SimConfig) -> set[str]:
     """Users whose hidden stress never exceeds 0.4 (value never falls by a third)."""
-    return {c.user_id for c in plan_customers(config) if max(c.stress[:config.days]) <= 0.4}
+    return {c.user_id for c in plan_customers(config) if max(c.stress[: config.days]) <= 0.4}
+
+
+def stress_inputs(config: SimConfig, truth: GroundTruth) -> dict[str, UserInputs]:
+    """Each customer's hidden stress at noon of every subscribed day, as if it were a score."""
+    users: dict[str, UserInputs] = {}
+    for c in plan_customers(config):
+        t = truth.users[c.user_id]
+        inputs = users[c.user_id] = UserInputs(segment=c.segment)
+        for day in range(c.signup_day, config.days):
+            ts = truth.start + (day + 0.5) * DAY
+            churned = t.cancel_ts is not None and t.cancel_ts <= ts
+            if churned and (t.reactivate_ts is None or ts < t.reactivate_ts):
+                continue
+            inputs.codes.append(SCORE)
+            inputs.ts.append(ts)
+            inputs.scores.append(c.stress[day])
+    return users
 
 
 def sim_records(config: SimConfig) -> Iterator[ReplayRecord]:
@@ -279,8 +352,9 @@ def sim_records(config: SimConfig) -> Iterator[ReplayRecord]:
         yield ReplayRecord(KIND_BY_TOPIC.get(rec.topic), rec.topic, value, n)
 
 
-def capture(records: Iterable[ReplayRecord], config: AlertConfig,
-            engine: EngineConfig | None = None) -> tuple[RecordingPolicy, list[Raised], dict]:
+def capture(
+    records: Iterable[ReplayRecord], config: AlertConfig, engine: EngineConfig | None = None
+) -> tuple[RecordingPolicy, list[Raised], dict]:
     """Replay once; returns the recorded inputs, the alerts raised live and the report."""
     policy = RecordingPolicy(config)
     live: list[Raised] = []
@@ -288,8 +362,9 @@ def capture(records: Iterable[ReplayRecord], config: AlertConfig,
     class Sink:
         def write(self, line: bytes) -> None:
             a = orjson.loads(line)
-            live.append(Raised(a["user_id"], a["segment"], a["kind"], _epoch(a["ts"]),
-                               a["severity"]))
+            live.append(
+                Raised(a["user_id"], a["segment"], a["kind"], _epoch(a["ts"]), a["severity"])
+            )
 
     replay = Replay(engine or EngineConfig(), policy, alerts_out=Sink())  # type: ignore[arg-type]
     report = replay.run(records)
@@ -298,6 +373,7 @@ def capture(records: Iterable[ReplayRecord], config: AlertConfig,
 
 def _epoch(rfc: str) -> float:
     from datetime import datetime
+
     return datetime.fromisoformat(rfc.replace("Z", "+00:00")).timestamp()
 
 
@@ -306,13 +382,17 @@ def _f(v: float | None, spec: str) -> str:
 
 
 def print_risk_row(label: str, q: RiskQuality) -> None:
-    print(f"  {label:22} {q.alerts:>6} {_f(q.precision, '.2f'):>6} {q.alerted_users:>7} "
-          f"{q.never_churned_alerted:>8.1%} {_f(q.recall, '.0%'):>6} "
-          f"{_f(q.recall_warned, '.0%'):>7} {_f(q.median_lead, '.1f'):>6}")
+    print(
+        f"  {label:22} {q.alerts:>6} {_f(q.precision, '.2f'):>6} {q.alerted_users:>7} "
+        f"{q.never_churned_alerted:>8.1%} {_f(q.recall, '.0%'):>6} "
+        f"{_f(q.recall_warned, '.0%'):>7} {_f(q.median_lead, '.1f'):>6}"
+    )
 
 
-RISK_HEAD = (f"  {'thresholds w/c/clr':22} {'alerts':>6} {'prec':>6} {'alerted':>7} "
-             f"{'loyal al':>8} {'recall':>6} {'rec-wrn':>7} {'lead d':>6}")
+RISK_HEAD = (
+    f"  {'thresholds w/c/clr':22} {'alerts':>6} {'prec':>6} {'alerted':>7} "
+    f"{'loyal al':>8} {'recall':>6} {'rec-wrn':>7} {'lead d':>6}"
+)
 
 
 def main() -> None:
@@ -321,18 +401,44 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=3000)
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--window", type=float, default=28.0,
-                        help="days within which an alert must precede the cancel")
-    parser.add_argument("--levels", type=float, nargs="+",
-                        default=[0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9],
-                        help="warning levels to sweep")
-    parser.add_argument("--steady-from", type=float, default=45.0,
-                        help="also judge only alerts from this day on (after model warm-up)")
-    parser.add_argument("--roi-days", type=float, default=7.0,
-                        help="a planted drop counts as caught within this many days")
-    parser.add_argument("--inputs", type=Path, default=None,
-                        help="cache of the recorded inputs: written after a replay, read "
-                             "instead of replaying when it exists (re-sweeps in seconds)")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=28.0,
+        help="days within which an alert must precede the cancel",
+    )
+    parser.add_argument(
+        "--levels",
+        type=float,
+        nargs="+",
+        default=[0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 0.9],
+        help="warning levels to sweep",
+    )
+    parser.add_argument(
+        "--steady-from",
+        type=float,
+        default=45.0,
+        help="also judge only alerts from this day on (after model warm-up)",
+    )
+    parser.add_argument(
+        "--roi-days",
+        type=float,
+        default=7.0,
+        help="a planted drop counts as caught within this many days",
+    )
+    parser.add_argument(
+        "--inputs",
+        type=Path,
+        default=None,
+        help="cache of the recorded inputs: written after a replay, read "
+        "instead of replaying when it exists (re-sweeps in seconds)",
+    )
+    parser.add_argument(
+        "--clip-z",
+        type=float,
+        default=ModelConfig().clip_z,
+        help="model input cap in standard deviations (0: none); part of the cached inputs",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     if args.file is not None:
@@ -346,56 +452,115 @@ def main() -> None:
     defaults = AlertConfig()
     cached = args.inputs is not None and args.inputs.exists()
     if cached:
-        users, report = pickle.loads(args.inputs.read_bytes())
+        users, report, clip_z = pickle.loads(args.inputs.read_bytes())
+        if clip_z != args.clip_z:
+            sys.exit(f"{args.inputs} was recorded with --clip-z {clip_z:g}")
         live = rerun(users, defaults)
     else:
-        policy, live, report = capture(records, defaults)
+        engine = EngineConfig(model=ModelConfig(clip_z=args.clip_z))
+        policy, live, report = capture(records, defaults, engine)
         users = policy.users
-        print(f"replayed {report['events']:,} events of {report['users']:,} users in "
-              f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+        print(
+            f"replayed {report['events']:,} events of {report['users']:,} users in "
+            f"{time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+        )
         if args.inputs is not None:
-            args.inputs.write_bytes(pickle.dumps((users, report)))
+            args.inputs.write_bytes(pickle.dumps((users, report, args.clip_z)))
     again = rerun(users, defaults)
     same = sorted((a.user_id, a.kind, a.ts, a.severity) for a in again) == sorted(
-        (a.user_id, a.kind, a.ts, a.severity) for a in live)
+        (a.user_id, a.kind, a.ts, a.severity) for a in live
+    )
     print(f"re-run on recorded inputs reproduces the live alerts: {same} ({len(live)} alerts)")
 
-    print(f"\nchurn_risk with the defaults (window {args.window:g} d; the replay report's own "
-          "definitions in brackets)")
+    print(
+        f"\nchurn_risk with the defaults (window {args.window:g} d; the replay report's own "
+        "definitions in brackets)"
+    )
     print(RISK_HEAD)
     for seg, s in report["segments"].items():
         q = risk_quality(live, truth, seg, args.window)
         print_risk_row(seg, q)
         if not cached:
-            print(f"  {'':22} [replay: alerted users {s['alerted_users']}, precision "
-                  f"{_f(s['alert_precision'], '.2f')}, recall {_f(s['alert_recall'], '.0%')}, "
-                  f"lead {_f(s['median_lead_days'], '.1f')} d]")
+            print(
+                f"  {'':22} [replay: alerted users {s['alerted_users']}, precision "
+                f"{_f(s['alert_precision'], '.2f')}, recall {_f(s['alert_recall'], '.0%')}, "
+                f"lead {_f(s['median_lead_days'], '.1f')} d]"
+            )
     for seg in report["segments"]:
-        print_risk_row(f"{seg} critical only",
-                       risk_quality(live, truth, seg, args.window, ("critical",)))
+        print_risk_row(
+            f"{seg} critical only", risk_quality(live, truth, seg, args.window, ("critical",))
+        )
     for seg in report["segments"]:
-        print_risk_row(f"{seg} from day {args.steady_from:g}",
-                       risk_quality(live, truth, seg, args.window, from_day=args.steady_from))
+        print_risk_row(
+            f"{seg} from day {args.steady_from:g}",
+            risk_quality(live, truth, seg, args.window, from_day=args.steady_from),
+        )
 
     print("\nthreshold sweep (warning = critical = w, clear = 0.6 w; per segment)")
     for seg in report["segments"]:
-        print(f" {seg} (lead target >= {SEGMENT_TARGETS[seg]:g} d)")
+        target = SEGMENT_TARGETS.get(seg)
+        print(f" {seg} (lead target {'-' if target is None else f'>= {target:g} d'})")
         print(RISK_HEAD)
         seg_users = {u: i for u, i in users.items() if i.segment == seg}
         for w in args.levels:
             levels = RiskThresholds(w, w, round(w * 0.6, 3))
             cfg = replace(defaults, segment_thresholds={seg: levels})
             raised = rerun(seg_users, cfg, (CHURN_RISK,))
-            print_risk_row(f"{w:.2f}/{w:.2f}/{levels.clear:.2f}",
-                           risk_quality(raised, truth, seg, args.window))
-            print_risk_row(f"  from day {args.steady_from:g}",
-                           risk_quality(raised, truth, seg, args.window,
-                                        from_day=args.steady_from))
+            print_risk_row(
+                f"{w:.2f}/{w:.2f}/{levels.clear:.2f}", risk_quality(raised, truth, seg, args.window)
+            )
+            print_risk_row(
+                f"  from day {args.steady_from:g}",
+                risk_quality(raised, truth, seg, args.window, from_day=args.steady_from),
+            )
 
-    print(f"\nroi_drop on SaaS (caught within {args.roi_days:g} d of the planted drop; "
-          "rule drop/clear factor)")
-    print(f"  {'detector':26} {'planted':>7} {'caught':>7} {'median d':>8} {'early':>6} "
-          f"{'stable':>6} {'stable alerted':>15} {'alerts':>6} {'quiet alerted':>14}")
+    print(f"\nconfirmation hold sweep (default levels; default {defaults.risk_hold_s:g} s)")
+    print(RISK_HEAD)
+    for hold in HOLDS_S:
+        raised = rerun(users, replace(defaults, risk_hold_s=hold), (CHURN_RISK,))
+        for seg in report["segments"]:
+            print_risk_row(f"{seg} hold {hold:g} s", risk_quality(raised, truth, seg, args.window))
+
+    print("\ncritical level sweep (default warning and hold; critical alerts only)")
+    print(RISK_HEAD)
+    for seg in report["segments"]:
+        levels = defaults.thresholds_for(seg)
+        seg_users = {u: i for u, i in users.items() if i.segment == seg}
+        for crit in CRITICALS:
+            cfg = replace(
+                defaults,
+                segment_thresholds={seg: replace(levels, critical=max(crit, levels.warning))},
+            )
+            raised = rerun(seg_users, cfg, (CHURN_RISK,))
+            print_risk_row(
+                f"{seg} critical {crit:g}",
+                risk_quality(raised, truth, seg, args.window, ("critical",)),
+            )
+
+    if args.file is None:
+        print("\nreference: the hidden stress (0..1) as the score, once a day, no warm-up/hold")
+        print(RISK_HEAD)
+        stress = stress_inputs(sim, truth)
+        for level in STRESS_LEVELS:
+            levels = RiskThresholds(level, level, round(level * 0.6, 3))
+            cfg = AlertConfig(
+                thresholds=levels, segment_thresholds={}, risk_warmup_s=0.0, risk_hold_s=0.0
+            )
+            raised = rerun(stress, cfg, (CHURN_RISK,))
+            for seg in report["segments"]:
+                print_risk_row(
+                    f"{seg} stress {level:g}", risk_quality(raised, truth, seg, args.window)
+                )
+
+    print(
+        f"\nroi_drop on SaaS (caught within {args.roi_days:g} d of the planted drop; "
+        "rule drop/clear factor)"
+    )
+    print(
+        f"  {'detector':26} {'planted':>7} {'caught':>7} {'median d':>8} {'early':>6} "
+        f"{'stable':>6} {'stable alerted':>15} {'alerts':>6} {'quiet alerted':>14}"
+    )
     detectors = {
         "rule 0.5/1.25 (default)": defaults,
         "rule 0.4/1.1": replace(defaults, roi_drop=0.4, roi_clear_factor=1.1),
@@ -408,10 +573,12 @@ def main() -> None:
     saas = {u: i for u, i in users.items() if i.segment == "saas"}
     for name, cfg in detectors.items():
         r = roi_quality(rerun(saas, cfg, (ROI_DROP,)), truth, args.roi_days, quiet)
-        print(f"  {name:26} {r.planted:>7} {r.caught:>7} "
-              f"{_f(statistics.median(r.delays) if r.delays else None, '.1f'):>8} {r.early:>6} "
-              f"{r.stable:>6} {r.stable_alerted:>15} {r.stable_alerts:>6} "
-              f"{r.quiet_alerted:>7}/{r.quiet:<6}")
+        print(
+            f"  {name:26} {r.planted:>7} {r.caught:>7} "
+            f"{_f(statistics.median(r.delays) if r.delays else None, '.1f'):>8} {r.early:>6} "
+            f"{r.stable:>6} {r.stable_alerted:>15} {r.stable_alerts:>6} "
+            f"{r.quiet_alerted:>7}/{r.quiet:<6}"
+        )
 
 
 if __name__ == "__main__":

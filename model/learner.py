@@ -30,6 +30,7 @@ class _LinearView:
     intercept: float
     terms: tuple[tuple[str, float, float, Any], ...]
     drivers: tuple[tuple[str, float, float, float], ...]
+    limit: float = math.inf  # ClipZ's cap of the standardised values; inf: no ClipZ step
 
 
 def _river_sigmoid(z: float) -> float:
@@ -41,19 +42,43 @@ def _river_sigmoid(z: float) -> float:
     return 1 / (1 + math.exp(-z))
 
 
-def build_estimator(name: str, base_rate: float, seed: int = 42) -> base.Classifier:
+class ClipZ(base.Transformer):
+    """Caps standardised inputs at +-`limit`: the linear model never extrapolates far.
+
+    Some features hardly vary in the labelled rows (e.g. `days_since_*` is minutes at nearly
+    every scored event) but do at scoring time (a login after days away, a renewal of a quiet
+    account). Unclipped, such a value is dozens of standard deviations out and one weight
+    turns it into a score near 1: the flood of alerts when a young model took over.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+    def transform_one(self, x: dict[str, float]) -> dict[str, float]:
+        c = self.limit
+        return {k: (c if v > c else -c if v < -c else v) for k, v in x.items()}
+
+
+def build_estimator(
+    name: str,
+    base_rate: float,
+    seed: int = 42,
+    clip_z: float = 0.0,
+) -> base.Classifier:
     """A fresh River classifier pipeline by config name.
 
-    "logistic": StandardScaler | LogisticRegression with the intercept started at
-    logit(base_rate), so an untrained model predicts the segment's prior instead of 0.5.
+    "logistic": StandardScaler | ClipZ | LogisticRegression with the intercept started at
+    logit(base_rate), so an untrained model predicts the segment's prior instead of 0.5;
+    `clip_z` <= 0 leaves ClipZ out.
     "hoeffding" / "arf": tree models, scale-invariant so no scaler; they predict the prior
     until they have seen data (see `SegmentModel.predict`).
     """
     if name == "logistic":
-        return compose.Pipeline(
-            preprocessing.StandardScaler(),
-            linear_model.LogisticRegression(intercept_init=logit(base_rate)),
-        )
+        steps: list[Any] = [preprocessing.StandardScaler()]
+        if clip_z > 0:
+            steps.append(ClipZ(clip_z))
+        steps.append(linear_model.LogisticRegression(intercept_init=logit(base_rate)))
+        return compose.Pipeline(*steps)
     if name == "hoeffding":
         return tree.HoeffdingTreeClassifier(grace_period=100)
     if name == "arf":
@@ -80,8 +105,10 @@ class SegmentModel:
         base_rate: float,
         feature_names: Sequence[str],
         seed: int = 42,
+        clip_z: float = 0.0,
     ) -> None:
         self.segment = segment
+        self.clip_z = clip_z
         self.estimator = estimator
         self.base_rate = float(base_rate)
         self.feature_names: tuple[str, ...] = tuple(feature_names)
@@ -90,7 +117,7 @@ class SegmentModel:
         self.n_pos = 0
         self.n_neg = 0
         self.n_resets = 0
-        self._model = build_estimator(estimator, self.base_rate, seed)
+        self._model = build_estimator(estimator, self.base_rate, seed, clip_z)
         self._linear: _LinearView | None = None
         self._linear_asked = -1  # version of the last predict that found no view
 
@@ -131,8 +158,10 @@ class SegmentModel:
                 self._linear_asked = self.version
         if lin is not None and lin.version == self.version:
             z = 0.0
+            c = lin.limit
             for name, w, mean, std in lin.terms:
-                z += w * ((float(x.get(name, 0.0)) - mean) / std)
+                u = (float(x.get(name, 0.0)) - mean) / std
+                z += w * (c if u > c else -c if u < -c else u)
             p = _river_sigmoid(z + lin.intercept)
             return p if math.isfinite(p) else self.base_rate
         proba = self._model.predict_proba_one(self._select(x))
@@ -154,7 +183,7 @@ class SegmentModel:
 
     def reset(self) -> None:
         """Forget everything learned (drift action "reset"); `version` keeps increasing."""
-        self._model = build_estimator(self.estimator, self.base_rate, self.seed)
+        self._model = build_estimator(self.estimator, self.base_rate, self.seed, self.clip_z)
         self.n_pos = self.n_neg = 0
         self.n_resets += 1
         self.version += 1
@@ -174,8 +203,9 @@ class SegmentModel:
         lin = self._linear_view()
         if lin is None:
             return []
+        c = lin.limit
         contribs = [
-            (name, w * ((float(x.get(name, 0.0)) - mean) / std))
+            (name, w * max(-c, min(c, (float(x.get(name, 0.0)) - mean) / std)))
             for name, w, mean, std in lin.drivers
         ]
         return top_drivers(contribs, x, top)
@@ -205,7 +235,11 @@ class SegmentModel:
                 terms.append((name, w, m, v**0.5))  # StandardScaler.transform_one
             if w != 0.0 and v > 0.0:
                 drivers.append((name, w, m, math.sqrt(v)))
-        lin = _LinearView(self.version, float(regression.intercept), tuple(terms), tuple(drivers))
+        clip = self._model.steps.get("ClipZ")
+        limit = clip.limit if clip is not None else math.inf
+        lin = _LinearView(
+            self.version, float(regression.intercept), tuple(terms), tuple(drivers), limit
+        )
         self._linear = lin
         return lin
 
@@ -224,6 +258,7 @@ class SegmentModel:
             "base_rate": self.base_rate,
             "feature_names": self.feature_names,
             "seed": self.seed,
+            "clip_z": self.clip_z,
             "version": self.version,
             "n_pos": self.n_pos,
             "n_neg": self.n_neg,
@@ -244,6 +279,7 @@ class SegmentModel:
         m.base_rate = state["base_rate"]
         m.feature_names = tuple(state["feature_names"])
         m.seed = state["seed"]
+        m.clip_z = state.get("clip_z", 0.0)  # older snapshots: no ClipZ step in the pipeline
         m.version = state["version"]
         m.n_pos = state["n_pos"]
         m.n_neg = state["n_neg"]

@@ -51,6 +51,7 @@ class Trainer:
             base_rate=self.config.base_rates[segment],
             feature_names=SEGMENT_FEATURES.get(segment, self.feature_names),
             seed=self.config.seed,
+            clip_z=self.config.clip_z,
         )
 
     def restore(self, snapshot: bytes) -> SegmentModel:

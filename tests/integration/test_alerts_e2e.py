@@ -1,9 +1,12 @@
 """Alerts end to end: simulated customers through a real broker and worker to churn.alerts.
 
-Checked against the simulator's ground truth: churners whose decline was visible get a
-churn_risk alert before they cancel (share and median lead time printed), no user gets two
-alerts of the same kind and severity within the cooldown, alerts stop after a cancel, and
-planted SaaS value drops get a roi_drop alert within days while most stable accounts get none.
+Checked against the simulator's ground truth: few users who never churn get a churn_risk
+alert; churners whose decline was visible get one before they cancel, early enough (median
+lead >= 5 days for course, >= 7 for SaaS) once the cold start is over; no user gets two alerts
+of the same kind and severity within the cooldown; alerts stop after a cancel; planted SaaS
+value drops get a roi_drop alert within days while most stable accounts get none. The report
+(precision, never-churners alerted, recall and lead, over the whole run and after the cold
+start) is printed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ pytestmark = pytest.mark.kafka
 SIM = SimConfig(users=300, days=60, seed=31, segments=("course", "saas"))
 DAY = 86400.0
 COOLDOWN = 7 * DAY
+WINDOW = 28 * DAY  # an alert counts for a cancel that follows within 4 weeks
+LEAD_TARGET_DAYS = {"course": 5.0, "saas": 7.0}
+# Until about day 40 the learned models have too few labels to tell a declining customer from
+# the rest and score everyone low (docs/alerts.md, "Cold start"): recall and lead are asserted
+# for churners who cancel after it, and printed for all.
+COLD_START_DAYS = 40
+NEVER_CHURNERS_MAX = {"course": 0.3, "saas": 0.45}
 
 
 def test_alerts_are_early_rare_and_edge_triggered(
@@ -61,38 +71,54 @@ def test_alerts_are_early_rare_and_edge_triggered(
                 assert nxt["t"] - prev["t"] >= COOLDOWN, (user, kind, prev, nxt)
 
     report: dict[str, Any] = {}
+    end = truth.start + SIM.days * DAY
     for segment in SIM.segments:
-        warned = {
-            u: t
-            for u, t in truth.users.items()
-            if t.segment == segment and t.cancel_ts is not None and t.warning_start_ts is not None
-        }
-        leads = []
+        mine = {u: t for u, t in truth.users.items() if t.segment == segment}
+        risk = {u: [a["t"] for a in by_user.get((u, "churn_risk"), [])] for u in mine}
+        warned = {u: t for u, t in mine.items() if t.cancel_ts is not None and t.warning_start_ts}
+        leads: dict[str, float] = {}
         for user, t in warned.items():
-            before = [
-                a["t"]
-                for a in by_user.get((user, "churn_risk"), [])
-                if t.cancel_ts - 28 * DAY <= a["t"] <= t.cancel_ts
-            ]
+            before = [ts for ts in risk[user] if t.cancel_ts - WINDOW <= ts <= t.cancel_ts]
             if before:
-                leads.append((t.cancel_ts - min(before)) / DAY)
+                leads[user] = (t.cancel_ts - min(before)) / DAY
             # Alerts stop after the cancel (until a reactivate).
-            end = t.reactivate_ts or float("inf")
-            late = [a for a in by_user.get((user, "churn_risk"), []) if t.cancel_ts < a["t"] < end]
-            assert late == [], (user, late)
-        never = [u for u, t in truth.users.items() if t.segment == segment and t.cancel_ts is None]
-        alerted_never = sum(1 for u in never if (u, "churn_risk") in by_user)
+            stop = t.reactivate_ts or float("inf")
+            assert not [ts for ts in risk[user] if t.cancel_ts < ts < stop], (user, risk[user])
+        later = [u for u, t in warned.items() if t.cancel_ts >= truth.start + COLD_START_DAYS * DAY]
+        later_leads = [leads[u] for u in later if u in leads]
+        never = [u for u, t in mine.items() if t.cancel_ts is None]
+        judged = [(u, ts) for u in mine for ts in risk[u] if ts + WINDOW <= end]
+        hits = sum(
+            1 for u, ts in judged if (c := mine[u].cancel_ts) is not None and ts < c <= ts + WINDOW
+        )
         report[segment] = {
+            "alerts": sum(len(v) for v in risk.values()),
+            "precision": round(hits / len(judged), 2) if judged else None,
+            "never_churners_alerted": round(sum(bool(risk[u]) for u in never) / len(never), 2),
             "warned_churners": len(warned),
-            "alerted_before_cancel": len(leads) / len(warned) if warned else None,
-            "median_lead_days": statistics.median(leads) if leads else None,
-            "never_churners_alerted": alerted_never / len(never) if never else None,
+            "alerted_before_cancel": round(len(leads) / len(warned), 2),
+            "median_lead_days": round(statistics.median(leads.values()), 1) if leads else None,
+            "after_cold_start": {
+                "warned_churners": len(later),
+                "alerted_before_cancel": round(len(later_leads) / len(later), 2),
+                "median_lead_days": (
+                    round(statistics.median(later_leads), 1) if later_leads else None
+                ),
+            },
         }
-        assert len(warned) >= 10, report
-        # Most warned churners are alerted before they cancel (measured: course 77-81%, median
-        # lead 13 days; saas 68%, 12 days). Precision is printed, not asserted: many users who
-        # never churn are alerted too (course ~70%, saas ~40%), a known weakness.
-        assert len(leads) >= 0.5 * len(warned), report
+    print(f"\nalert quality on the broker ({SIM.users} users x {SIM.days} days): {report}")
+    for segment in SIM.segments:
+        row = report[segment]
+        assert row["warned_churners"] >= 10 and row["after_cold_start"]["warned_churners"] >= 8
+        # Rare. Measured: 17-18% of never-churning learners, 30% of never-churning accounts
+        # (before the model inputs were clipped and spikes had to be confirmed: 70% and 40%).
+        assert row["never_churners_alerted"] <= NEVER_CHURNERS_MAX[segment], report
+        # Early, for most of those who cancel after the cold start. Measured: course 14 of 21
+        # (67%), median lead 8.9 days; saas 13 of 13, 9.7 days. Over the whole run, cold start
+        # included: course 48-52% (median lead 6.9-8.9 days), saas 68% (5.8 days).
+        later = row["after_cold_start"]
+        assert later["alerted_before_cancel"] >= 0.5, report
+        assert later["median_lead_days"] >= LEAD_TARGET_DAYS[segment], report
 
     planted = [
         u
@@ -121,6 +147,6 @@ def test_alerts_are_early_rare_and_edge_triggered(
         "stable": len(stable),
         "stable_alerted": len(stable_alerted),
     }
-    print(f"\nalert quality on the broker ({SIM.users} users x {SIM.days} days): {report}")
+    print(f"roi_drop: {report['roi']}")
     assert planted and len(caught) >= 0.5 * len(planted), report
     assert len(stable_alerted) <= 0.5 * len(stable), report

@@ -23,15 +23,23 @@ DRIVERS = [Driver("rewinds_per_min_7d", 0.25, 0.9), Driver("trend_watch_minutes"
 
 @pytest.fixture
 def policy() -> AlertPolicy:
-    # Explicit levels and no warm-up: these tests are about the mechanics, not the defaults.
-    return AlertPolicy(AlertConfig(
-        thresholds=RiskThresholds(0.5, 0.75, 0.35),
-        segment_thresholds={"saas": RiskThresholds(0.6, 0.9, 0.4)}, risk_warmup_s=0.0,
-    ))
+    # Explicit levels, no warm-up, no hold: these tests are about the mechanics, not defaults.
+    return AlertPolicy(
+        AlertConfig(
+            thresholds=RiskThresholds(0.5, 0.75, 0.35),
+            segment_thresholds={"saas": RiskThresholds(0.6, 0.9, 0.4)},
+            risk_warmup_s=0.0,
+            risk_hold_s=0.0,
+        )
+    )
 
 
-def run(policy: AlertPolicy, scores: list[tuple[float, float]], segment: str = "course",
-        memory: AlertMemory | None = None) -> list[tuple[float, str]]:
+def run(
+    policy: AlertPolicy,
+    scores: list[tuple[float, float]],
+    segment: str = "course",
+    memory: AlertMemory | None = None,
+) -> list[tuple[float, str]]:
     """Feed (ts, score) pairs; return (ts, severity) of the alerts raised."""
     memory = memory if memory is not None else AlertMemory()
     out = []
@@ -42,9 +50,16 @@ def run(policy: AlertPolicy, scores: list[tuple[float, float]], segment: str = "
     return out
 
 
-@pytest.mark.parametrize(("score", "expected"), [
-    (0.49, None), (0.5, "warning"), (0.74, "warning"), (0.75, "critical"), (1.0, "critical"),
-])
+@pytest.mark.parametrize(
+    ("score", "expected"),
+    [
+        (0.49, None),
+        (0.5, "warning"),
+        (0.74, "warning"),
+        (0.75, "critical"),
+        (1.0, "critical"),
+    ],
+)
 def test_default_thresholds(policy: AlertPolicy, score: float, expected: str | None) -> None:
     alert = policy.on_score("u1", "course", T0, score, DRIVERS, AlertMemory())
     assert (alert.severity if alert else None) == expected
@@ -76,8 +91,13 @@ def test_clears_below_clear_level_then_raises_again(policy: AlertPolicy) -> None
 
 
 def test_cooldown_in_event_time(policy: AlertPolicy) -> None:
-    restart = [(T0, 0.6), (T0 + DAY, 0.2), (T0 + 2 * DAY, 0.6),  # inside cooldown: suppressed
-               (T0 + 3 * DAY, 0.2), (T0 + 7 * DAY, 0.6)]  # exactly 7 days later: allowed
+    restart = [
+        (T0, 0.6),
+        (T0 + DAY, 0.2),
+        (T0 + 2 * DAY, 0.6),  # inside cooldown: suppressed
+        (T0 + 3 * DAY, 0.2),
+        (T0 + 7 * DAY, 0.6),
+    ]  # exactly 7 days later: allowed
     assert run(policy, restart) == [(T0, "warning"), (T0 + 7 * DAY, "warning")]
 
 
@@ -87,8 +107,13 @@ def test_lower_severity_suppressed_inside_cooldown(policy: AlertPolicy) -> None:
 
 
 def test_escalation_inside_cooldown_raises(policy: AlertPolicy) -> None:
-    scores = [(T0, 0.6), (T0 + DAY, 0.8), (T0 + 2 * DAY, 0.9), (T0 + 3 * DAY, 0.6),
-              (T0 + 4 * DAY, 0.8)]
+    scores = [
+        (T0, 0.6),
+        (T0 + DAY, 0.8),
+        (T0 + 2 * DAY, 0.9),
+        (T0 + 3 * DAY, 0.6),
+        (T0 + 4 * DAY, 0.8),
+    ]
     assert run(policy, scores) == [(T0, "warning"), (T0 + DAY, "critical")]
 
 
@@ -130,8 +155,19 @@ def test_alert_dict_has_contract_field_order(policy: AlertPolicy) -> None:
     alert = policy.on_score("u1", "course", T0, 0.82, DRIVERS, AlertMemory())
     assert alert is not None
     d = alert.to_dict()
-    assert list(d) == ["alert_id", "kind", "user_id", "segment", "ts", "severity", "value",
-                       "threshold", "drivers", "action", "message"]
+    assert list(d) == [
+        "alert_id",
+        "kind",
+        "user_id",
+        "segment",
+        "ts",
+        "severity",
+        "value",
+        "threshold",
+        "drivers",
+        "action",
+        "message",
+    ]
     assert d["ts"] == "2026-03-01T12:00:00Z"
     assert [x["feature"] for x in d["drivers"]] == ["trend_watch_minutes", "rewinds_per_min_7d"]
     assert set(d["action"]) == {"code", "text"}
@@ -140,9 +176,13 @@ def test_alert_dict_has_contract_field_order(policy: AlertPolicy) -> None:
 def test_top_drivers_accepts_mappings_and_tuples_and_keeps_risky_three() -> None:
     from model.explain import Driver as ExplainDriver
 
-    raw = [{"feature": "a", "value": 1, "contribution": 0.1},
-           ExplainDriver("b", 2.0, 0.5), Driver("c", 3.0, -0.2),
-           {"feature": "d", "value": 4, "contribution": 0.3}, Driver("e", 5.0, 0.05)]
+    raw = [
+        {"feature": "a", "value": 1, "contribution": 0.1},
+        ExplainDriver("b", 2.0, 0.5),
+        Driver("c", 3.0, -0.2),
+        {"feature": "d", "value": 4, "contribution": 0.3},
+        Driver("e", 5.0, 0.05),
+    ]
     assert [d.feature for d in top_drivers(raw)] == ["b", "d", "a"]
 
 
@@ -162,13 +202,20 @@ def test_action_label() -> None:
 
 
 def test_no_risk_alert_during_warmup_of_a_relationship() -> None:
-    policy = AlertPolicy(AlertConfig(thresholds=RiskThresholds(0.5, 0.75, 0.35),
-                                     segment_thresholds={}, risk_warmup_s=DAY))
+    policy = AlertPolicy(
+        AlertConfig(
+            thresholds=RiskThresholds(0.5, 0.75, 0.35),
+            segment_thresholds={},
+            risk_warmup_s=DAY,
+            risk_hold_s=0.0,
+        )
+    )
     memory = AlertMemory()
     # High at signup (no history yet): silent for a day, then the held condition raises once.
     assert run(policy, [(T0, 0.9), (T0 + 3600, 0.9)], memory=memory) == []
     assert run(policy, [(T0 + DAY, 0.9), (T0 + DAY + 60, 0.9)], memory=memory) == [
-        (T0 + DAY, "critical")]
+        (T0 + DAY, "critical")
+    ]
     # A reactivation starts a new relationship, hence a new warm-up.
     policy.on_cancel(memory)
     policy.on_reactivate(memory)
@@ -177,8 +224,64 @@ def test_no_risk_alert_during_warmup_of_a_relationship() -> None:
 
 
 def test_memory_without_since_is_an_established_user() -> None:
-    policy = AlertPolicy(AlertConfig(risk_warmup_s=DAY))
+    policy = AlertPolicy(AlertConfig(risk_warmup_s=DAY, risk_hold_s=0.0))
     legacy = AlertMemory.to_dict(AlertMemory())
     del legacy["since"]
     memory = AlertMemory.from_dict(legacy)
     assert policy.on_score("u1", "course", T0, 0.99, DRIVERS, memory) is not None
+
+
+HOLD = 600.0
+
+
+@pytest.fixture
+def holding() -> AlertPolicy:
+    return AlertPolicy(
+        AlertConfig(
+            thresholds=RiskThresholds(0.5, 0.75, 0.35),
+            segment_thresholds={},
+            risk_warmup_s=0.0,
+            risk_hold_s=HOLD,
+        )
+    )
+
+
+def test_lone_spike_is_not_raised(holding: AlertPolicy) -> None:
+    # A login after days away scores high; the next event minutes later does not.
+    assert run(holding, [(T0, 0.95), (T0 + 120, 0.2), (T0 + DAY, 0.3)]) == []
+
+
+def test_condition_held_long_enough_is_raised_at_the_confirming_score(
+    holding: AlertPolicy,
+) -> None:
+    scores = [(T0, 0.6), (T0 + 300, 0.6), (T0 + HOLD - 1, 0.6), (T0 + HOLD, 0.6), (T0 + 900, 0.6)]
+    assert run(holding, scores) == [(T0 + HOLD, "warning")]
+    # The severity is the confirming score's, and one later score may confirm on its own.
+    assert run(holding, [(T0, 0.6), (T0 + DAY, 0.8)]) == [(T0 + DAY, "critical")]
+
+
+def test_a_score_below_warning_restarts_the_hold(holding: AlertPolicy) -> None:
+    # 0.45 is above clear (0.35): no new episode, but the held condition was broken.
+    scores = [(T0, 0.6), (T0 + 300, 0.45), (T0 + 700, 0.6), (T0 + 1000, 0.6), (T0 + 1300, 0.6)]
+    assert run(holding, scores) == [(T0 + 1300, "warning")]
+
+
+def test_escalation_of_a_raised_episode_is_not_held(holding: AlertPolicy) -> None:
+    scores = [(T0, 0.6), (T0 + HOLD, 0.6), (T0 + HOLD + 1, 0.8), (T0 + HOLD + 2, 0.8)]
+    assert run(holding, scores) == [(T0 + HOLD, "warning"), (T0 + HOLD + 1, "critical")]
+
+
+def test_hold_survives_the_memory_round_trip(holding: AlertPolicy) -> None:
+    memory = AlertMemory()
+    assert run(holding, [(T0, 0.6)], memory=memory) == []
+    restored = AlertMemory.from_bytes(memory.to_bytes())
+    assert restored.kind("churn_risk").holding == T0
+    assert run(holding, [(T0 + HOLD, 0.6)], memory=restored) == [(T0 + HOLD, "warning")]
+    legacy = memory.to_dict()
+    del legacy["kinds"]["churn_risk"]["holding"]  # stored before the hold existed
+    assert AlertMemory.from_dict(legacy).kind("churn_risk").holding is None
+
+
+def test_negative_hold_rejected() -> None:
+    with pytest.raises(ValueError, match="risk_hold_s"):
+        AlertConfig(risk_hold_s=-1.0)

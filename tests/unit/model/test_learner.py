@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 
 import pytest
@@ -22,8 +23,12 @@ def sample(rng: random.Random) -> tuple[dict[str, float], bool]:
     return x, x["days_since_event"] > 20
 
 
-def trained(estimator: str = "logistic", n: int = 3000, seed: int = 1) -> SegmentModel:
-    m = SegmentModel("course", estimator=estimator, base_rate=0.08, feature_names=NAMES)
+def trained(
+    estimator: str = "logistic", n: int = 3000, seed: int = 1, clip_z: float = 0.0
+) -> SegmentModel:
+    m = SegmentModel(
+        "course", estimator=estimator, base_rate=0.08, feature_names=NAMES, clip_z=clip_z
+    )
     rng = random.Random(seed)
     for _ in range(n):
         m.learn(*sample(rng))
@@ -190,11 +195,52 @@ def test_explain_contributions_match_river_parameters() -> None:
         ref = sorted(((c, f) for f, c in reference_contributions(m, x) if c > 0), reverse=True)
         drivers = m.explain(x)
         assert [d.feature for d in drivers] == [f for _, f in ref[:3]]
-        assert [d.contribution for d in drivers] == pytest.approx([c for c, _ in ref[:3]],
-                                                                  rel=1e-12)
+        assert [d.contribution for d in drivers] == pytest.approx(
+            [c for c, _ in ref[:3]], rel=1e-12
+        )
 
 
 def test_cold_logistic_fast_path_predicts_base_rate() -> None:
     m = SegmentModel("saas", base_rate=0.2, feature_names=NAMES)
     x = {"days_since_event": 3.0}
     assert m.predict(x) == m.predict(x) == pytest.approx(0.2, rel=1e-9)
+
+
+def test_clipped_model_caps_far_values_in_predict_and_explain() -> None:
+    m = trained(n=400, clip_z=3.0)
+    assert list(m._model.steps) == ["StandardScaler", "ClipZ", "LogisticRegression"]
+    scaler = m._model["StandardScaler"]
+    mean, std = scaler.means["days_since_event"], scaler.vars["days_since_event"] ** 0.5
+    at_cap = {"days_since_event": mean + 3.0 * std, "watch_minutes_7d": 100.0, "noise": 0.0}
+    far = {**at_cap, "days_since_event": 1e6}
+    for x in (at_cap, far):  # River's pipeline first, then the flat view
+        assert m.predict(x) == pytest.approx(river_proba(m, x), rel=0, abs=1e-12)
+    assert m.predict(far) == pytest.approx(m.predict(at_cap), rel=0, abs=1e-12)
+    assert m.predict(far) < 1.0  # unclipped, 1e6 days saturate the sigmoid (test above)
+    (top,) = [d for d in m.explain(far) if d.feature == "days_since_event"]
+    weight = m._model["LogisticRegression"].weights["days_since_event"]
+    assert top.value == 1e6  # the raw value is reported, the contribution is capped
+    assert top.contribution == pytest.approx(3.0 * weight, rel=1e-12)
+
+
+def test_clipping_survives_snapshot_and_reset() -> None:
+    m = trained(n=300, clip_z=2.0)
+    copy = SegmentModel.from_snapshot(m.snapshot())
+    far = {"days_since_event": 1e6, "watch_minutes_7d": -1e6, "noise": 5.0}
+    assert copy.clip_z == 2.0
+    assert copy.predict(far) == m.predict(far)
+    copy.reset()
+    assert list(copy._model.steps) == ["StandardScaler", "ClipZ", "LogisticRegression"]
+
+
+def test_snapshot_from_before_clipping_loads_unclipped() -> None:
+    state = pickle.loads(trained(n=50).snapshot())
+    del state["clip_z"]
+    old = SegmentModel.from_snapshot(pickle.dumps(state))
+    assert old.clip_z == 0.0
+    old.reset()
+    assert list(old._model.steps) == ["StandardScaler", "LogisticRegression"]
+
+
+def test_unclipped_model_has_no_clip_step() -> None:
+    assert list(trained(n=10)._model.steps) == ["StandardScaler", "LogisticRegression"]

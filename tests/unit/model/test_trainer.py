@@ -180,3 +180,13 @@ def test_scorer_keeps_the_newest_of_two_snapshots(older_first: bool) -> None:
     for snap in (old, new) if older_first else (new, old):
         scorer.install_snapshot(snap)
     assert scorer.models["saas"].version == 200
+
+
+def test_models_clip_inputs_as_configured() -> None:
+    assert ModelConfig().clip_z == 3.0
+    trainer = Trainer(ModelConfig(clip_z=2.5), NAMES)
+    assert {m.clip_z for m in trainer.models.values()} == {2.5}
+    assert all("ClipZ" in m._model.steps for m in trainer.models.values())
+    assert "ClipZ" not in Trainer(ModelConfig(clip_z=0.0), NAMES).models["saas"]._model.steps
+    with pytest.raises(ValueError, match="clip_z"):
+        ModelConfig(clip_z=-1.0)
