@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from fake_records import Ev, Msg
 
 from agents.acks import AckLedger
-
-
-@dataclass(frozen=True)
-class Msg:
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass(frozen=True)
-class Ev:
-    message: Msg
-    name: str = field(default="")
 
 
 def ev(topic: str, partition: int, offset: int) -> Ev:

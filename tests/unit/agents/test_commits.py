@@ -6,21 +6,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from fake_records import Ev, Msg
 from faust.types import TP
 
 from agents.commits import OffsetCommitter
-
-
-@dataclass(frozen=True)
-class Msg:
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass(frozen=True)
-class Ev:
-    message: Msg
 
 
 @dataclass
