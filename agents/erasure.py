@@ -45,7 +45,7 @@ async def erase_user(ctx: WorkerContext, user_id: str) -> bool:
         tombstone = ctx.repo.delete(user_id)
         ctx.detector.due.discard(user_id)
         if tombstone is not None:
-            await ctx.outputs.send([tombstone])
+            ctx.repo.written(await ctx.outputs.send([tombstone]))
     return tombstone is not None
 
 

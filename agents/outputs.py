@@ -72,10 +72,12 @@ class OutputWriter:
             h = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
         return h % n
 
-    async def send(self, records: list[tuple[str, bytes | None, bytes, Headers | None]]) -> int:
+    async def send(
+        self, records: list[tuple[str, bytes | None, bytes | None, Headers | None]]
+    ) -> dict[tuple[str, int], int]:
         """Send (topic, key, value, headers) records, wait until the broker has them all.
 
-        Returns the number of record batches sent.
+        Returns the offset of the last record written to each (topic, partition).
         """
         producer = await self.start()
         create = producer.create_batch
@@ -96,7 +98,14 @@ class OutputWriter:
                 if batch.append(**record) is None:
                     raise ValueError(f"a record for {topic} exceeds {MAX_BATCH_BYTES} bytes")
         full.extend((topic, p, batch) for (topic, p), batch in open_.items())
+        counts = [batch.record_count() for _, _, batch in full]
         sent = [await producer.send_batch(b, topic, partition=p) for topic, p, b in full]
+        last: dict[tuple[str, int], int] = {}
         if sent:
-            await asyncio.gather(*sent)
-        return len(sent)
+            # Each batch's metadata carries its base offset.
+            acked = await asyncio.gather(*sent)
+            for (topic, p, _), n, meta in zip(full, counts, acked, strict=True):
+                end = meta.offset + n - 1
+                if end > last.get((topic, p), -1):
+                    last[(topic, p)] = end
+        return last

@@ -186,7 +186,7 @@ def register(ctx: WorkerContext) -> None:
         records = changelog + outbox
         outbox.clear()
         if records:
-            await outputs.send(records)
+            repo.written(await outputs.send(records))
 
     # The agent's batches, the release timer and erasures change user records; one at a time.
     lock = ctx.state_lock

@@ -7,18 +7,23 @@ cached across batches (least recently used first out): decoding a record costs m
 the events of a typical batch do to it. The cache is dropped at every rebalance, when the table
 (restored from the changelog) becomes the only truth again.
 
-Writes go to the table's store, and their changelog records are returned to the caller, who
-sends them with the batch's other outputs in record batches (agents/outputs.py) instead of one
-`send()` per key through Faust's buffer (the largest cost of a flush, measured). The records are
-the ones Faust itself would write (same topic, raw key and value, key-hash partition), so
-Faust's recovery restores them unchanged. Deletions return a tombstone the same way.
+A flush returns the changelog records of the changed users to the caller, who sends them with
+the batch's other outputs in record batches (agents/outputs.py) instead of one `send()` per key
+through Faust's buffer (the largest cost of a flush, measured). The records are the ones Faust
+itself would write (same topic, raw key and value, key-hash partition), so Faust's recovery
+restores them unchanged. They reach the table's store only once the broker has acknowledged
+them (`written`): the store never holds a state the changelog lacks, so a RocksDB store can
+record how far it holds the changelog and a restart need read only what came after. Deletions
+return a tombstone the same way.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from faust.types import TP
 
 from agents.outputs import key_partition
 from features import FeatureConfig
@@ -42,6 +47,7 @@ class TableRepository:
         self.cached = cached
         self._cache: OrderedDict[str, UserRecord] = OrderedDict()
         self._dirty: set[str] = set()
+        self._unacked: dict[bytes, bytes] = {}  # flushed, not yet acknowledged by the broker
 
     def get(self, user_id: str) -> UserRecord | None:
         rec = self._cache.get(user_id)
@@ -63,29 +69,52 @@ class TableRepository:
         self._cache.pop(user_id, None)
         self._dirty.discard(user_id)
         key = user_id.encode()
-        if key not in self.store:
+        unsent = self._unacked.pop(key, None)
+        if key in self.store:
+            del self.store[key]
+        elif unsent is None:
             return None
-        del self.store[key]
         return (self.changelog, key, None, None)
 
     def flush(self) -> list[ChangelogRecord]:
-        """Write every changed record once; returns their changelog records, to be sent."""
-        out: list[ChangelogRecord] = []
-        put, changelog = self._put, self.changelog
+        """Encode every changed record once; returns their changelog records, to be sent.
+
+        Records of an earlier flush whose send failed are returned again (newest value wins).
+        """
+        unacked = self._unacked
         for user_id in self._dirty:
-            key = user_id.encode()
-            value = self._cache[user_id].to_bytes()
-            put(key, value)
-            out.append((changelog, key, value, None))
+            unacked[user_id.encode()] = self._cache[user_id].to_bytes()
         self._dirty.clear()
+        changelog = self.changelog
+        return [(changelog, key, value, None) for key, value in unacked.items()]
+
+    def written(self, last_offsets: Mapping[tuple[str, int], int]) -> None:
+        """The broker acknowledged the flushed records: write them to the store.
+
+        `last_offsets` (from `OutputWriter.send`) are the offsets of the last records written,
+        by topic partition. Like Faust's own changelog callback, the store keeps the changelog's
+        offset per partition (RocksDB does; the memory store, rebuilt from the changelog at
+        every start, ignores it).
+        """
+        put = self._put
+        for key, value in self._unacked.items():
+            put(key, value)
+        self._unacked.clear()
+        for (topic, partition), offset in last_offsets.items():
+            if topic == self.changelog:
+                self.store.set_persisted_offset(TP(topic, partition), offset)
         while len(self._cache) > self.cached:
             self._cache.popitem(last=False)
-        return out
 
     def forget(self) -> None:
-        """Drop every decoded record (after a rebalance the table is the only truth)."""
+        """Drop every decoded record (after a rebalance the table is the only truth).
+
+        Unacknowledged records go too: their inputs were not committed, and the consumer is
+        back at the committed offsets, so they will be read and applied again.
+        """
         self._cache.clear()
         self._dirty.clear()
+        self._unacked.clear()
 
     def records(self) -> list[UserRecord]:
         """Every user record in this worker's local table partitions (for index rebuilds)."""

@@ -323,6 +323,22 @@ def consumer_lag(bootstrap: str, group: str, topics: Iterable[str]) -> dict[tupl
     return asyncio.run(go())
 
 
+def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    """The offset after the last record of every partition of `topics`."""
+
+    async def go() -> dict[tuple[str, int], int]:
+        tps = await _partitions(bootstrap, topics)
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(tps)
+        finally:
+            await consumer.stop()
+        return {(tp.topic, tp.partition): end for tp, end in ends.items()}
+
+    return asyncio.run(go())
+
+
 def wait_caught_up(
     worker: WorkerProcess, topics: Iterable[str], timeout: float
 ) -> dict[tuple[str, int], int]:
