@@ -91,6 +91,7 @@ class E2EResults:
     latency_variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     scale: dict[str, Any] = field(default_factory=dict)
+    restart: dict[str, Any] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -376,6 +377,52 @@ async def scale(
     log.info("scale: %s", res.scale)
 
 
+async def restart(
+    run_id: str, workdir: Path, bootstrap: str, sizes: Sizes, res: E2EResults, budget_s: float
+) -> None:
+    """Restart of a RocksDB worker on its data directory: with the changelog offsets the store
+    records, and with them deleted (what every restart did before the worker recorded them)."""
+    phase = Phase(run_id, "restart", workdir / "restart")
+    await _create_topics(phase, bootstrap)
+    rocksdb = {"CHURNSTREAM_STORE": "rocksdb://"}
+    users = sizes.restart_users
+    sent = await produce(many_users(users), bootstrap, phase.prefix)
+    async with GroupOffsets(bootstrap, phase.app_id, phase.inputs()) as group:
+        proc, _ = _worker(phase, bootstrap, **rocksdb)
+        with running(proc):
+            await wait_until(group.committed, sent, budget_s, alive=proc.check_alive)
+        changelog = f"{phase.app_id}-users-changelog"
+        records = sum((await end_offsets(bootstrap, [changelog])).values())
+        timings: dict[str, float] = {}
+        for variant in ("recorded", "deleted"):
+            if variant == "deleted":
+                _delete_recorded_offsets(phase.workdir / "data")
+            began = time.monotonic()
+            proc, _ = _worker(phase, bootstrap, **rocksdb)
+            with running(proc):
+                # Two new records, then wait until they are committed: start, recovery, join.
+                sent += await produce(many_users(1, start=time.time()), bootstrap, phase.prefix)
+                await wait_until(group.committed, sent, budget_s, alive=proc.check_alive)
+                timings[variant] = time.monotonic() - began
+    res.restart = {"users": users, "changelog_records": records, **timings}
+    log.info("restart: %s", res.restart)
+
+
+def _delete_recorded_offsets(data_dir: Path) -> None:
+    from faust.stores.rocksdb import Store
+    from rocksdict import Rdict
+
+    paths = list(data_dir.rglob("users-*.db"))
+    if not paths:
+        raise RuntimeError(f"no RocksDB table under {data_dir}")
+    for path in paths:
+        db = Rdict(str(path))
+        try:
+            db.delete(Store.offset_key)
+        finally:
+            db.close()
+
+
 async def run_e2e(
     bootstrap: str, sizes: Sizes, workdir: Path, *, budget_s: float = 300.0
 ) -> E2EResults:
@@ -405,6 +452,8 @@ async def run_e2e(
         res.errors["latency"] = "not run: the worker's throughput was not measured"
     async with _phase(res, "scale"):
         await scale(run_id, workdir, bootstrap, sizes, res, budget_s)
+    async with _phase(res, "restart"):
+        await restart(run_id, workdir, bootstrap, sizes, res, budget_s)
     return res
 
 

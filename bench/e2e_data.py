@@ -19,6 +19,7 @@ class Sizes:
     throughput_days: int
     latency_seconds: float
     scale_users: int
+    restart_users: int
     replay_users: int
     replay_days: int
 
@@ -34,6 +35,7 @@ FULL = Sizes(
     throughput_days=30,
     latency_seconds=30.0,
     scale_users=100_000,
+    restart_users=30_000,
     replay_users=600,
     replay_days=30,
 )
@@ -42,6 +44,7 @@ QUICK = Sizes(
     throughput_days=20,
     latency_seconds=8.0,
     scale_users=3000,
+    restart_users=500,
     replay_users=150,
     replay_days=20,
 )

@@ -200,6 +200,7 @@ def render(
     lines += ["", "## Machine and versions", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in {**machine(), **versions()}.items()]
     lines += ["", *_commands(), "", *_throughput(res), "", *_latency(res), "", *_scale(res)]
+    lines += ["", *_restart(res)]
     lines += ["", *_replay(replay, sizes), "", *_micro(micro), "", hand_written.strip(), ""]
     return "\n".join(lines)
 
@@ -355,6 +356,26 @@ def _scale(res: E2EResults) -> list[str]:
         f"| worker RSS after all users | {s['rss_bytes'] / 2**20:,.0f} MiB |",
         f"| worker peak RSS | {s['peak_rss_bytes'] / 2**20:,.0f} MiB |",
         f"| RSS growth per user | {grown / users:,.0f} B |",
+    ]
+
+
+def _restart(res: E2EResults) -> list[str]:
+    r = res.restart
+    if not r:
+        return ["## Restart on a RocksDB data directory", "", "Not measured."]
+    return [
+        "## Restart on a RocksDB data directory",
+        "",
+        f"A worker with `CHURNSTREAM_STORE=rocksdb://` took {r['users']:,} users "
+        f"(bench/e2e_data.py `many_users`; {r['changelog_records']:,} changelog records) and "
+        "was stopped; then "
+        "restarted on the same data directory, timed from its start to two new records "
+        "committed (start-up, recovery, group join, commit interval).",
+        "",
+        "| restart | seconds |",
+        "|---|---:|",
+        f"| store records the changelog offset it holds (current) | {r['recorded']:.1f} |",
+        f"| offsets deleted first (every restart before they were recorded) | {r['deleted']:.1f} |",
     ]
 
 
