@@ -81,6 +81,8 @@ class WorkerContext:
             table=table,
             repo=repo,
             detector=detector,
-            outputs=OutputWriter(bootstrap, client_options(settings)),
+            outputs=OutputWriter(
+                bootstrap, client_options(settings), METRICS.output_send_retries.inc
+            ),
             state_lock=asyncio.Lock(),
         )

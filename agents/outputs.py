@@ -5,19 +5,29 @@ the producer's `send()`, each costs a coroutine, a future and a pure-Python murm
 than scoring the event; measured here, outputs were the largest single cost of the full worker.
 So the writer fills one aiokafka `BatchBuilder` per topic partition, hashes each key once
 (cached), and sends each builder as one batch, awaiting the broker's acknowledgement of all of
-them before the caller acks its inputs. Partitions are chosen like the default partitioner
+them before the caller acks its inputs. A send the broker fails (after the client's own retries,
+e.g. a broker away for longer than the request timeout) is sent again, with back-off, until it
+is acknowledged: the caller holds its inputs and state until then, so an outage stalls the
+worker instead of losing the batch (records acknowledged before the failure may appear twice;
+outputs are at least once). Partitions are chosen like the default partitioner
 (murmur2 of the key), so records keyed by user id land where a keyed `send()` would put them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
+log = logging.getLogger(__name__)
+
 Headers = list[tuple[str, bytes]]
+Record = tuple[str, bytes | None, bytes | None, Headers | None]  # topic, key, value, headers
 
 
 def key_partition(key: bytes, partitions: int) -> int:
@@ -26,13 +36,20 @@ def key_partition(key: bytes, partitions: int) -> int:
 
 
 MAX_BATCH_BYTES = 1 << 20
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0
 _KEY_CACHE = 200_000  # keys whose partition is remembered (user ids, mostly)
 
 
 class OutputWriter:
-    def __init__(self, bootstrap: str, options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        options: dict[str, Any],
+        on_retry: Callable[[], None] | None = None,
+    ) -> None:
         self._bootstrap = bootstrap
         self._options = options
+        self._on_retry = on_retry
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, int] = {}
         self._hashes: dict[bytes, int] = {}
@@ -72,13 +89,27 @@ class OutputWriter:
             h = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
         return h % n
 
-    async def send(
-        self, records: list[tuple[str, bytes | None, bytes | None, Headers | None]]
-    ) -> dict[tuple[str, int], int]:
+    async def send(self, records: list[Record]) -> dict[tuple[str, int], int]:
         """Send (topic, key, value, headers) records, wait until the broker has them all.
 
-        Returns the offset of the last record written to each (topic, partition).
+        Returns the offset of the last record written to each (topic, partition). Retries
+        failed sends with back-off for as long as it takes (cancel the task to give up).
         """
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                return await self._send_once(records)
+            except KafkaError as exc:
+                log.warning(
+                    "sending %d output records failed (%s: %s); again in %.1f s",
+                    len(records), type(exc).__name__, exc, delay,
+                )
+                if self._on_retry is not None:
+                    self._on_retry()
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, RETRY_MAX_S)
+
+    async def _send_once(self, records: list[Record]) -> dict[tuple[str, int], int]:
         producer = await self.start()
         create = producer.create_batch
         known = self._partitions

@@ -144,6 +144,10 @@ class WorkerMetrics:
         self.state_flush_seconds = Histogram(
             "state_flush_seconds", "Wall time of one state flush.",
             namespace=ns, registry=r, buckets=FLUSH_SECONDS_BUCKETS)
+        self.output_send_retries = Counter(
+            "output_send_retries_total",
+            "Batches of outputs and state writes sent again after the broker refused or timed out.",
+            namespace=ns, registry=r)
         self.erasures = Counter(
             "erasures_total", "Users erased on request (privacy).", namespace=ns, registry=r)
 

@@ -267,7 +267,7 @@ def test_dashboard_is_valid_and_uses_only_defined_metrics() -> None:
 
 def test_alert_rules_use_only_defined_metrics() -> None:
     exprs = _rule_exprs(RULES.read_text())
-    assert len(exprs) == 7
+    assert len(exprs) == 8
     for expr in exprs:
         names = promql_metric_names(expr)
         assert names, expr
