@@ -82,7 +82,12 @@ class WorkerContext:
             repo=repo,
             detector=detector,
             outputs=OutputWriter(
-                bootstrap, client_options(settings), METRICS.output_send_retries.inc
+                bootstrap,
+                {
+                    **client_options(settings),
+                    "request_timeout_ms": int(settings.output_timeout_s * 1000),
+                },
+                METRICS.output_send_retries.inc,
             ),
             state_lock=asyncio.Lock(),
         )

@@ -58,6 +58,9 @@ class Settings:
     order_grace_s: float = 0.25
     """Wall seconds an event waits for input partitions that look caught up but have not
     delivered anything as late yet (event-time order across partitions); 0 = no wait."""
+    output_timeout_s: float = 40.0
+    """Wall seconds the broker has to acknowledge a batch of outputs and state writes before
+    the worker sends it again (the worker waits, holding its inputs, until one succeeds)."""
 
     # Domain (event time)
     lateness_s: float = 86400.0
@@ -138,6 +141,7 @@ class Settings:
         need(self.flush_interval_s > 0, "flush_interval_s", "must be > 0")
         need(self.flush_max_events >= 1, "flush_max_events", "must be >= 1")
         need(0 <= self.order_grace_s <= 10, "order_grace_s", "must be in [0, 10] seconds")
+        need(1 <= self.output_timeout_s <= 600, "output_timeout_s", "must be in [1, 600] seconds")
         need(self.lateness_s >= 0, "lateness_s", "must be >= 0")
         for seg in ("course", "saas", "docs"):
             need(getattr(self, f"horizon_{seg}_days") > 0, f"horizon_{seg}_days", "must be > 0")

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 from workers import (
     WorkerProcess,
-    clean_pass,
+    assert_state_matches,
     end_offsets,
-    feature_mismatches,
     input_topics,
     make_topics,
     produce,
@@ -45,25 +44,6 @@ def _chunks(items: list[Any], n: int) -> list[list[Any]]:
 def _consumed(worker: WorkerProcess, result: str | None = None) -> float:
     labels = {} if result is None else {"result": result}
     return worker.metric("churnstream_records_consumed_total", **labels)
-
-
-def _assert_state_matches(worker: WorkerProcess, sims: list[SimRecord]) -> None:
-    """Every user's served features equal a clean single pass over `sims`."""
-    expected = clean_pass(
-        (s.topic, v) for s, (_, _, v) in zip(sims, sim_to_kafka("", sims), strict=True)
-    )
-    assert len(expected) >= 200
-    unknown, wrong = [], {}
-    for user, state in expected.items():
-        view = worker.user(user)
-        if view is None:
-            unknown.append(user)
-            continue
-        diff = feature_mismatches(view["features"], state.features())
-        if diff:
-            wrong[user] = diff
-    assert unknown == []
-    assert wrong == {}, f"{len(wrong)} users differ, e.g. {next(iter(wrong.items()), None)}"
 
 
 def _caught_up(worker: WorkerProcess, prefix: str) -> None:
@@ -98,7 +78,7 @@ def test_kill_9_and_restart_never_double_counts(
                 continue
             _caught_up(worker, prefix)
             redelivered += _consumed(worker, "redelivered")
-            _assert_state_matches(worker, sims)
+            assert_state_matches(worker, sims)
             worker.stop()
             if store == "rocksdb://":
                 _assert_store_holds_whole_changelog(worker, data_dir)
@@ -150,7 +130,7 @@ def test_survivor_takes_over_partitions_of_killed_worker(
         produce(kafka_bootstrap, second)
         wait_until(lambda: b.metric("churnstream_rebalances_total") >= 2, 90, "the takeover")
         _caught_up(b, prefix)
-        _assert_state_matches(b, sims)
+        assert_state_matches(b, sims)
     except BaseException:
         print(f"--- worker a log tail ---\n{a.log_tail()}\n--- worker b ---\n{b.log_tail()}")
         raise

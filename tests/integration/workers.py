@@ -434,3 +434,22 @@ def produce_day_by_day(worker: WorkerProcess, prefix: str, records: list[SimReco
     for _, day in itertools.groupby(records, key=lambda r: int(r.ts // 86400)):
         produce(worker.bootstrap, sim_to_kafka(prefix, day))
         wait_caught_up(worker, input_topics(prefix), timeout=60)
+
+
+def assert_state_matches(worker: WorkerProcess, sims: list[SimRecord]) -> None:
+    """Every user's served features equal a clean single pass over `sims`."""
+    expected = clean_pass(
+        (s.topic, v) for s, (_, _, v) in zip(sims, sim_to_kafka("", sims), strict=True)
+    )
+    assert len(expected) >= 200
+    unknown, wrong = [], {}
+    for user, state in expected.items():
+        view = worker.user(user)
+        if view is None:
+            unknown.append(user)
+            continue
+        diff = feature_mismatches(view["features"], state.features())
+        if diff:
+            wrong[user] = diff
+    assert unknown == []
+    assert wrong == {}, f"{len(wrong)} users differ, e.g. {next(iter(wrong.items()), None)}"
