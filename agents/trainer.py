@@ -15,10 +15,12 @@ from typing import Any
 
 from agents.context import WorkerContext
 from agents.model_feed import COVERS_HEADER, latest_snapshots
+from agents.outputs import Record
 from agents.process import decode_example
 from model.trainer import Trainer
 from stream.configure import model_config
-from stream.topics import MODELS
+from stream.dlq import dlq_record
+from stream.topics import DLQ, MODELS
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ def register(ctx: WorkerContext) -> None:
     trainer = Trainer(model_config(settings), FEATURE_NAMES, settings.snapshot_every)
     covered: dict[str, int] = {}
     models_topic = settings.topic(MODELS)
+    dlq_topic, max_bytes = settings.topic(DLQ), settings.max_record_bytes
 
     @app.agent(ctx.examples, name="churnstream-trainer", concurrency=1)
     async def train(stream: Any) -> None:
@@ -39,12 +42,16 @@ def register(ctx: WorkerContext) -> None:
             log.info("trainer resumed %s model at version %d", segment, model.version)
         async for batch in stream.noack_take(1000, 1.0):
             learned: dict[str, int] = {}
+            dead: list[Record] = []
             for event in batch:
                 offset = event.message.offset
                 try:
                     example = decode_example(event.message.value)
-                except (ValueError, KeyError, TypeError):
-                    log.exception("undecodable example at offset %d skipped", offset)
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.error("undecodable example at offset %d sent to the DLQ", offset)
+                    reason = type(exc).__name__
+                    dead.append(_dead_letter(event.message, reason, dlq_topic, max_bytes))
+                    metrics.dlq("internal_error").inc()
                     continue
                 if offset <= covered.get(example.segment, -1):
                     continue  # already inside the snapshot we resumed from
@@ -77,5 +84,22 @@ def register(ctx: WorkerContext) -> None:
                     calibration_gap=None if mean is None else mean - rate,
                 )
             await asyncio.gather(*sent)  # the snapshot is durable before its examples are acked
+            if dead:
+                await ctx.outputs.send(dead)
             for event in batch:
                 await stream.ack(event)
+
+
+def _dead_letter(message: Any, reason: str, dlq_topic: str, max_bytes: int) -> Record:
+    """A `churn.dlq` record for an example the trainer cannot decode."""
+    value = dlq_record(
+        source_topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        error="internal_error",
+        detail=f"undecodable labelled example ({reason})",
+        payload=message.value,
+        max_bytes=max_bytes,
+        received_at=time.time(),
+    )
+    return (dlq_topic, message.key, value, None)

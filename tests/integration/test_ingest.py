@@ -31,7 +31,7 @@ from workers import (
 from stream.dlq import decode_dlq
 from stream.metrics import RESULTS
 from stream.simulator import SimConfig, generate
-from stream.topics import DLQ
+from stream.topics import DLQ, EXAMPLES
 
 pytestmark = pytest.mark.kafka
 
@@ -237,4 +237,28 @@ def test_ingest_dead_letters_invalid_and_applies_valid_once(
             if diff:
                 wrong[user] = diff
         assert wrong == {}
+        worker._alive()
+
+
+def test_undecodable_example_goes_to_the_dlq_and_the_trainer_goes_on(
+    kafka_bootstrap: str, fresh_topic_prefix: str, tmp_path: Path
+) -> None:
+    """`churn.examples` is internal, but a record there that is not an example (another
+    writer, a corrupted copy) must not vanish in a log line: DLQ, metric, next records."""
+    prefix = fresh_topic_prefix
+    make_topics(kafka_bootstrap, prefix)
+    with running_worker(kafka_bootstrap, prefix, tmp_path) as worker:
+        located = produce_located(
+            kafka_bootstrap, [(prefix + EXAMPLES, b"course", b'{"not": "an example"}')]
+        )
+        (dead,) = consume(kafka_bootstrap, prefix + DLQ, until=bool, timeout=60)
+        doc = decode_dlq(dead.value)
+        assert (doc["source_topic"], doc["partition"], doc["offset"]) == located[0]
+        assert doc["error"] == "internal_error"
+        assert doc["payload"] == b'{"not": "an example"}'
+        wait_until(
+            lambda: worker.metric("churnstream_dlq_records_total", error="internal_error") == 1,
+            30,
+            "the DLQ metric",
+        )
         worker._alive()
