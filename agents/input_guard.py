@@ -164,8 +164,7 @@ class InputGuard:
             return
         now = time.monotonic()
         for tp, offset in self.sequence.overdue(now):
-            first = await self._first_offset(tp, offset)
-            await self._reseek(tp, offset if first is None else first)
+            await self._read_again(tp, offset)
         highwater = self.app.consumer.highwater
         for ftp in self.app.consumer.assignment():
             tp = (ftp.topic, ftp.partition)
@@ -186,8 +185,12 @@ class InputGuard:
                     STALL_S,
                     end,
                 )
-                first = await self._first_offset(tp, expected)
-                await self._reseek(tp, expected if first is None else first)
+                await self._read_again(tp, expected)
+
+    async def _read_again(self, tp: TP, offset: int) -> None:
+        """Send the consumer back to the broker's first record of `tp` at or after `offset`."""
+        first = await self._first_offset(tp, offset)
+        await self._reseek(tp, offset if first is None else first)
 
     async def _reseek(self, tp: TP, offset: int) -> None:
         self.sequence.skip_to(tp, offset)

@@ -31,7 +31,7 @@ from agents.input_guard import InputGuard
 from agents.intake import batches
 from model.labels import Example
 from stream import topics as t
-from stream.dlq import dlq_record
+from stream.dlq import dead_letter_of
 from stream.events import Event
 from stream.kafka_client import security_settings
 from stream.ordering import EventTimeAligner
@@ -75,23 +75,10 @@ def register(ctx: WorkerContext) -> None:
     def dead_letter(message: Any, error: str, detail: str, *, keep_data: bool = True) -> None:
         """Record -> churn.dlq with the reason; `keep_data=False` drops key and payload (an
         erased user's data must not be kept there)."""
-        outbox.append(
-            (
-                dlq_topic,
-                message.key if keep_data else None,
-                dlq_record(
-                    source_topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    error=error,
-                    detail=detail,
-                    payload=message.value if keep_data else None,
-                    max_bytes=max_bytes,
-                    received_at=time.time(),
-                ),
-                None,
-            )
+        key, value = dead_letter_of(
+            message, error, detail, max_bytes=max_bytes, keep_data=keep_data
         )
+        outbox.append((dlq_topic, key, value, None))
         metrics.dlq(error.split(":", 1)[0]).inc()
 
     def classify(message: Any) -> Event | None:

@@ -19,7 +19,7 @@ from agents.outputs import Record
 from agents.process import decode_example
 from model.trainer import Trainer
 from stream.configure import model_config
-from stream.dlq import dlq_record
+from stream.dlq import dead_letter_of
 from stream.topics import DLQ, MODELS
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,11 @@ def register(ctx: WorkerContext) -> None:
                     example = decode_example(event.message.value)
                 except (ValueError, KeyError, TypeError) as exc:
                     log.error("undecodable example at offset %d sent to the DLQ", offset)
-                    reason = type(exc).__name__
-                    dead.append(_dead_letter(event.message, reason, dlq_topic, max_bytes))
+                    detail = f"undecodable labelled example ({type(exc).__name__})"
+                    key, value = dead_letter_of(
+                        event.message, "internal_error", detail, max_bytes=max_bytes
+                    )
+                    dead.append((dlq_topic, key, value, None))
                     metrics.dlq("internal_error").inc()
                     continue
                 if offset <= covered.get(example.segment, -1):
@@ -89,17 +92,3 @@ def register(ctx: WorkerContext) -> None:
             for event in batch:
                 await stream.ack(event)
 
-
-def _dead_letter(message: Any, reason: str, dlq_topic: str, max_bytes: int) -> Record:
-    """A `churn.dlq` record for an example the trainer cannot decode."""
-    value = dlq_record(
-        source_topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        error="internal_error",
-        detail=f"undecodable labelled example ({reason})",
-        payload=message.value,
-        max_bytes=max_bytes,
-        received_at=time.time(),
-    )
-    return (dlq_topic, message.key, value, None)

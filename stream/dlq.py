@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 
-__all__ = ["DLQ_FIELDS", "decode_dlq", "dlq_record"]
+__all__ = ["DLQ_FIELDS", "dead_letter_of", "decode_dlq", "dlq_record"]
 
 DLQ_FIELDS: Final = (
     "source_topic",
@@ -63,6 +64,25 @@ def dlq_record(
         "payload_size": None if payload is None else len(payload),
     }
     return orjson.dumps(doc)
+
+
+def dead_letter_of(
+    message: Any, error: str, detail: str, *, max_bytes: int, keep_data: bool = True
+) -> tuple[bytes | None, bytes]:
+    """(key, value) of the DLQ record for a consumed Kafka `message` (topic, partition, offset,
+    key, value), received now. `keep_data=False` leaves key and payload out (an erased user's
+    data must not be kept there)."""
+    value = dlq_record(
+        source_topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        error=error,
+        detail=detail,
+        payload=message.value if keep_data else None,
+        max_bytes=max_bytes,
+        received_at=time.time(),
+    )
+    return (message.key if keep_data else None), value
 
 
 def decode_dlq(value: bytes) -> dict[str, Any]:
