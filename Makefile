@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-KAFKA_LIB := deploy/kafka/target/lib/.stamp
 PYTEST_ARGS ?=
 
 .PHONY: install kafka-jars test unit lint demo bench kafka-up kafka-down clean prometheus
@@ -20,16 +19,10 @@ $(STAMP): pyproject.toml
 
 # The jars are only needed for the local broker: skipped when a broker is configured
 # (KAFKA_BOOTSTRAP_SERVERS) or a Docker daemon answers.
-kafka-jars:
+kafka-jars: install
 	@if [ -n "$$KAFKA_BOOTSTRAP_SERVERS" ] || timeout 3 docker info >/dev/null 2>&1; then \
 		echo "broker: configured or Docker; local Kafka jars not needed"; \
-	else $(MAKE) --no-print-directory $(KAFKA_LIB); fi
-
-$(KAFKA_LIB): deploy/kafka/pom.xml
-	@command -v java >/dev/null || { echo "Java 17 is needed for the local Kafka broker (apt-get install openjdk-17-jre-headless), or run Docker"; exit 1; }
-	@command -v mvn >/dev/null || { echo "Maven is needed to fetch the Kafka jars (apt-get install maven), or run Docker"; exit 1; }
-	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies
-	@touch $@
+	else $(VENV)/bin/churnstream kafka jars; fi
 
 prometheus:
 	bash deploy/install-prometheus.sh
@@ -49,17 +42,17 @@ test: install kafka-jars
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: install kafka-jars
-	$(PY) -m stream.cli demo
+	$(PY) -m churnstream.stream.cli demo
 
 bench: install kafka-jars
 	$(PY) bench/run_all.py
 
 kafka-up: install kafka-jars
-	$(PY) -m stream.cli kafka start
+	$(PY) -m churnstream.stream.cli kafka start
 
 kafka-down: install
-	$(PY) -m stream.cli kafka stop
+	$(PY) -m churnstream.stream.cli kafka stop
 
 clean:
-	-$(PY) -m stream.cli kafka stop
+	-$(PY) -m churnstream.stream.cli kafka stop
 	rm -rf .churnstream .pytest_cache

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import faust
 
-from stream.settings import Settings
+from churnstream.stream.settings import Settings
 
 
 def register(app: faust.App, settings: Settings, bootstrap: str) -> None:
     """Register every agent, task and view of a churnstream worker on `app`."""
-    from agents import erasure, model_feed, monitor, process, trainer, views
-    from agents.context import WorkerContext
+    from churnstream.agents import erasure, model_feed, monitor, process, trainer, views
+    from churnstream.agents.context import WorkerContext
 
     ctx = WorkerContext.build(app, settings, bootstrap)
     process.register(ctx)

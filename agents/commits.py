@@ -31,7 +31,9 @@ class OffsetCommitter:
         self.app = app
         self.interval_s = interval_s
         self._pending: dict[TP, int] = {}
-        self._last = 0.0
+        # None until the first commit: a clock value of 0 would read "just committed" on a
+        # machine booted less than an interval ago (monotonic time counts from boot).
+        self._last: float | None = None
 
     def done(self, events: Iterable[Any]) -> None:
         """Records finished in offset order: their partitions may commit past them."""
@@ -49,7 +51,8 @@ class OffsetCommitter:
     async def commit(self, *, force: bool = False) -> None:
         """Commit what is pending, at most once per interval unless forced."""
         now = time.monotonic()
-        if not self._pending or (not force and now - self._last < self.interval_s):
+        recent = self._last is not None and now - self._last < self.interval_s
+        if not self._pending or (recent and not force):
             return
         offsets, self._pending = self._pending, {}
         self._last = now

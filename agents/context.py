@@ -8,16 +8,16 @@ from typing import Any
 
 import faust
 
-from agents.outputs import OutputWriter
-from agents.repository import TableRepository
-from features import FEATURE_NAMES
-from model.engine import Detector
-from model.scoring import Scorer
-from stream import topics as t
-from stream.configure import alert_policy, engine_config
-from stream.kafka_client import client_options
-from stream.metrics import METRICS, WorkerMetrics
-from stream.settings import Settings
+from churnstream.agents.configure import alert_policy, engine_config
+from churnstream.agents.metrics import METRICS, WorkerMetrics
+from churnstream.agents.outputs import OutputWriter
+from churnstream.agents.repository import TableRepository
+from churnstream.features import FEATURE_NAMES
+from churnstream.model.engine import Detector
+from churnstream.model.scoring import Scorer
+from churnstream.stream.contract import topics as t
+from churnstream.stream.kafka.client import client_options
+from churnstream.stream.settings import Settings
 
 
 def _raw_topic(app: faust.App, *names: str, **kw: Any) -> faust.TopicT:

@@ -22,13 +22,13 @@ from typing import Any
 
 import orjson
 
-from agents.context import WorkerContext
-from stream import topics as t
-from stream.commands.forget import BadErasureRequest, ErasureRequest
-from stream.dlq import dlq_record
-from stream.kafka_client import security_settings
-from stream.settings import Settings
-from stream.validation import Invalid
+from churnstream.agents.context import WorkerContext
+from churnstream.stream.cli.commands.forget import BadErasureRequest, ErasureRequest
+from churnstream.stream.contract import topics as t
+from churnstream.stream.contract.dlq import dlq_record
+from churnstream.stream.contract.validation import Invalid
+from churnstream.stream.kafka.client import security_settings
+from churnstream.stream.settings import Settings
 
 log = logging.getLogger(__name__)
 

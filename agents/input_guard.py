@@ -1,4 +1,4 @@
-"""The Kafka side of `stream.input_sequence.InputSequence`: nothing lost, nothing taken twice.
+"""The Kafka side of `agents.input_sequence.InputSequence`: nothing lost, nothing taken twice.
 
 At every new consumer generation the guard reads the group's committed offsets from the broker
 (the log start where nothing is committed): that is where processing resumes. Each delivered
@@ -23,10 +23,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from stream.input_sequence import Admit, InputSequence
-from stream.kafka_client import client_options
-from stream.metrics import WorkerMetrics
-from stream.settings import Settings
+from churnstream.agents.input_sequence import Admit, InputSequence
+from churnstream.agents.metrics import WorkerMetrics
+from churnstream.stream.kafka.client import client_options
+from churnstream.stream.settings import Settings
 
 log = logging.getLogger(__name__)
 

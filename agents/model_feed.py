@@ -13,10 +13,10 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.context import WorkerContext
-from model.learner import SegmentModel
-from stream import topics as t
-from stream.kafka_client import client_options
+from churnstream.agents.context import WorkerContext
+from churnstream.model.learner import SegmentModel
+from churnstream.stream.contract import topics as t
+from churnstream.stream.kafka.client import client_options
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from agents.context import WorkerContext
-from stream.metrics import Closeable, start_metrics_server
+from churnstream.agents.context import WorkerContext
+from churnstream.agents.metrics import Closeable, start_metrics_server
 
 log = logging.getLogger(__name__)
 

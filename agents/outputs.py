@@ -102,7 +102,10 @@ class OutputWriter:
             except KafkaError as exc:
                 log.warning(
                     "sending %d output records failed (%s: %s); again in %.1f s",
-                    len(records), type(exc).__name__, exc, delay,
+                    len(records),
+                    type(exc).__name__,
+                    exc,
+                    delay,
                 )
                 if self._on_retry is not None:
                     self._on_retry()

@@ -4,7 +4,7 @@ Batches come straight from the agent's channel queue (agents/intake.py), and not
 until its effects are written:
 1. each record is admitted once, in offset order per partition (agents/input_guard.py), then
    validated (invalid -> `churn.dlq`) or re-keyed if its key is not its user_id
-   (-> `churn.rekeyed`); valid ones wait in the event-time aligner (stream/ordering.py);
+   (-> `churn.rekeyed`); valid ones wait in the event-time aligner (agents/ordering.py);
 2. events the aligner releases are applied by the detector in event-time order (idempotent per
    input offset and per event_id), then due labels are swept under the watermark;
 3. outputs are produced and each changed user is written to the table once; the producer's
@@ -23,19 +23,19 @@ from typing import Any
 
 import orjson
 
-from agents.acks import AckLedger
-from agents.commits import OffsetCommitter
-from agents.context import WorkerContext
-from agents.erasure import ERASED_USER
-from agents.input_guard import InputGuard
-from agents.intake import batches
-from model.labels import Example
-from stream import topics as t
-from stream.dlq import dead_letter_of
-from stream.events import Event
-from stream.kafka_client import security_settings
-from stream.ordering import EventTimeAligner
-from stream.validation import Invalid, parse
+from churnstream.agents.acks import AckLedger
+from churnstream.agents.commits import OffsetCommitter
+from churnstream.agents.context import WorkerContext
+from churnstream.agents.erasure import ERASED_USER
+from churnstream.agents.input_guard import InputGuard
+from churnstream.agents.intake import batches
+from churnstream.agents.ordering import EventTimeAligner
+from churnstream.model.labels import Example
+from churnstream.stream.contract import topics as t
+from churnstream.stream.contract.dlq import dead_letter_of
+from churnstream.stream.contract.events import Event
+from churnstream.stream.contract.validation import Invalid, parse
+from churnstream.stream.kafka.client import security_settings
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from faust.types import TP
 
-from agents.outputs import key_partition
-from features import FeatureConfig
-from model.user_record import UserRecord
+from churnstream.agents.outputs import key_partition
+from churnstream.features import FeatureConfig
+from churnstream.model.user_record import UserRecord
 
 CACHED_USERS = 10_000  # decoded records kept between batches (~5-10 KB of objects each)
 

@@ -13,21 +13,21 @@ import logging
 import time
 from typing import Any
 
-from agents.context import WorkerContext
-from agents.model_feed import COVERS_HEADER, latest_snapshots
-from agents.outputs import Record
-from agents.process import decode_example
-from model.trainer import Trainer
-from stream.configure import model_config
-from stream.dlq import dead_letter_of
-from stream.topics import DLQ, MODELS
+from churnstream.agents.configure import model_config
+from churnstream.agents.context import WorkerContext
+from churnstream.agents.model_feed import COVERS_HEADER, latest_snapshots
+from churnstream.agents.outputs import Record
+from churnstream.agents.process import decode_example
+from churnstream.model.trainer import Trainer
+from churnstream.stream.contract.dlq import dead_letter_of
+from churnstream.stream.contract.topics import DLQ, MODELS
 
 log = logging.getLogger(__name__)
 
 
 def register(ctx: WorkerContext) -> None:
     app, settings, metrics = ctx.app, ctx.settings, ctx.metrics
-    from features import FEATURE_NAMES
+    from churnstream.features import FEATURE_NAMES
 
     trainer = Trainer(model_config(settings), FEATURE_NAMES, settings.snapshot_every)
     covered: dict[str, int] = {}
@@ -91,4 +91,3 @@ def register(ctx: WorkerContext) -> None:
                 await ctx.outputs.send(dead)
             for event in batch:
                 await stream.ack(event)
-

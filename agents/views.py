@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from faust.web import Request, Response, View
 
-from agents.context import WorkerContext
-from model.user_record import UserRecord
-from model.user_view import user_view
+from churnstream.agents.context import WorkerContext
+from churnstream.model.user_record import UserRecord
+from churnstream.model.user_view import user_view
 
 
 def register(ctx: WorkerContext) -> None:

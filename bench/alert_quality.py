@@ -37,7 +37,7 @@ from typing import Any, Final
 
 import orjson
 
-from model.alerts import (
+from churnstream.model.alerts import (
     CHURN_RISK,
     ROI_DROP,
     Alert,
@@ -47,13 +47,19 @@ from model.alerts import (
     RiskThresholds,
     read_roi,
 )
-from model.config import ModelConfig
-from model.engine import EngineConfig
-from model.replay import Replay
-from model.replay_input import ReplayRecord, read_records
-from stream.simulator import GroundTruth, SimConfig, generate, ground_truth, truth_path
-from stream.simulator.customers import plan_customers
-from stream.topics import KIND_BY_TOPIC
+from churnstream.model.config import ModelConfig
+from churnstream.model.engine import EngineConfig
+from churnstream.model.replay import Replay
+from churnstream.model.replay_input import ReplayRecord, read_records
+from churnstream.stream.contract.topics import KIND_BY_TOPIC
+from churnstream.stream.devtools.simulator import (
+    GroundTruth,
+    SimConfig,
+    generate,
+    ground_truth,
+    truth_path,
+)
+from churnstream.stream.devtools.simulator.customers import plan_customers
 
 DAY: Final = 86_400.0
 ROI_KEYS: Final = (

@@ -14,8 +14,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from features import FeatureConfig, UserState, codec_v1
-from stream.events import (
+from churnstream.features import FeatureConfig, UserState, codec_v1
+from churnstream.stream.contract.events import (
     DocumentJob,
     Event,
     IntegrationSync,
@@ -32,8 +32,14 @@ T0 = 20000 * DAY  # an arbitrary UTC midnight
 def busy_user(rng: random.Random, uid: str, segment: str, days: int = 35) -> list[Event]:
     """A heavy user: activity every day, several event kinds per day, in time order."""
     evs: list[Event] = [
-        Lifecycle(event_id=f"{uid}-s", user_id=uid, ts=T0, event="signup", segment=segment,
-                  plan_price=rng.choice([29.0, 99.0, 499.0]))
+        Lifecycle(
+            event_id=f"{uid}-s",
+            user_id=uid,
+            ts=T0,
+            event="signup",
+            segment=segment,
+            plan_price=rng.choice([29.0, 99.0, 499.0]),
+        )
     ]
     n = 0
     for d in range(days):
@@ -47,23 +53,46 @@ def busy_user(rng: random.Random, uid: str, segment: str, days: int = 35) -> lis
             elif segment == "course" or r < 0.3:
                 dur = rng.uniform(60, 1800)
                 w = dur * rng.random()
-                evs.append(VideoView(event_id=eid, user_id=uid, ts=ts,
-                                     video_id=f"v{rng.randint(0, 300)}", watched_s=w,
-                                     duration_s=dur, seeks=rng.randint(0, 5),
-                                     rewinds=rng.randint(0, 3), pauses=rng.randint(0, 4),
-                                     completed=w > 0.9 * dur))
+                evs.append(
+                    VideoView(
+                        event_id=eid,
+                        user_id=uid,
+                        ts=ts,
+                        video_id=f"v{rng.randint(0, 300)}",
+                        watched_s=w,
+                        duration_s=dur,
+                        seeks=rng.randint(0, 5),
+                        rewinds=rng.randint(0, 3),
+                        pauses=rng.randint(0, 4),
+                        completed=w > 0.9 * dur,
+                    )
+                )
             elif segment == "saas" and r < 0.85:
-                evs.append(IntegrationSync(event_id=eid, user_id=uid, ts=ts,
-                                           integration=f"i{rng.randint(0, 6)}",
-                                           ok=rng.random() > 0.05, records=rng.randint(0, 999),
-                                           latency_ms=rng.uniform(10, 3000)))
+                evs.append(
+                    IntegrationSync(
+                        event_id=eid,
+                        user_id=uid,
+                        ts=ts,
+                        integration=f"i{rng.randint(0, 6)}",
+                        ok=rng.random() > 0.05,
+                        records=rng.randint(0, 999),
+                        latency_ms=rng.uniform(10, 3000),
+                    )
+                )
             elif segment == "docs" and r < 0.85:
-                evs.append(DocumentJob(event_id=eid, user_id=uid, ts=ts, job_id=eid,
-                                       ok=rng.random() > 0.05, documents=rng.randint(1, 40),
-                                       processing_ms=rng.uniform(50, 90000)))
+                evs.append(
+                    DocumentJob(
+                        event_id=eid,
+                        user_id=uid,
+                        ts=ts,
+                        job_id=eid,
+                        ok=rng.random() > 0.05,
+                        documents=rng.randint(1, 40),
+                        processing_ms=rng.uniform(50, 90000),
+                    )
+                )
             else:
-                evs.append(ValueEvent(event_id=eid, user_id=uid, ts=ts,
-                                      value=rng.uniform(0, 500)))
+                evs.append(ValueEvent(event_id=eid, user_id=uid, ts=ts, value=rng.uniform(0, 500)))
     evs.sort(key=lambda e: e.ts)
     return evs
 
@@ -87,8 +116,7 @@ def main() -> None:
     n_users = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     rng = random.Random(7)
     cfg = FeatureConfig()
-    users = [busy_user(rng, f"user-{i}", ("course", "saas", "docs")[i % 3])
-             for i in range(n_users)]
+    users = [busy_user(rng, f"user-{i}", ("course", "saas", "docs")[i % 3]) for i in range(n_users)]
     n_events = sum(len(u) for u in users)
 
     states = []
@@ -115,11 +143,13 @@ def main() -> None:
     vec_us = (time.perf_counter() - t) / (reps * len(states)) * 1e6
 
     sizes = [len(st.to_bytes()) for st in states]
-    codec_us = best_us(lambda: [UserState.from_bytes(st.to_bytes(), cfg) for st in states],
-                       len(states))
+    codec_us = best_us(
+        lambda: [UserState.from_bytes(st.to_bytes(), cfg) for st in states], len(states)
+    )
     # The previous format, for a before/after in one run on the same (possibly busy) machine.
-    v1_us = best_us(lambda: [codec_v1.decode(codec_v1.encode(st), UserState, cfg)
-                             for st in states], len(states))
+    v1_us = best_us(
+        lambda: [codec_v1.decode(codec_v1.encode(st), UserState, cfg) for st in states], len(states)
+    )
 
     print(f"users={n_users} events={n_events} ({n_events / n_users:.0f}/user)")
     print(f"apply:                 {apply_us:7.2f} us/event")

@@ -11,13 +11,13 @@ import random
 import time
 from collections.abc import Callable
 
-from model.config import ModelConfig
-from model.labels import DAY_S, PendingLabels
-from model.learner import SegmentModel
-from model.quality import SegmentQuality
+from churnstream.model.config import ModelConfig
+from churnstream.model.labels import DAY_S, PendingLabels
+from churnstream.model.learner import SegmentModel
+from churnstream.model.quality import SegmentQuality
 
 try:
-    from features.names import FEATURE_NAMES
+    from churnstream.features.names import FEATURE_NAMES
 except ImportError:  # features package not available: same size, synthetic names
     FEATURE_NAMES = tuple(f"f{i}" for i in range(72))
 

@@ -1,4 +1,4 @@
-"""Microbenchmark of stream.validation.parse: µs per event for each input kind.
+"""Microbenchmark of churnstream.stream.contract.validation.parse: µs per event for each input kind.
 
 Run: `python bench/bench_parse.py` (single process, single core). Prints a table with the
 best-of-N time per call for a typical valid record (epoch and RFC 3339 `ts`) and for one
@@ -16,7 +16,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stream.validation import event_to_dict, parse
+from churnstream.stream.contract.validation import event_to_dict, parse
 
 TS = 1_772_366_400.25
 TS_TEXT = "2026-03-01T12:00:00.250Z"

@@ -18,20 +18,23 @@ import time
 
 import orjson
 
-from model.replay import Replay
-from model.replay_input import ReplayRecord
-from stream.configure import alert_policy, engine_config
-from stream.settings import Settings
-from stream.simulator import SimConfig, generate
-from stream.topics import KIND_BY_TOPIC
+from churnstream.agents.configure import alert_policy, engine_config
+from churnstream.model.replay import Replay
+from churnstream.model.replay_input import ReplayRecord
+from churnstream.stream.contract.topics import KIND_BY_TOPIC
+from churnstream.stream.devtools.simulator import SimConfig, generate
+from churnstream.stream.settings import Settings
 
 
 def history(users: int, days: int, seed: int) -> list[ReplayRecord]:
     """The simulated history as the records `model.replay_input.read_records` would yield."""
     out: list[ReplayRecord] = []
     for n, rec in enumerate(generate(SimConfig(users=users, days=days, seed=seed)), 1):
-        value = rec.raw if rec.raw is not None else (
-            None if rec.value is None else orjson.dumps(rec.value))
+        value = (
+            rec.raw
+            if rec.raw is not None
+            else (None if rec.value is None else orjson.dumps(rec.value))
+        )
         out.append(ReplayRecord(KIND_BY_TOPIC.get(rec.topic), rec.topic, value, n))
     return out
 
@@ -63,8 +66,10 @@ def main() -> None:
 
     records = history(args.users, args.days, args.seed)
     settings = Settings.from_env({})
-    print(f"history: {args.users} users x {args.days} days, seed {args.seed}: "
-          f"{len(records):,} records")
+    print(
+        f"history: {args.users} users x {args.days} days, seed {args.seed}: "
+        f"{len(records):,} records"
+    )
     if args.profile:
         prof = cProfile.Profile()
         prof.runcall(replay_once, records, settings)
@@ -74,8 +79,10 @@ def main() -> None:
     wall = min(r[0] for r in runs)
     cpu = min(r[1] for r in runs)
     digests = {r[2] for r in runs}
-    print(f"replay: {len(records) / wall:,.0f} events/s wall ({wall:.2f} s), "
-          f"{len(records) / cpu:,.0f} events/s CPU ({cpu:.2f} s)")
+    print(
+        f"replay: {len(records) / wall:,.0f} events/s wall ({wall:.2f} s), "
+        f"{len(records) / cpu:,.0f} events/s CPU ({cpu:.2f} s)"
+    )
     print(f"report digest: {' '.join(sorted(digests))}")
 
 

@@ -6,9 +6,15 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from stream.events import SEGMENTS
-from stream.simulator import SimConfig, SimRecord, generate
-from stream.simulator.config import DEFAULT_START, DOC_JOBS, LIFECYCLE, SYNCS, VIDEO_VIEWS
+from churnstream.stream.contract.events import SEGMENTS
+from churnstream.stream.devtools.simulator import SimConfig, SimRecord, generate
+from churnstream.stream.devtools.simulator.config import (
+    DEFAULT_START,
+    DOC_JOBS,
+    LIFECYCLE,
+    SYNCS,
+    VIDEO_VIEWS,
+)
 
 
 @dataclass(frozen=True, slots=True)

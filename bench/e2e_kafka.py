@@ -18,8 +18,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from stream.simulator.kafka_sink import send_records
-from stream.simulator.records import SimRecord
+from churnstream.stream.devtools.simulator.kafka_sink import send_records
+from churnstream.stream.devtools.simulator.records import SimRecord
 
 POLL_S = 0.2  # how often progress is sampled; small against runs of tens of seconds
 STALL_S = 60.0  # no progress for this long: the consumer is stuck, fail the phase early

@@ -1,6 +1,6 @@
 """Baseline (b) of the end-to-end benchmark: a Faust agent that does nothing with its records.
 
-Configured like churnstream's own app (stream.app.create_app: raw serializers, the same
+Configured like churnstream's own app (churnstream.agents.app.create_app: raw serializers, the same
 commit interval and stream buffer) so that the difference to the worker is the work done, not
 the Faust settings. Run by bench/e2e.py:
 

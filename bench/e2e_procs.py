@@ -89,7 +89,7 @@ def start_worker(
     log: Path,
     extra_env: Mapping[str, str] | None = None,
 ) -> Proc:
-    """(c) `python -m stream.cli worker` on its own app id, topic prefix and ports."""
+    """(c) `python -m churnstream.stream.cli worker` on its own app id, topic prefix and ports."""
     env = dict(os.environ)
     env.update(
         {
@@ -103,7 +103,7 @@ def start_worker(
             **dict(extra_env or {}),
         }
     )
-    argv = [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warning"]
+    argv = [sys.executable, "-m", "churnstream.stream.cli", "worker", "--loglevel", "warning"]
     return _spawn(f"worker {app_id}", argv, env, log)
 
 

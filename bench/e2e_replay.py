@@ -8,10 +8,10 @@ from pathlib import Path
 
 from e2e_data import Sizes
 
-from model.replay import replay_file
-from stream.configure import alert_policy, engine_config
-from stream.settings import Settings
-from stream.simulator import generate, write_jsonl
+from churnstream.agents.configure import alert_policy, engine_config
+from churnstream.model.replay import replay_file
+from churnstream.stream.devtools.simulator import generate, write_jsonl
+from churnstream.stream.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -215,10 +215,11 @@ def _commands() -> list[str]:
         "KAFKA_BOOTSTRAP_SERVERS=host:port make bench # an existing broker instead of a local one",
         "```",
         "",
-        "What the run does (bench/e2e.py): starts a local KRaft broker (`stream.kafka_local."
-        "LocalKafka`, temp dir) unless `KAFKA_BOOTSTRAP_SERVERS` is set; creates topics with "
+        "What the run does (bench/e2e.py): starts a local KRaft broker "
+        "(`stream.devtools.kafka_local.LocalKafka`, temp dir) unless `KAFKA_BOOTSTRAP_SERVERS` "
+        "is set; creates topics with "
         "a fresh prefix per phase (4 partitions); pre-produces the simulator's history with "
-        "`stream.simulator.kafka_sink.send_records` (acks=all); then, one at a time:",
+        "`stream.devtools.simulator.kafka_sink.send_records` (acks=all); then, one at a time:",
         "",
         "- (a) bare: an `AIOKafkaConsumer` in its own group, `getmany` + `orjson.loads` of "
         "every value (bench/e2e_kafka.py `bare_consume`);",
@@ -228,7 +229,7 @@ def _commands() -> list[str]:
         "- (c) ingest + features (issue 4's measure): `CHURNSTREAM_SCORING=false "
         "CHURNSTREAM_TOPIC_PREFIX=<run>.tput. CHURNSTREAM_APP_ID=<run>-feat "
         "CHURNSTREAM_DATA_DIR=... CHURNSTREAM_METRICS_PORT=... CHURNSTREAM_WEB_PORT=... "
-        "KAFKA_BOOTSTRAP_SERVERS=B python -m stream.cli worker`: admission and validation, "
+        "KAFKA_BOOTSTRAP_SERVERS=B churnstream worker`: admission and validation, "
         "DLQ, re-keying, dedupe, event-time alignment, per-user state with idempotent offsets, "
         "one changelog write per changed user per batch, acks after the writes, metrics;",
         "- (d) full pipeline: the same worker with default settings (app id `<run>-tput`): "

@@ -9,7 +9,8 @@ it with `model.replay` (the live code path, no Kafka) and prints per segment:
 - published AUC: the score that was actually published when the snapshot was made (an older
   model, installed every `snapshot_every` examples, as live workers see it);
 - rules AUC: the transparent rules score on the same examples;
-- oracle AUC: the generator's own hazard for that user and day (stream.simulator ground truth)
+- oracle AUC: the generator's own hazard for that user and day (stream.devtools.simulator ground
+truth)
   against the same labels, the ceiling for any model that only sees events;
 plus replay events/s (file read, validation, features, labels, learning, scoring, alerts).
 """
@@ -22,14 +23,20 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from model.labels import Example
-from model.quality import exact_roc_auc
-from model.replay import Replay
-from model.replay_input import read_records
-from model.trainer import Learned, Trainer
-from stream.configure import alert_policy, engine_config
-from stream.settings import Settings
-from stream.simulator import GroundTruth, SimConfig, generate, ground_truth, write_jsonl
+from churnstream.agents.configure import alert_policy, engine_config
+from churnstream.model.labels import Example
+from churnstream.model.quality import exact_roc_auc
+from churnstream.model.replay import Replay
+from churnstream.model.replay_input import read_records
+from churnstream.model.trainer import Learned, Trainer
+from churnstream.stream.devtools.simulator import (
+    GroundTruth,
+    SimConfig,
+    generate,
+    ground_truth,
+    write_jsonl,
+)
+from churnstream.stream.settings import Settings
 
 DAY_S = 86400.0
 TARGET_AUC = 0.80

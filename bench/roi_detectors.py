@@ -18,7 +18,7 @@ import random
 import statistics
 from dataclasses import dataclass
 
-from model.alerts import AlertConfig, AlertMemory, AlertPolicy
+from churnstream.model.alerts import AlertConfig, AlertMemory, AlertPolicy
 
 DAY = 86_400.0
 T0 = 1_772_323_200.0  # 2026-03-01T00:00:00Z
@@ -47,12 +47,18 @@ def daily_values(rng: random.Random, drop: float | None) -> list[float]:
 
 
 def features_at(values: list[float], day: int) -> dict[str, float]:
-    v7 = sum(values[max(0, day - 6): day + 1])
-    v28 = sum(values[max(0, day - 27): day + 1])
+    v7 = sum(values[max(0, day - 6) : day + 1])
+    v28 = sum(values[max(0, day - 27) : day + 1])
     cost_7d, cost_28d = float(min(7, day + 1)), float(min(28, day + 1))
-    return {"value_7d": v7, "cost_7d": cost_7d, "value_28d": v28, "cost_28d": cost_28d,
-            "value_events_28d": cost_28d, "tenure_days": float(day + 1),
-            "trend_value": min(4.0, v7 / (v28 / 4)) if v28 else 1.0}
+    return {
+        "value_7d": v7,
+        "cost_7d": cost_7d,
+        "value_28d": v28,
+        "cost_28d": cost_28d,
+        "value_events_28d": cost_28d,
+        "tenure_days": float(day + 1),
+        "trend_value": min(4.0, v7 / (v28 / 4)) if v28 else 1.0,
+    }
 
 
 def alert_days(policy: AlertPolicy, values: list[float]) -> list[int]:
@@ -94,19 +100,28 @@ def main() -> None:
         "rule (default)": AlertConfig(),
         "rule (drop 0.4, clear 1.1)": AlertConfig(roi_drop=0.4, roi_clear_factor=1.1),
         "rule (drop 0.25)": AlertConfig(roi_drop=0.25),
-        **{f"page_hinkley (lambda {lam:g})": AlertConfig(roi_detector="page_hinkley",
-                                                         ph_threshold=lam)
-           for lam in (1.0, 3.0, 6.0)},
+        **{
+            f"page_hinkley (lambda {lam:g})": AlertConfig(
+                roi_detector="page_hinkley", ph_threshold=lam
+            )
+            for lam in (1.0, 3.0, 6.0)
+        },
     }
-    print(f"{args.series} drop series (25-40% on day {DROP_DAY}) + {args.series} stable, "
-          f"{DAYS} days each; detection window {HORIZON} days")
-    print(f"{'detector':28} {'detected':>9} {'median delay d':>15} {'early alarms':>13} "
-          f"{'stable alarms':>14} {'stable series alarmed':>22}")
+    print(
+        f"{args.series} drop series (25-40% on day {DROP_DAY}) + {args.series} stable, "
+        f"{DAYS} days each; detection window {HORIZON} days"
+    )
+    print(
+        f"{'detector':28} {'detected':>9} {'median delay d':>15} {'early alarms':>13} "
+        f"{'stable alarms':>14} {'stable series alarmed':>22}"
+    )
     for name, config in configs.items():
         r = evaluate(config, args.series, args.seed)
         delay = f"{statistics.median(r.delays):.1f}" if r.delays else "-"
-        print(f"{name:28} {r.detected / args.series:>9.0%} {delay:>15} {r.early_alarms:>13} "
-              f"{r.stable_alarms:>14} {r.stable_series_alarmed / args.series:>22.0%}")
+        print(
+            f"{name:28} {r.detected / args.series:>9.0%} {delay:>15} {r.early_alarms:>13} "
+            f"{r.stable_alarms:>14} {r.stable_series_alarmed / args.series:>22.0%}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from e2e_data import FULL, QUICK
 from e2e_replay import ReplayResult, replay_throughput
 from e2e_report import HAND_BEGIN, HAND_END, REPO, render
 
-from stream.kafka_local import LocalKafka
+from churnstream.stream.devtools.kafka_local import LocalKafka
 
 log = logging.getLogger("bench")
 

@@ -1,7 +1,7 @@
-"""Pure rolling per-user features in event time (imports `stream.events` only)."""
+"""Pure rolling per-user features in event time (imports `stream.contract.events` only)."""
 
-from features.config import FeatureConfig
-from features.names import FEATURE_NAMES
-from features.state import Applied, UserState
+from churnstream.features.config import FeatureConfig
+from churnstream.features.names import FEATURE_NAMES
+from churnstream.features.state import Applied, UserState
 
 __all__ = ["FEATURE_NAMES", "Applied", "FeatureConfig", "UserState"]

@@ -53,6 +53,7 @@ N_LAST: Final = 7
 BITMAP_COUNTERS: Final = (VIDEO_BITS, INTEGRATION_BITS)
 MAX_COUNTERS: Final = (PROC_MS_MAX,)
 
+
 def id_bit(text: str) -> int:
     """One of 64 bits for an id, from a stable hash (Python's hash() is salted per process)."""
     return 1 << (zlib.crc32(text.encode()) & 63)

@@ -27,14 +27,14 @@ from array import array
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from features import buckets as b
-from features import codec_v1
-from features.buckets import DAY_S, N_COUNTERS, N_LAST, RING_DAYS
-from stream.events import SEGMENTS
+from churnstream.features import buckets as b
+from churnstream.features import codec_v1
+from churnstream.features.buckets import DAY_S, N_COUNTERS, N_LAST, RING_DAYS
+from churnstream.stream.contract.events import SEGMENTS
 
 if TYPE_CHECKING:
-    from features.config import FeatureConfig
-    from features.state import UserState
+    from churnstream.features.config import FeatureConfig
+    from churnstream.features.state import UserState
 
 VERSION = 2
 _FLAG_ZLIB = 1

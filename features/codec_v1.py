@@ -18,12 +18,12 @@ import zlib
 from array import array
 from typing import TYPE_CHECKING
 
-from features.buckets import DAY_S, N_COUNTERS, N_LAST, RING_DAYS
-from stream.events import SEGMENTS
+from churnstream.features.buckets import DAY_S, N_COUNTERS, N_LAST, RING_DAYS
+from churnstream.stream.contract.events import SEGMENTS
 
 if TYPE_CHECKING:
-    from features.config import FeatureConfig
-    from features.state import UserState
+    from churnstream.features.config import FeatureConfig
+    from churnstream.features.state import UserState
 
 VERSION = 1
 _FLAG_ZLIB = 1
@@ -31,8 +31,12 @@ _MIN_ZLIB = 96  # below this zlib's header overhead never pays
 _D = struct.Struct("<d")
 _BIG_ENDIAN = sys.byteorder == "big"
 # array typecodes by value limit; all four have fixed sizes on CPython's platforms.
-_WIDTHS: tuple[tuple[str, int], ...] = (("B", 1 << 8), ("H", 1 << 16), ("I", 1 << 32),
-                                          ("Q", 1 << 64))
+_WIDTHS: tuple[tuple[str, int], ...] = (
+    ("B", 1 << 8),
+    ("H", 1 << 16),
+    ("I", 1 << 32),
+    ("Q", 1 << 64),
+)
 _TYPECODES = frozenset(c for c, _ in _WIDTHS)
 _INF = float("inf")
 _NEG_INF = float("-inf")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from features.buckets import RING_DAYS
+from churnstream.features.buckets import RING_DAYS
 
 
 @dataclass(frozen=True, slots=True)

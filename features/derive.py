@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from features import buckets as b
-from features.buckets import DAY_S
-from features.names import DAYS_SINCE_CAP, ROI_CAP, TREND_CAP
+from churnstream.features import buckets as b
+from churnstream.features.buckets import DAY_S
+from churnstream.features.names import DAYS_SINCE_CAP, ROI_CAP, TREND_CAP
 
 if TYPE_CHECKING:
-    from features.state import UserState
+    from churnstream.features.state import UserState
 
 _INF = float("inf")
 
@@ -32,10 +32,31 @@ def _roi(value: float, cost: float) -> float:
 
 # derive() unpacks window rows positionally; this pins the counter layout it assumes.
 _LAYOUT = (
-    b.ACTIVE, b.LOGINS, b.FAILED_LOGINS, b.VIDEOS, b.VIDEOS_DONE, b.WATCH_DS, b.WATCH_FRAC_BP,
-    b.ABANDONED, b.SEEKS, b.REWINDS, b.PAUSES, b.VIDEO_BITS, b.SYNCS, b.SYNC_ERRORS,
-    b.LATENCY_MS, b.LATENCY_N, b.INTEGRATION_BITS, b.VALUE_CENTS, b.VALUE_EVENTS, b.JOBS,
-    b.JOBS_FAILED, b.DOCUMENTS, b.PROC_MS, b.PROC_N, b.PROC_MS_MAX,
+    b.ACTIVE,
+    b.LOGINS,
+    b.FAILED_LOGINS,
+    b.VIDEOS,
+    b.VIDEOS_DONE,
+    b.WATCH_DS,
+    b.WATCH_FRAC_BP,
+    b.ABANDONED,
+    b.SEEKS,
+    b.REWINDS,
+    b.PAUSES,
+    b.VIDEO_BITS,
+    b.SYNCS,
+    b.SYNC_ERRORS,
+    b.LATENCY_MS,
+    b.LATENCY_N,
+    b.INTEGRATION_BITS,
+    b.VALUE_CENTS,
+    b.VALUE_EVENTS,
+    b.JOBS,
+    b.JOBS_FAILED,
+    b.DOCUMENTS,
+    b.PROC_MS,
+    b.PROC_N,
+    b.PROC_MS_MAX,
 )
 if tuple(range(25)) != _LAYOUT or b.N_COUNTERS != 25 or b.N_LAST != 7:
     raise ImportError("features.derive is out of date with the features.buckets layout")
@@ -55,13 +76,60 @@ def derive(
     (`num / den if den else 0.0`) and days-since (`(now - last) / DAY_S` clamped to
     [0, DAYS_SINCE_CAP]; never seen counts from the user's start, also capped) are inline.
     """
-    (active7, logins7, failed7, videos7, done7, watch_ds7, frac_bp7, abandoned7, seeks7,
-     rewinds7, pauses7, vbits7, syncs7, sync_err7, latency7, latency_n7, _ibits7, cents7,
-     _value_n7, jobs7, jobs_failed7, documents7, proc_ms7, proc_n7, proc_max7) = w7
-    (active28, logins28, failed28, videos28, done28, watch_ds28, _frac28, _abandoned28,
-     _seeks28, _rewinds28, _pauses28, vbits28, syncs28, sync_err28, _latency28, _latency_n28,
-     ibits28, cents28, value_n28, jobs28, jobs_failed28, _documents28, _proc_ms28, _proc_n28,
-     _proc_max28) = w28
+    (
+        active7,
+        logins7,
+        failed7,
+        videos7,
+        done7,
+        watch_ds7,
+        frac_bp7,
+        abandoned7,
+        seeks7,
+        rewinds7,
+        pauses7,
+        vbits7,
+        syncs7,
+        sync_err7,
+        latency7,
+        latency_n7,
+        _ibits7,
+        cents7,
+        _value_n7,
+        jobs7,
+        jobs_failed7,
+        documents7,
+        proc_ms7,
+        proc_n7,
+        proc_max7,
+    ) = w7
+    (
+        active28,
+        logins28,
+        failed28,
+        videos28,
+        done28,
+        watch_ds28,
+        _frac28,
+        _abandoned28,
+        _seeks28,
+        _rewinds28,
+        _pauses28,
+        vbits28,
+        syncs28,
+        sync_err28,
+        _latency28,
+        _latency_n28,
+        ibits28,
+        cents28,
+        value_n28,
+        jobs28,
+        jobs_failed28,
+        _documents28,
+        _proc_ms28,
+        _proc_n28,
+        _proc_max28,
+    ) = w28
 
     start = st.signup_ts if st.signup_ts is not None else st.first_ts
     tenure = max(0.0, (now - start) / DAY_S) if start != _INF else 0.0

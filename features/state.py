@@ -6,8 +6,8 @@ import zlib
 from collections.abc import Callable
 from enum import Enum
 
-from features import buckets as b
-from features.buckets import (
+from churnstream.features import buckets as b
+from churnstream.features.buckets import (
     DAY_S,
     LAST_EVENT,
     LAST_JOB,
@@ -22,11 +22,11 @@ from features.buckets import (
     combine,
     id_bit,
 )
-from features.codec import decode, encode
-from features.config import FeatureConfig
-from features.derive import derive
-from features.names import FEATURE_NAMES
-from stream.events import (
+from churnstream.features.codec import decode, encode
+from churnstream.features.config import FeatureConfig
+from churnstream.features.derive import derive
+from churnstream.features.names import FEATURE_NAMES
+from churnstream.stream.contract.events import (
     DocumentJob,
     Event,
     IntegrationSync,
@@ -39,7 +39,6 @@ from stream.events import (
 _INF = float("inf")
 _NEG_INF = float("-inf")
 _NO_ID = -1  # never a crc32 value
-
 
 
 class Applied(Enum):

@@ -15,9 +15,9 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from model.messages import compose_message
-from model.playbook import ALERT_KINDS, Action, Driver, Playbook
-from model.roi import (
+from churnstream.model.messages import compose_message
+from churnstream.model.playbook import ALERT_KINDS, Action, Driver, Playbook
+from churnstream.model.roi import (
     CRITICAL,
     WARNING,
     PageHinkleyDown,

@@ -7,7 +7,7 @@ cooldown), `model.roi` (ROI rule and Page-Hinkley), `model.playbook` (actions) a
 
 from __future__ import annotations
 
-from model.alert_policy import (
+from churnstream.model.alert_policy import (
     CHURN_RISK,
     ROI_DROP,
     Alert,
@@ -20,13 +20,31 @@ from model.alert_policy import (
     rfc3339,
     top_drivers,
 )
-from model.messages import compose_message, phrase
-from model.playbook import ALERT_KINDS, Action, Driver, Playbook, PlaybookError
-from model.roi import PageHinkleyDown, RoiReading, read_roi, rule_breach
+from churnstream.model.messages import compose_message, phrase
+from churnstream.model.playbook import ALERT_KINDS, Action, Driver, Playbook, PlaybookError
+from churnstream.model.roi import PageHinkleyDown, RoiReading, read_roi, rule_breach
 
 __all__ = [
-    "ALERT_KINDS", "CHURN_RISK", "ROI_DROP", "Action", "Alert", "AlertConfig", "AlertMemory",
-    "AlertPolicy", "Driver", "KindMemory", "PageHinkleyDown", "Playbook", "PlaybookError",
-    "RiskThresholds", "RoiReading", "alert_id", "compose_message", "phrase", "read_roi",
-    "rfc3339", "rule_breach", "top_drivers",
+    "ALERT_KINDS",
+    "CHURN_RISK",
+    "ROI_DROP",
+    "Action",
+    "Alert",
+    "AlertConfig",
+    "AlertMemory",
+    "AlertPolicy",
+    "Driver",
+    "KindMemory",
+    "PageHinkleyDown",
+    "Playbook",
+    "PlaybookError",
+    "RiskThresholds",
+    "RoiReading",
+    "alert_id",
+    "compose_message",
+    "phrase",
+    "read_roi",
+    "rfc3339",
+    "rule_breach",
+    "top_drivers",
 ]

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from model.rules import RulesScore, logit
+from churnstream.model.rules import RulesScore, logit
 
 SEGMENTS: Final = ("course", "saas", "docs")
 ESTIMATORS: Final = ("logistic", "hoeffding", "arf")

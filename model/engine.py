@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from features import FEATURE_NAMES, Applied, FeatureConfig
-from model.alerts import AlertPolicy
-from model.config import ModelConfig
-from model.labels import DueIndex, Example, PendingLabels
-from model.scoring import Scorer
-from model.user_record import UserRecord
-from model.watermark import Watermark
-from stream.events import Event, Lifecycle
+from churnstream.features import FEATURE_NAMES, Applied, FeatureConfig
+from churnstream.model.alerts import AlertPolicy
+from churnstream.model.config import ModelConfig
+from churnstream.model.labels import DueIndex, Example, PendingLabels
+from churnstream.model.scoring import Scorer
+from churnstream.model.user_record import UserRecord
+from churnstream.model.watermark import Watermark
+from churnstream.stream.contract.events import Event, Lifecycle
 
 # Where an event came from: (topic, partition, offset); None in replays without offsets.
 Source = tuple[str, int, int]
@@ -167,8 +167,13 @@ class Detector:
                 "scored_at": self._scored_at(),
             }
         )
-        rec.last = {"ts": now, "score": s.score, "source": s.source,
-                    "model_version": s.model_version, "drivers": drivers}
+        rec.last = {
+            "ts": now,
+            "score": s.score,
+            "source": s.source,
+            "model_version": s.model_version,
+            "drivers": drivers,
+        }
         if rec.pending is None:
             rec.pending = PendingLabels(rec.user_id, segment)
         rec.pending.add(now, vector, s.score, s.model_version, horizon_s)

@@ -10,8 +10,8 @@ from typing import Any, Final
 
 from river import base, compose, forest, linear_model, preprocessing, tree
 
-from model.explain import Driver, top_drivers
-from model.rules import logit
+from churnstream.model.explain import Driver, top_drivers
+from churnstream.model.rules import logit
 
 SNAPSHOT_FORMAT: Final = 1
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from model.playbook import Action, Driver
+from churnstream.model.playbook import Action, Driver
 
 # Cap used by the features package for days_since_* ("never seen" is reported as the cap).
 DAYS_SINCE_CAP: Final = 60.0
@@ -91,8 +91,12 @@ def _trend_phrase(noun: str, ratio: float) -> str:
 
 
 def compose_message(
-    kind: str, severity: str, value: float, threshold: float,
-    drivers: Sequence[Driver], action: Action,
+    kind: str,
+    severity: str,
+    value: float,
+    threshold: float,
+    drivers: Sequence[Driver],
+    action: Action,
 ) -> str:
     """One sentence: headline, top driver phrases, suggested action.
 
@@ -104,7 +108,10 @@ def compose_message(
     else:
         head = f"Risk {value:.2f} ({severity})"
     # The ROI headline already states the ROI, so do not repeat it as a driver phrase.
-    reasons = [phrase(d.feature, d.value) for d in drivers
-               if not (kind == "roi_drop" and d.feature == "roi_7d")]
+    reasons = [
+        phrase(d.feature, d.value)
+        for d in drivers
+        if not (kind == "roi_drop" and d.feature == "roi_7d")
+    ]
     body = f": {', '.join(reasons)}" if reasons else ""
     return f"{head}{body}; suggest: {action.label}"

@@ -109,10 +109,16 @@ class Playbook:
         seg = self._segments.get(segment) if segment is not None else None
         candidates: list[str | None] = []
         if feature is not None:
-            candidates += [seg.features.get(feature) if seg else None,
-                           self._global.features.get(feature)]
-        candidates += [seg.kinds.get(kind) if seg else None, self._global.kinds.get(kind),
-                       seg.default if seg else None, self._global.default]
+            candidates += [
+                seg.features.get(feature) if seg else None,
+                self._global.features.get(feature),
+            ]
+        candidates += [
+            seg.kinds.get(kind) if seg else None,
+            self._global.kinds.get(kind),
+            seg.default if seg else None,
+            self._global.default,
+        ]
         code = next(c for c in candidates if c is not None)  # global default always exists
         return self._actions[code]
 

@@ -16,19 +16,19 @@ from typing import IO, Any
 
 import orjson
 
-from features import FEATURE_NAMES
-from model.alerts import AlertPolicy
-from model.engine import Detector, EngineConfig
-from model.labels import Example
-from model.quality import SegmentQuality
-from model.replay_input import ReplayRecord, read_records
-from model.scoring import Scorer
-from model.trainer import Trainer
-from model.user_record import UserRecord
-from model.user_view import user_view
-from stream.events import SEGMENTS, Event, Lifecycle
-from stream.topics import INPUT_TOPICS
-from stream.validation import Invalid, parse
+from churnstream.features import FEATURE_NAMES
+from churnstream.model.alerts import AlertPolicy
+from churnstream.model.engine import Detector, EngineConfig
+from churnstream.model.labels import Example
+from churnstream.model.quality import SegmentQuality
+from churnstream.model.replay_input import ReplayRecord, read_records
+from churnstream.model.scoring import Scorer
+from churnstream.model.trainer import Trainer
+from churnstream.model.user_record import UserRecord
+from churnstream.model.user_view import user_view
+from churnstream.stream.contract.events import SEGMENTS, Event, Lifecycle
+from churnstream.stream.contract.topics import INPUT_TOPICS
+from churnstream.stream.contract.validation import Invalid, parse
 
 DAY_S = 86400.0
 SWEEP_EVERY = 1000  # events between label sweeps (the live worker sweeps once per batch)

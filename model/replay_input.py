@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from stream.topics import KIND_BY_TOPIC
+from churnstream.stream.contract.topics import KIND_BY_TOPIC
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,9 @@ class RoiReading:
 
 
 def read_roi(
-    features: Mapping[str, float], min_history_days: float, min_value_events: float,
+    features: Mapping[str, float],
+    min_history_days: float,
+    min_value_events: float,
 ) -> RoiReading | None:
     """ROI reading from features, or None when ROI is undefined or not trustworthy yet.
 
@@ -80,7 +82,10 @@ def rule_breach(reading: RoiReading, roi_threshold: float, roi_drop: float) -> R
 
 
 def rule_cleared(
-    reading: RoiReading, roi_threshold: float, roi_drop: float, clear_factor: float,
+    reading: RoiReading,
+    roi_threshold: float,
+    roi_drop: float,
+    clear_factor: float,
 ) -> bool:
     """Hysteresis: the condition clears only once ROI is `clear_factor` above both limits."""
     relative = (1.0 - roi_drop) * reading.baseline

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from model.explain import Driver, top_drivers
+from churnstream.model.explain import Driver, top_drivers
 
 
 def sigmoid(z: float) -> float:
@@ -47,10 +47,12 @@ class RulesScore:
     ) -> None:
         # Read-only: `_terms` flattens them once for the per-score loop.
         self.weights: Mapping[str, float] = MappingProxyType(
-            {k: float(v) for k, v in weights.items()})
+            {k: float(v) for k, v in weights.items()}
+        )
         self.bias = float(bias)
         self.centers: Mapping[str, float] = MappingProxyType(
-            {k: float(v) for k, v in (centers or {}).items()})
+            {k: float(v) for k, v in (centers or {}).items()}
+        )
         self.segment = segment
         self.horizon_days = horizon_days
         self._terms = tuple((n, w, self.centers.get(n, 0.0)) for n, w in self.weights.items())

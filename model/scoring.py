@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from model.config import ModelConfig
-from model.explain import Driver
-from model.learner import SegmentModel
-from model.rules import RulesScore
+from churnstream.model.config import ModelConfig
+from churnstream.model.explain import Driver
+from churnstream.model.learner import SegmentModel
+from churnstream.model.rules import RulesScore
 
 
 @dataclass(frozen=True, slots=True)

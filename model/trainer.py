@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from features.names import SEGMENT_FEATURES
-from model.config import ModelConfig
-from model.labels import Example
-from model.learner import SegmentModel
-from model.quality import SegmentQuality
-from stream.events import SEGMENTS
+from churnstream.features.names import SEGMENT_FEATURES
+from churnstream.model.config import ModelConfig
+from churnstream.model.labels import Example
+from churnstream.model.learner import SegmentModel
+from churnstream.model.quality import SegmentQuality
+from churnstream.stream.contract.events import SEGMENTS
 
 
 @dataclass(frozen=True, slots=True)

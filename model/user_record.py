@@ -14,9 +14,9 @@ from typing import Any, Final
 
 import orjson
 
-from features import FeatureConfig, UserState
-from model.alerts import AlertMemory
-from model.labels import PendingLabels
+from churnstream.features import FeatureConfig, UserState
+from churnstream.model.alerts import AlertMemory
+from churnstream.model.labels import PendingLabels
 
 _FORMAT: Final = 1
 _HEAD = struct.Struct("<BIII")  # format, len(state), len(pending), len(alerts)

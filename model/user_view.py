@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model.user_record import UserRecord
+from churnstream.model.user_record import UserRecord
 
 
 def user_view(record: UserRecord) -> dict[str, Any]:

@@ -87,7 +87,7 @@ class Settings:
     log_level: str = "info"
 
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
-    """Other CHURNSTREAM_* variables (security settings read by stream.security; never shown:
+    """Other CHURNSTREAM_* variables (security settings read by stream.kafka.security; never shown:
     they may hold secrets)."""
 
     def horizon_days(self, segment: str) -> float:

@@ -1,6 +1,6 @@
 """Shared fixtures: a real Kafka broker for tests marked `kafka`, and per-test topic prefixes.
 
-The broker comes from `stream.broker.resolve_bootstrap` (the same decision the CLI makes):
+The broker comes from `stream.kafka.broker.resolve_bootstrap` (the same decision the CLI makes):
 `KAFKA_BOOTSTRAP_SERVERS` if set, else a testcontainers Kafka if a Docker daemon answers, else
 a local Java broker in a temporary directory. Whatever the fixture starts it also stops: in the
 fixture's `finally`, via `atexit` as a last resort, and through the kernel (the local broker
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from stream.broker import BrokerChoice, NoBrokerError, resolve_bootstrap
-from stream.kafka_local import LocalKafka, free_port
+from churnstream.stream.devtools.kafka_local import LocalKafka, free_port
+from churnstream.stream.kafka.broker import BrokerChoice, NoBrokerError, resolve_bootstrap
 
 # The same Apache Kafka 4.x image as docker-compose.kafka.yml, single node in KRaft mode.
 TC_IMAGE_ENV = "CHURNSTREAM_TEST_KAFKA_IMAGE"
@@ -66,25 +66,23 @@ def _start_testcontainer() -> BrokerChoice:
     container = DockerContainer(os.environ.get(TC_IMAGE_ENV, TC_DEFAULT_IMAGE))
     # docker-py's (host ip, port) form: the broker is published on loopback only.
     container.ports["9092/tcp"] = ("127.0.0.1", port)  # type: ignore[assignment]
-    container = (
-        container.with_envs(
-            KAFKA_NODE_ID="1",
-            KAFKA_PROCESS_ROLES="broker,controller",
-            KAFKA_LISTENERS="PLAINTEXT://0.0.0.0:9092,CONTROLLER://localhost:9093",
-            KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://127.0.0.1:{port}",
-            KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER",
-            KAFKA_INTER_BROKER_LISTENER_NAME="PLAINTEXT",
-            KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
-            KAFKA_AUTO_CREATE_TOPICS_ENABLE="false",
-            KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
-            KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1",
-            KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS="1",
-            KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
-            KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1",
-            KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR="1",
-            KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR="1",
-        )
+    container = container.with_envs(
+        KAFKA_NODE_ID="1",
+        KAFKA_PROCESS_ROLES="broker,controller",
+        KAFKA_LISTENERS="PLAINTEXT://0.0.0.0:9092,CONTROLLER://localhost:9093",
+        KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://127.0.0.1:{port}",
+        KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER",
+        KAFKA_INTER_BROKER_LISTENER_NAME="PLAINTEXT",
+        KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
+        KAFKA_AUTO_CREATE_TOPICS_ENABLE="false",
+        KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
+        KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1",
+        KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS="1",
+        KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
+        KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1",
+        KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR="1",
+        KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR="1",
     )
     container.start()
     try:

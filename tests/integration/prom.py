@@ -79,10 +79,15 @@ def prometheus_server(targets: list[str], workdir: Path) -> Iterator[str]:
     log_path = workdir / "prometheus.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [shutil.which("prometheus") or "prometheus", f"--config.file={config}",
-             f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HOME": str(workdir)},
+            [
+                shutil.which("prometheus") or "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HOME": str(workdir)},
         )
         try:
             yield f"http://127.0.0.1:{port}"

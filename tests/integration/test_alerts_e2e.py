@@ -26,8 +26,8 @@ from workers import (
     running_worker,
 )
 
-from stream.simulator import SimConfig, generate, ground_truth
-from stream.validation import parse_ts
+from churnstream.stream.contract.validation import parse_ts
+from churnstream.stream.devtools.simulator import SimConfig, generate, ground_truth
 
 pytestmark = pytest.mark.kafka
 

@@ -26,8 +26,8 @@ from workers import (
     wait_until,
 )
 
-from stream.kafka_local import KafkaPrerequisiteError, LocalKafka
-from stream.simulator import SimConfig, generate
+from churnstream.stream.devtools.kafka_local import KafkaPrerequisiteError, LocalKafka
+from churnstream.stream.devtools.simulator import SimConfig, generate
 
 pytestmark = pytest.mark.kafka
 
@@ -79,8 +79,10 @@ def test_worker_waits_out_a_frozen_broker_and_loses_nothing(
         published = sum(end_offsets(bootstrap, [scores]).values())
         assert counted > len(records) // 2
         assert published >= counted  # at least once: a retried batch may repeat some
-        print(f"scores counted {counted:.0f}, published {published}; "
-              f"retries {worker.metric('churnstream_output_send_retries_total'):.0f}")
+        print(
+            f"scores counted {counted:.0f}, published {published}; "
+            f"retries {worker.metric('churnstream_output_send_retries_total'):.0f}"
+        )
     except BaseException:
         print(f"--- worker log tail ---\n{worker.log_tail()}")
         raise

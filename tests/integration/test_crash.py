@@ -22,7 +22,7 @@ from workers import (
     wait_until,
 )
 
-from stream.simulator import SimConfig, SimRecord, generate
+from churnstream.stream.devtools.simulator import SimConfig, SimRecord, generate
 
 pytestmark = pytest.mark.kafka
 

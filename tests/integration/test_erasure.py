@@ -18,11 +18,11 @@ import orjson
 import pytest
 from workers import consume, make_topics, produce, running_worker, wait_until
 
-from model.user_record import UserRecord
-from stream import topics as t
-from stream.commands.forget import publish, request_for
-from stream.configure import engine_config
-from stream.settings import Settings
+from churnstream.agents.configure import engine_config
+from churnstream.model.user_record import UserRecord
+from churnstream.stream.cli.commands.forget import publish, request_for
+from churnstream.stream.contract import topics as t
+from churnstream.stream.settings import Settings
 
 pytestmark = pytest.mark.kafka
 

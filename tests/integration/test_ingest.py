@@ -28,10 +28,10 @@ from workers import (
     wait_until,
 )
 
-from stream.dlq import decode_dlq
-from stream.metrics import RESULTS
-from stream.simulator import SimConfig, generate
-from stream.topics import DLQ, EXAMPLES
+from churnstream.agents.metrics import RESULTS
+from churnstream.stream.contract.dlq import decode_dlq
+from churnstream.stream.contract.topics import DLQ, EXAMPLES
+from churnstream.stream.devtools.simulator import SimConfig, generate
 
 pytestmark = pytest.mark.kafka
 

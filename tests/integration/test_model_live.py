@@ -20,11 +20,11 @@ from workers import (
     wait_until,
 )
 
-from model.engine import rfc3339
-from model.learner import SegmentModel
-from stream.events import SEGMENTS
-from stream.settings import Settings
-from stream.simulator import SimConfig, generate
+from churnstream.model.engine import rfc3339
+from churnstream.model.learner import SegmentModel
+from churnstream.stream.contract.events import SEGMENTS
+from churnstream.stream.devtools.simulator import SimConfig, generate
+from churnstream.stream.settings import Settings
 
 pytestmark = pytest.mark.kafka
 

@@ -32,11 +32,11 @@ from workers import (
     wait_caught_up,
 )
 
-from model.replay import Replay
-from model.replay_input import read_records
-from stream.configure import alert_policy, engine_config
-from stream.settings import Settings
-from stream.simulator import generate, write_jsonl
+from churnstream.agents.configure import alert_policy, engine_config
+from churnstream.model.replay import Replay
+from churnstream.model.replay_input import read_records
+from churnstream.stream.devtools.simulator import generate, write_jsonl
+from churnstream.stream.settings import Settings
 
 pytestmark = pytest.mark.kafka
 

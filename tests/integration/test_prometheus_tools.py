@@ -1,4 +1,4 @@
-"""The real Prometheus tools against deploy/prometheus and the stream.metrics endpoint.
+"""The real Prometheus tools against deploy/prometheus and the churnstream.agents.metrics endpoint.
 
 promtool validates config, rules and rule unit tests, lints the scraped exposition, and a real
 Prometheus server scrapes an in-process metrics server until the expected value shows up.
@@ -20,7 +20,7 @@ from prom import ensure_tools as _ensure_tools
 from prom import get as _get
 from prom import run as _run
 
-from stream.metrics import WorkerMetrics, start_metrics_server
+from churnstream.agents.metrics import WorkerMetrics, start_metrics_server
 
 # The alerting rules as written in rules.yml; Prometheus must load every one of them.
 RULE_NAMES = re.findall(r"^\s*- alert: (\w+)$", (PROM_DIR / "rules.yml").read_text(), re.M)
@@ -78,8 +78,9 @@ def test_scraped_metrics_pass_promtool_lint(
     metrics.observe_batch(25, 0.004)
     metrics.event_to_score_latency_seconds.observe(0.012)
     metrics.observe_score("docs", "rules", 0.71)
-    metrics.set_model("docs", version=2, age_seconds=30.0, auc=0.77, log_loss=0.5,
-                      calibration_gap=-0.02)
+    metrics.set_model(
+        "docs", version=2, age_seconds=30.0, auc=0.77, log_loss=0.5, calibration_gap=-0.02
+    )
     text = _get(f"http://127.0.0.1:{port}/metrics").decode()
     assert 'churnstream_records_consumed_total{result="ok",topic="behaviour.logins"} 3.0' in text
     out = _run([promtool, "check", "metrics"], stdin=text)

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from workers import consume, make_topics, produce, running_worker, wait_until
 
-from stream.pseudonym import is_pseudonym, pseudonym
+from churnstream.stream.contract.pseudonym import is_pseudonym, pseudonym
 
 pytestmark = pytest.mark.kafka
 
@@ -23,8 +23,14 @@ def test_outputs_and_state_carry_only_pseudonyms(
     make_topics(kafka_bootstrap, prefix)
     records = []
     for i, user in enumerate(USERS):
-        life = {"event_id": f"s{i}", "user_id": user, "ts": 1767600000 + i, "event": "signup",
-                "segment": "course", "plan_price": 40}
+        life = {
+            "event_id": f"s{i}",
+            "user_id": user,
+            "ts": 1767600000 + i,
+            "event": "signup",
+            "segment": "course",
+            "plan_price": 40,
+        }
         login = {"event_id": f"l{i}", "user_id": user, "ts": 1767603600 + i}
         records.append((f"{prefix}lifecycle.subscriptions", user.encode(), orjson.dumps(life)))
         records.append((f"{prefix}behaviour.logins", user.encode(), orjson.dumps(login)))
@@ -33,11 +39,14 @@ def test_outputs_and_state_carry_only_pseudonyms(
         produce(kafka_bootstrap, records)
         wait_until(
             lambda: worker.metric("churnstream_records_consumed_total", result="ok") == 10,
-            60, "every event applied: " + (worker.scrape() or "")[-1500:],
+            60,
+            "every event applied: " + (worker.scrape() or "")[-1500:],
         )
         scores = consume(
-            kafka_bootstrap, f"{prefix}churn.risk-scores",
-            until=lambda rs: len(rs) >= 2 * len(USERS), timeout=90,
+            kafka_bootstrap,
+            f"{prefix}churn.risk-scores",
+            until=lambda rs: len(rs) >= 2 * len(USERS),
+            timeout=90,
         )
         expected = {pseudonym(u, KEY.encode()) for u in USERS}
         ids = {orjson.loads(r.value)["user_id"] for r in scores}
@@ -47,8 +56,12 @@ def test_outputs_and_state_carry_only_pseudonyms(
         view = wait_until(lambda: worker.user(alias), 30, "the pseudonymised user's state")
         assert view["user_id"] == alias
         assert worker.user(USERS[0].replace("@", "%40")) is None  # no state under the raw id
-        rekeyed = consume(kafka_bootstrap, f"{prefix}churn.rekeyed",
-                          until=lambda rs: len(rs) >= len(records), timeout=30)
+        rekeyed = consume(
+            kafka_bootstrap,
+            f"{prefix}churn.rekeyed",
+            until=lambda rs: len(rs) >= len(records),
+            timeout=30,
+        )
         assert not any(u.encode() in r.value for r in rekeyed for u in USERS)
     log = worker.log_path.read_text(errors="replace")
     assert KEY not in log

@@ -21,7 +21,7 @@ from workers import (
     wait_until,
 )
 
-from features import FEATURE_NAMES
+from churnstream.features import FEATURE_NAMES
 
 pytestmark = pytest.mark.kafka
 
@@ -67,7 +67,7 @@ def _state_cli(port: int, user_id: str) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-m",
-            "stream.cli",
+            "churnstream.stream.cli",
             "state",
             user_id,
             "--json",

@@ -19,11 +19,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from workers import WorkerProcess, running_worker, wait_until
 
-from stream import topics as t
-from stream.commands.forget import ErasureRequest, publish, request_for
-from stream.kafka_client import client_options
-from stream.kafka_local import KafkaPrerequisiteError, LocalKafka
-from stream.settings import Settings
+from churnstream.stream.cli.commands.forget import ErasureRequest, publish, request_for
+from churnstream.stream.contract import topics as t
+from churnstream.stream.devtools.kafka_local import KafkaPrerequisiteError, LocalKafka
+from churnstream.stream.kafka.client import client_options
+from churnstream.stream.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 USER = "churn-svc"
@@ -34,7 +34,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def scram_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     kafka = LocalKafka(
-        tmp_path_factory.mktemp("scram-kafka"), die_with_parent=True,
+        tmp_path_factory.mktemp("scram-kafka"),
+        die_with_parent=True,
         scram_users={USER: PASSWORD},
     )
     try:
@@ -64,14 +65,21 @@ def cli_env(bootstrap: str, prefix: str, password: str, mechanism: str) -> dict[
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "stream.cli", "-v", *args], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-m", "churnstream.stream.cli", "-v", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
 def test_cli_clients_work_with_the_right_credentials(
-    scram_bootstrap: str, fresh_topic_prefix: str, mechanism: str,
+    scram_bootstrap: str,
+    fresh_topic_prefix: str,
+    mechanism: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     env = cli_env(scram_bootstrap, fresh_topic_prefix, PASSWORD, mechanism)
@@ -82,7 +90,7 @@ def test_cli_clients_work_with_the_right_credentials(
 
     assert PASSWORD not in created.stdout + created.stderr
 
-    # `forget` in-process (its CLI registration is stream/cli.py's), with every log captured.
+    # `forget` in-process (its CLI registration is stream/cli/main.py's), with every log captured.
     caplog.set_level(logging.DEBUG)
     settings = Settings.from_env(env)
     asyncio.run(publish(request_for("user-42", settings, "req-1"), scram_bootstrap, settings))
@@ -127,15 +135,20 @@ def test_worker_runs_over_scram(
     env = cli_env(scram_bootstrap, fresh_topic_prefix, PASSWORD, "SCRAM-SHA-512")
     assert cli(env, "topics", "create").returncode == 0
     settings = Settings.from_env(env)
-    extra = {k: v for k, v in env.items() if k.startswith("CHURNSTREAM_SASL")
-             or k == "CHURNSTREAM_SECURITY_PROTOCOL"}
-    with running_worker(scram_bootstrap, fresh_topic_prefix, tmp_path, env=extra,
-                        partitions=2) as worker:
+    extra = {
+        k: v
+        for k, v in env.items()
+        if k.startswith("CHURNSTREAM_SASL") or k == "CHURNSTREAM_SECURITY_PROTOCOL"
+    }
+    with running_worker(
+        scram_bootstrap, fresh_topic_prefix, tmp_path, env=extra, partitions=2
+    ) as worker:
         body = b'{"event_id":"e1","user_id":"sasl-user","ts":1767571200}'
         asyncio.run(send(scram_bootstrap, settings.topic("behaviour.logins"), body, settings))
         wait_until(
             lambda: worker.metric("churnstream_records_consumed_total", result="ok") >= 1,
-            60, "the login applied by the worker over SCRAM",
+            60,
+            "the login applied by the worker over SCRAM",
         )
         log = worker.log_tail(10_000)
     assert "Authenticated as" in log and PASSWORD not in log
@@ -145,11 +158,16 @@ def test_worker_with_a_wrong_password_fails_fast(
     scram_bootstrap: str, fresh_topic_prefix: str, tmp_path: Path
 ) -> None:
     worker = WorkerProcess(
-        scram_bootstrap, fresh_topic_prefix, tmp_path, partitions=2,
-        env={"CHURNSTREAM_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-             "CHURNSTREAM_SASL_MECHANISM": "SCRAM-SHA-256",
-             "CHURNSTREAM_SASL_USERNAME": USER,
-             "CHURNSTREAM_SASL_PASSWORD": "wrong-worker-pw-9"},
+        scram_bootstrap,
+        fresh_topic_prefix,
+        tmp_path,
+        partitions=2,
+        env={
+            "CHURNSTREAM_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "CHURNSTREAM_SASL_MECHANISM": "SCRAM-SHA-256",
+            "CHURNSTREAM_SASL_USERNAME": USER,
+            "CHURNSTREAM_SASL_PASSWORD": "wrong-worker-pw-9",
+        },
     )
     began = time.monotonic()
     with pytest.raises(AssertionError, match="worker exited"):
@@ -162,8 +180,7 @@ def test_worker_with_a_wrong_password_fails_fast(
 
 
 async def send(bootstrap: str, topic: str, value: bytes, settings: Settings) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                **client_options(settings))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_options(settings))
     await producer.start()
     try:
         await producer.send_and_wait(topic, value, key=b"sasl-user")
@@ -173,7 +190,9 @@ async def send(bootstrap: str, topic: str, value: bytes, settings: Settings) -> 
 
 async def read_all(bootstrap: str, topic: str, settings: Settings) -> list[object]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
         **client_options(settings),
     )
     await consumer.start()

@@ -34,7 +34,8 @@ def test_live_worker_metrics_are_lint_clean_and_scraped(
         produce(kafka_bootstrap, _records(fresh_topic_prefix))
         wait_until(
             lambda: worker.metric("churnstream_records_consumed_total", result="ok") == LOGINS,
-            90, "all valid logins applied",
+            90,
+            "all valid logins applied",
         )
         text = worker.scrape() or ""
         assert 'result="invalid",topic="behaviour.logins"} 5.0' in text

@@ -25,14 +25,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from features import UserState
-from stream.configure import engine_config
-from stream.kafka_local import free_port
-from stream.settings import Settings
-from stream.simulator import SimRecord
-from stream.simulator.kafka_sink import record_bytes
-from stream.topics import INPUT_TOPICS, KIND_BY_TOPIC, REKEYED, create_topics
-from stream.validation import Invalid, parse
+from churnstream.agents.configure import engine_config
+from churnstream.features import UserState
+from churnstream.stream.contract.topics import INPUT_TOPICS, KIND_BY_TOPIC, REKEYED, create_topics
+from churnstream.stream.contract.validation import Invalid, parse
+from churnstream.stream.devtools.kafka_local import free_port
+from churnstream.stream.devtools.simulator import SimRecord
+from churnstream.stream.devtools.simulator.kafka_sink import record_bytes
+from churnstream.stream.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,7 +98,7 @@ class WorkerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
+            [sys.executable, "-m", "churnstream.stream.cli", "worker", "--loglevel", "info"],
             cwd=ROOT,
             env=self.env(),
             stdout=log,
@@ -429,7 +429,7 @@ def produce_day_by_day(worker: WorkerProcess, prefix: str, records: list[SimReco
 
     Parity is about the same events in the same order. A worker that keeps up processes its
     partitions in event-time order; one catching up on a whole history at once releases early
-    (see stream/ordering.py), so the test plays the history the way a live stream arrives.
+    (see agents/ordering.py), so the test plays the history the way a live stream arrives.
     """
     for _, day in itertools.groupby(records, key=lambda r: int(r.ts // 86400)):
         produce(worker.bootstrap, sim_to_kafka(prefix, day))

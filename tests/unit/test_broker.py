@@ -1,4 +1,5 @@
-"""Broker choice (`stream.broker`) and the pure helpers of the local broker (`stream.kafka_local`).
+"""Broker choice (`stream.kafka.broker`) and the pure helpers of the local broker
+(`stream.devtools.kafka_local`).
 
 The starters are injected, so these tests never start Kafka or Docker.
 """
@@ -13,13 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.broker import (
-    BrokerChoice,
-    NoBrokerError,
-    docker_daemon_available,
-    resolve_bootstrap,
-)
-from stream.kafka_local import (
+from churnstream.stream.devtools.kafka_local import (
     HOME_ENV,
     KafkaPrerequisiteError,
     KafkaStartError,
@@ -31,6 +26,12 @@ from stream.kafka_local import (
     parse_java_major,
     render_server_properties,
     wait_until_answers,
+)
+from churnstream.stream.kafka.broker import (
+    BrokerChoice,
+    NoBrokerError,
+    docker_daemon_available,
+    resolve_bootstrap,
 )
 
 
@@ -238,7 +239,8 @@ def test_missing_jars_without_maven_says_what_to_install(
     (bin_dir / "java").symlink_to(Path(java).resolve())
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.delenv("JAVA_HOME", raising=False)
-    kafka = LocalKafka(tmp_path / "home", kafka_dir=tmp_path / "empty-kafka-dir")
+    monkeypatch.setenv("CHURNSTREAM_CACHE_DIR", str(tmp_path / "cache"))  # no jars there
+    kafka = LocalKafka(tmp_path / "home")
     with pytest.raises(KafkaPrerequisiteError, match="install Maven"):
         kafka.ensure_jars()
 

@@ -1,4 +1,4 @@
-"""Tests for stream.dlq: the contract's dead-letter record."""
+"""Tests for churnstream.stream.contract.dlq: the contract's dead-letter record."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.dlq import DLQ_FIELDS, decode_dlq, dlq_record
-from stream.validation import Invalid, parse
+from churnstream.stream.contract.dlq import DLQ_FIELDS, decode_dlq, dlq_record
+from churnstream.stream.contract.validation import Invalid, parse
 
 RECEIVED = 1_772_366_400.123  # 2026-03-01T12:00:00.123Z
 

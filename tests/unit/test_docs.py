@@ -9,30 +9,31 @@ from __future__ import annotations
 import argparse
 import ast
 import re
-import sys
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-# Run alone with the `pytest` script, this file puts tests/unit first on sys.path, where the
-# directories tests/unit/features and tests/unit/model would shadow the real packages (as
-# namespace packages) that stream.cli imports. Remove once pyproject sets `pythonpath = ["."]`.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from churnstream.stream.cli.main import build_parser
+from churnstream.stream.contract.topics import (
+    AUDIT,
+    ERASURE,
+    EXAMPLES,
+    INPUT_TOPICS,
+    MODELS,
+    REKEYED,
+)
+from churnstream.stream.settings import PREFIX, Settings
 
-from stream.cli import build_parser  # noqa: E402
-from stream.settings import PREFIX, Settings  # noqa: E402
-from stream.topics import AUDIT, ERASURE, EXAMPLES, INPUT_TOPICS, MODELS, REKEYED  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 README = ROOT / "README.md"
 CONTRACT = ROOT / "docs" / "contract.md"
-VALIDATION = ROOT / "stream" / "validation.py"
+VALIDATION = ROOT / "stream" / "contract" / "validation.py"
 MARKDOWN_FILES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
-# Field readers of stream/validation.py: `reader(d, "field", ...)` accepts input field "field".
+# Field readers of stream/contract/validation.py: `reader(d, "field", ...)` accepts input field "field".
 FIELD_READERS = frozenset(
     {
         "_id",
@@ -207,7 +208,7 @@ def test_link_check_sees_links() -> None:
 
 
 def accepted_fields() -> dict[str, set[str]]:
-    """Input kind -> every field name `stream.validation.parse` reads for that kind."""
+    """Input kind -> every field name `stream.contract.validation.parse` reads for that kind."""
     tree = ast.parse(VALIDATION.read_text(encoding="utf-8"))
     functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
 

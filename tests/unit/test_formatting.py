@@ -1,4 +1,4 @@
-"""Tests for stream.formatting: one safe, readable line per output record."""
+"""Tests for churnstream.stream.cli.formatting: one safe, readable line per output record."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.dlq import dlq_record
-from stream.formatting import BOLD_RED, GREEN, MAGENTA, RED, RESET, YELLOW, format_record
+from churnstream.stream.cli.formatting import (
+    BOLD_RED,
+    GREEN,
+    MAGENTA,
+    RED,
+    RESET,
+    YELLOW,
+    format_record,
+)
+from churnstream.stream.contract.dlq import dlq_record
 
 TS = 1_772_366_400.0
 OUR_CODES = re.compile(r"\x1b\[[0-9;]*m")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream.input_sequence import Admit, InputSequence
+from churnstream.agents.input_sequence import Admit, InputSequence
 
 TP = ("behaviour.logins", 2)
 

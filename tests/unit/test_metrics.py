@@ -1,4 +1,4 @@
-"""stream.metrics: naming, bounded labels, the cached facade, and the dashboard/rules queries."""
+"""agents.metrics: naming, bounded labels, the cached facade, and the dashboard/rules queries."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from stream.events import SEGMENTS
-from stream.metrics import (
+from churnstream.agents.metrics import (
     LATENCY_BUCKETS,
     MAX_OPEN_VALUES,
     METRIC_NAMES,
@@ -19,21 +18,54 @@ from stream.metrics import (
     SCORE_BUCKETS,
     WorkerMetrics,
 )
+from churnstream.stream.contract.events import SEGMENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "churnstream.json"
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
 
-ALLOWED_LABELS = {"topic", "segment", "kind", "severity", "error", "result", "source", "label",
-                  "partition"}
+ALLOWED_LABELS = {
+    "topic",
+    "segment",
+    "kind",
+    "severity",
+    "error",
+    "result",
+    "source",
+    "label",
+    "partition",
+}
 FORBIDDEN_LABELS = {"user", "user_id", "userid", "customer", "customer_id", "account"}
 SUFFIXES = ("_bucket", "_sum", "_count", "_created")
 
 PROMQL_WORDS = {
     # aggregations, keywords and operators spelled as words
-    "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile",
-    "count_values", "group", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "bool", "and", "or", "unless", "offset", "atan2", "inf", "nan",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+    "group",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "atan2",
+    "inf",
+    "nan",
 }
 # Inner parts to drop before looking for metric names: strings, label matchers, ranges,
 # grouping label lists and Grafana variables.
@@ -75,7 +107,7 @@ def _rule_exprs(text: str) -> list[str]:
             exprs.append(value)
             continue
         block = []
-        for nxt in lines[i + 1:]:
+        for nxt in lines[i + 1 :]:
             if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= indent:
                 break
             block.append(nxt.strip())
@@ -117,8 +149,9 @@ def test_names_follow_prometheus_conventions() -> None:
             assert not family.name.endswith("_total")  # the client adds it once
         else:
             assert not family.name.endswith("_total"), family.name
-    time_histograms = {n for n in METRIC_NAMES if "latency" in n or "processing" in n
-                       or "flush_seconds" in n}
+    time_histograms = {
+        n for n in METRIC_NAMES if "latency" in n or "processing" in n or "flush_seconds" in n
+    }
     assert all(n.endswith("_seconds") for n in time_histograms)
 
 
@@ -137,8 +170,11 @@ def test_metric_names_match_the_registry() -> None:
     text = generate_latest(_exercised().registry).decode()
     typed = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
     typed = {n for n in typed if not n.endswith("_created")}
-    sample_names = {line.split("{")[0].split()[0]
-                    for line in text.splitlines() if line and not line.startswith("#")}
+    sample_names = {
+        line.split("{")[0].split()[0]
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
     sampled = {_base_name(n) for n in sample_names if not n.endswith("_created")}
     assert typed == set(METRIC_NAMES)
     assert sampled == set(METRIC_NAMES)
@@ -147,16 +183,29 @@ def test_metric_names_match_the_registry() -> None:
 
 def test_required_families_exist() -> None:
     required = {
-        "churnstream_records_consumed_total", "churnstream_dlq_records_total",
-        "churnstream_batch_processing_seconds", "churnstream_event_to_score_latency_seconds",
-        "churnstream_consumer_lag_records", "churnstream_state_users", "churnstream_state_bytes",
-        "churnstream_pending_label_snapshots", "churnstream_labels_learned_total",
-        "churnstream_model_version", "churnstream_model_age_seconds", "churnstream_model_auc",
-        "churnstream_model_log_loss", "churnstream_model_calibration_gap",
-        "churnstream_drift_detections_total", "churnstream_risk_score",
-        "churnstream_scores_total", "churnstream_alerts_total", "churnstream_worker_up",
-        "churnstream_rebalances_total", "churnstream_erasures_total",
-        "churnstream_state_flushes_total", "churnstream_state_flush_seconds",
+        "churnstream_records_consumed_total",
+        "churnstream_dlq_records_total",
+        "churnstream_batch_processing_seconds",
+        "churnstream_event_to_score_latency_seconds",
+        "churnstream_consumer_lag_records",
+        "churnstream_state_users",
+        "churnstream_state_bytes",
+        "churnstream_pending_label_snapshots",
+        "churnstream_labels_learned_total",
+        "churnstream_model_version",
+        "churnstream_model_age_seconds",
+        "churnstream_model_auc",
+        "churnstream_model_log_loss",
+        "churnstream_model_calibration_gap",
+        "churnstream_drift_detections_total",
+        "churnstream_risk_score",
+        "churnstream_scores_total",
+        "churnstream_alerts_total",
+        "churnstream_worker_up",
+        "churnstream_rebalances_total",
+        "churnstream_erasures_total",
+        "churnstream_state_flushes_total",
+        "churnstream_state_flush_seconds",
     }
     assert required <= METRIC_NAMES
 
@@ -178,14 +227,19 @@ def test_consumed_child_is_cached_and_counts() -> None:
     child.inc(4)
     m.consumed("behaviour.logins", "duplicate").inc()
     value = m.registry.get_sample_value(
-        "churnstream_records_consumed_total", {"topic": "behaviour.logins", "result": "duplicate"})
+        "churnstream_records_consumed_total", {"topic": "behaviour.logins", "result": "duplicate"}
+    )
     assert value == 5
 
 
 @pytest.mark.parametrize(
     ("call", "args"),
-    [("consumed", ("t", "weird")), ("label_learned", ("nosuchsegment", True)),
-     ("alert", ("churn_risk", "info")), ("drift", ("x",))],
+    [
+        ("consumed", ("t", "weird")),
+        ("label_learned", ("nosuchsegment", True)),
+        ("alert", ("churn_risk", "info")),
+        ("drift", ("x",)),
+    ],
 )
 def test_unknown_bounded_label_values_are_rejected(call: str, args: tuple[object, ...]) -> None:
     with pytest.raises(ValueError, match="not in"):
@@ -196,8 +250,12 @@ def test_open_label_values_overflow_into_one_child() -> None:
     m = WorkerMetrics()
     for i in range(MAX_OPEN_VALUES + 10):
         m.dlq(f"error_{i}").inc()
-    errors = {s.labels["error"] for f in m.registry.collect() for s in f.samples
-              if s.name == "churnstream_dlq_records_total"}
+    errors = {
+        s.labels["error"]
+        for f in m.registry.collect()
+        for s in f.samples
+        if s.name == "churnstream_dlq_records_total"
+    }
     assert len(errors) == MAX_OPEN_VALUES + 1
     assert m.registry.get_sample_value("churnstream_dlq_records_total", {"error": OVERFLOW}) == 10
 
@@ -205,10 +263,16 @@ def test_open_label_values_overflow_into_one_child() -> None:
 def test_known_label_sets_start_at_zero() -> None:
     m = WorkerMetrics()
     for segment in SEGMENTS:
-        assert m.registry.get_sample_value(
-            "churnstream_drift_detections_total", {"segment": segment}) == 0
-    assert m.registry.get_sample_value(
-        "churnstream_alerts_total", {"kind": "roi_drop", "severity": "warning"}) == 0
+        assert (
+            m.registry.get_sample_value("churnstream_drift_detections_total", {"segment": segment})
+            == 0
+        )
+    assert (
+        m.registry.get_sample_value(
+            "churnstream_alerts_total", {"kind": "roi_drop", "severity": "warning"}
+        )
+        == 0
+    )
 
 
 def test_score_set_model_and_state() -> None:
@@ -231,7 +295,13 @@ def test_score_set_model_and_state() -> None:
 
 def test_results_cover_the_contract_outcomes() -> None:
     assert set(RESULTS) == {
-        "ok", "invalid", "duplicate", "late", "too_late", "redelivered", "rekeyed"
+        "ok",
+        "invalid",
+        "duplicate",
+        "late",
+        "too_late",
+        "redelivered",
+        "rekeyed",
     }
 
 
@@ -239,9 +309,11 @@ def test_results_cover_the_contract_outcomes() -> None:
 
 
 def test_promql_metric_names_parser() -> None:
-    expr = ('histogram_quantile(0.99, sum by (le, topic) (rate(foo_seconds_bucket{a="b"}[5m])))'
-            ' / on (job) group_left bar_total offset 5m > bool 0.5'
-            ' or absent(up{job="x"}) and baz $__rate_interval')
+    expr = (
+        'histogram_quantile(0.99, sum by (le, topic) (rate(foo_seconds_bucket{a="b"}[5m])))'
+        " / on (job) group_left bar_total offset 5m > bool 0.5"
+        ' or absent(up{job="x"}) and baz $__rate_interval'
+    )
     assert promql_metric_names(expr) == {"foo_seconds", "bar_total", "up", "baz"}
 
 

@@ -1,7 +1,7 @@
 import math
 import random
 
-from stream.ordering import EventTimeAligner
+from churnstream.agents.ordering import EventTimeAligner
 
 
 def test_releases_in_event_time_order_once_no_lagging_source_can_precede() -> None:

@@ -10,17 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.commands import pseudonym as pseudonym_command
-from stream.commands.forget import BadErasureRequest, ErasureRequest, request_for
-from stream.pseudonym import (
+from churnstream.stream.cli.commands import pseudonym as pseudonym_command
+from churnstream.stream.cli.commands.forget import BadErasureRequest, ErasureRequest, request_for
+from churnstream.stream.contract.pseudonym import (
     MIN_KEY_BYTES,
     Pseudonymizer,
     PseudonymKeyError,
     is_pseudonym,
     pseudonym,
 )
-from stream.security import ENV_VARS
-from stream.settings import Settings
+from churnstream.stream.kafka.security import ENV_VARS
+from churnstream.stream.settings import Settings
 
 KEY = b"0123456789abcdef-test-key"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from stream.kafka_client import broker_credentials, client_options, security_settings
-from stream.pseudonym import pseudonym
-from stream.security import ENV_VARS, SecurityError, SecuritySettings
-from stream.settings import Settings
+from churnstream.stream.contract.pseudonym import pseudonym
+from churnstream.stream.kafka.client import broker_credentials, client_options, security_settings
+from churnstream.stream.kafka.security import ENV_VARS, SecurityError, SecuritySettings
+from churnstream.stream.settings import Settings
 
 PASSWORD = "pw-Zq81-never-log-me"
 KEY = "k-0123456789abcdef-secret-key"
@@ -96,8 +96,13 @@ def test_secrets_never_in_repr_str_or_logs(caplog: pytest.LogCaptureFixture) -> 
     log.debug("settings %s %r %s", settings, settings, settings.describe())
     log.debug("credentials %r", broker_credentials(Settings.from_env(sasl_env())))
     shown = " ".join(
-        [repr(settings), str(settings), settings.describe(), repr(settings.pseudonymizer()),
-         caplog.text]
+        [
+            repr(settings),
+            str(settings),
+            settings.describe(),
+            repr(settings.pseudonymizer()),
+            caplog.text,
+        ]
     )
     assert "alice" in shown  # the user name is not a secret; proves the text was captured
     assert PASSWORD not in shown
@@ -159,17 +164,57 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 
 def _make_ca(d: Path, name: str) -> None:
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-             f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.pem", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.pem",
+        cwd=d,
+    )
 
 
 def _make_leaf(d: Path, ca: str, name: str, san: str) -> None:
     (d / f"{name}.ext").write_text(f"subjectAltName={san}\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-             "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-             "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem",
-             cwd=d)
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        cwd=d,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        f"{ca}.pem",
+        "-CAkey",
+        f"{ca}.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        f"{name}.ext",
+        "-out",
+        f"{name}.pem",
+        cwd=d,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +227,9 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     _make_leaf(d, "ca", "server", "IP:127.0.0.1")
     _make_leaf(d, "ca", "client", "DNS:client")
     return {name: d / f"{name}.pem" for name in ("ca", "other-ca", "server", "client")} | {
-        "server-key": d / "server.key", "client-key": d / "client.key"}
+        "server-key": d / "server.key",
+        "client-key": d / "client.key",
+    }
 
 
 def _handshake(client_ctx: ssl.SSLContext, tls: dict[str, Path]) -> str | None:
@@ -205,8 +252,11 @@ def _handshake(client_ctx: ssl.SSLContext, tls: dict[str, Path]) -> str | None:
         port = server.sockets[0].getsockname()[1]
         try:
             _, writer = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
-                                        server_hostname="127.0.0.1"), 10)
+                asyncio.open_connection(
+                    "127.0.0.1", port, ssl=client_ctx, server_hostname="127.0.0.1"
+                ),
+                10,
+            )
             await asyncio.wait_for(served.wait(), 10)
             writer.close()
         finally:
@@ -243,8 +293,11 @@ def test_ssl_context_rejects_a_server_of_another_ca(tls: dict[str, Path]) -> Non
 
 def test_unloadable_client_key_is_a_clear_error(tls: dict[str, Path]) -> None:
     settings = SecuritySettings(
-        security_protocol="SASL_SSL", sasl_username="a", ssl_cafile=str(tls["ca"]),
-        ssl_certfile=str(tls["client"]), ssl_keyfile=str(tls["server-key"]),
+        security_protocol="SASL_SSL",
+        sasl_username="a",
+        ssl_cafile=str(tls["ca"]),
+        ssl_certfile=str(tls["client"]),
+        ssl_keyfile=str(tls["server-key"]),
     )
     with pytest.raises(SecurityError, match="SSL_CERTFILE/SSL_KEYFILE"):
         settings.ssl_context()
@@ -254,7 +307,7 @@ def test_unloadable_client_key_is_a_clear_error(tls: dict[str, Path]) -> None:
 
 
 def test_local_broker_scram_listener_is_opt_in() -> None:
-    from stream.kafka_local import render_server_properties
+    from churnstream.stream.devtools.kafka_local import render_server_properties
 
     plain = render_server_properties(9092, 9093, Path("/data"))
     assert "SASL" not in plain and "listeners=PLAINTEXT://127.0.0.1:9092\n" in plain
@@ -265,11 +318,13 @@ def test_local_broker_scram_listener_is_opt_in() -> None:
 
 
 def test_scram_format_args_refuse_what_the_tool_cannot_parse() -> None:
-    from stream.kafka_local import scram_format_args
+    from churnstream.stream.devtools.kafka_local import scram_format_args
 
     assert scram_format_args({"svc": "pw"}) == [
-        "--add-scram", "SCRAM-SHA-256=[name=svc,password=pw]",
-        "--add-scram", "SCRAM-SHA-512=[name=svc,password=pw]",
+        "--add-scram",
+        "SCRAM-SHA-256=[name=svc,password=pw]",
+        "--add-scram",
+        "SCRAM-SHA-512=[name=svc,password=pw]",
     ]
     with pytest.raises(ValueError) as info:
         scram_format_args({"svc": "p,w"})

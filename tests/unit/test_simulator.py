@@ -11,7 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream.simulator import (
+from churnstream.stream.contract.topics import KIND_BY_TOPIC
+from churnstream.stream.contract.validation import Invalid, parse
+from churnstream.stream.devtools.simulator import (
     GroundTruth,
     SimConfig,
     SimRecord,
@@ -21,8 +23,6 @@ from stream.simulator import (
     truth_path,
     write_jsonl,
 )
-from stream.topics import KIND_BY_TOPIC
-from stream.validation import Invalid, parse
 
 DAY = 86_400.0
 CLEAN = SimConfig(users=400, days=60, seed=7)

@@ -1,4 +1,4 @@
-"""Tests for stream.validation: the contract's input rules and error codes."""
+"""Tests for churnstream.stream.contract.validation: the contract's input rules and error codes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.events import (
+from churnstream.stream.contract.events import (
     EVENT_TYPES,
     LIFECYCLE_EVENTS,
     SEGMENTS,
@@ -23,7 +23,14 @@ from stream.events import (
     ValueEvent,
     VideoView,
 )
-from stream.validation import MAX_TS, MIN_TS, Invalid, event_to_dict, parse, parse_ts
+from churnstream.stream.contract.validation import (
+    MAX_TS,
+    MIN_TS,
+    Invalid,
+    event_to_dict,
+    parse,
+    parse_ts,
+)
 
 KINDS = sorted(EVENT_TYPES)
 TS = 1_772_366_400.0  # 2026-03-01T12:00:00Z

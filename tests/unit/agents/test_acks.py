@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fake_records import Ev, Msg
 
-from agents.acks import AckLedger
+from churnstream.agents.acks import AckLedger
 
 
 def ev(topic: str, partition: int, offset: int) -> Ev:

@@ -9,7 +9,7 @@ from typing import Any
 from fake_records import Ev, Msg
 from faust.types import TP
 
-from agents.commits import OffsetCommitter
+from churnstream.agents.commits import OffsetCommitter
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from agents.intake import batches
+from churnstream.agents.intake import batches
 
 
 class ClosingQueue(asyncio.Queue):  # type: ignore[type-arg]

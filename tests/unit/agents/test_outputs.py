@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 
-from agents import outputs
-from agents.outputs import OutputWriter, Record
+from churnstream.agents import outputs
+from churnstream.agents.outputs import OutputWriter, Record
 
 
 class FlakyBroker(OutputWriter):
@@ -43,4 +43,3 @@ def test_other_errors_are_not_retried() -> None:
 
     with pytest.raises(ValueError, match="exceeds"):
         asyncio.run(Broken("127.0.0.1:9", {}).send([("t", None, b"v", None)]))
-

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 from faust.types import TP
 
-from agents.repository import TableRepository
-from features import FeatureConfig
-from model.user_record import UserRecord
+from churnstream.agents.repository import TableRepository
+from churnstream.features import FeatureConfig
+from churnstream.model.user_record import UserRecord
 
 CHANGELOG = "app-users-changelog"
 

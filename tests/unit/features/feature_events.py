@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from features import FeatureConfig, UserState
-from stream.events import (
+from churnstream.features import FeatureConfig, UserState
+from churnstream.stream.contract.events import (
     DocumentJob,
     Event,
     IntegrationSync,
@@ -34,22 +34,42 @@ def login(ts: float, success: bool = True, **kw: object) -> Login:
     return Login(event_id=_eid(), user_id=UID, ts=ts, success=success, **kw)  # type: ignore[arg-type]
 
 
-def view(ts: float, watched: float = 60.0, duration: float = 120.0, video: str = "v1",
-         **kw: object) -> VideoView:
+def view(
+    ts: float, watched: float = 60.0, duration: float = 120.0, video: str = "v1", **kw: object
+) -> VideoView:
     kw.setdefault("completed", watched >= 0.9 * duration)
-    return VideoView(event_id=_eid(), user_id=UID, ts=ts, video_id=video, watched_s=watched,
-                     duration_s=duration, **kw)  # type: ignore[arg-type]
+    return VideoView(
+        event_id=_eid(),
+        user_id=UID,
+        ts=ts,
+        video_id=video,
+        watched_s=watched,
+        duration_s=duration,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
-def sync(ts: float, ok: bool = True, integration: str = "crm", latency: float | None = None,
-         ) -> IntegrationSync:
-    return IntegrationSync(event_id=_eid(), user_id=UID, ts=ts, integration=integration, ok=ok,
-                           latency_ms=latency)
+def sync(
+    ts: float,
+    ok: bool = True,
+    integration: str = "crm",
+    latency: float | None = None,
+) -> IntegrationSync:
+    return IntegrationSync(
+        event_id=_eid(), user_id=UID, ts=ts, integration=integration, ok=ok, latency_ms=latency
+    )
 
 
 def job(ts: float, ok: bool = True, documents: int = 1, ms: float | None = None) -> DocumentJob:
-    return DocumentJob(event_id=_eid(), user_id=UID, ts=ts, job_id=_eid(), ok=ok,
-                       documents=documents, processing_ms=ms)
+    return DocumentJob(
+        event_id=_eid(),
+        user_id=UID,
+        ts=ts,
+        job_id=_eid(),
+        ok=ok,
+        documents=documents,
+        processing_ms=ms,
+    )
 
 
 def value(ts: float, amount: float) -> ValueEvent:
@@ -57,8 +77,9 @@ def value(ts: float, amount: float) -> ValueEvent:
 
 
 def life(ts: float, event: str, segment: str = "saas", price: float | None = None) -> Lifecycle:
-    return Lifecycle(event_id=_eid(), user_id=UID, ts=ts, event=event, segment=segment,
-                     plan_price=price)
+    return Lifecycle(
+        event_id=_eid(), user_id=UID, ts=ts, event=event, segment=segment, plan_price=price
+    )
 
 
 def state_of(events: list[Event], config: FeatureConfig | None = None) -> UserState:

@@ -7,9 +7,9 @@ from feature_events import D0, DAY, at, job, life, login, state_of, sync, value,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features import Applied, FeatureConfig, UserState, codec_v1
-from features.codec import VERSION
-from stream.events import (
+from churnstream.features import Applied, FeatureConfig, UserState, codec_v1
+from churnstream.features.codec import VERSION
+from churnstream.stream.contract.events import (
     DocumentJob,
     Event,
     IntegrationSync,
@@ -29,19 +29,45 @@ def _event(i: int, kind: int, ts: float, x: float, y: float, flag: bool, name: s
     if kind == 0:
         return Login(event_id=eid, user_id="u", ts=ts, success=flag)
     if kind == 1:
-        return VideoView(event_id=eid, user_id="u", ts=ts, video_id=name, watched_s=x,
-                         duration_s=y + 1.0, seeks=int(x) % 5, completed=flag)
+        return VideoView(
+            event_id=eid,
+            user_id="u",
+            ts=ts,
+            video_id=name,
+            watched_s=x,
+            duration_s=y + 1.0,
+            seeks=int(x) % 5,
+            completed=flag,
+        )
     if kind == 2:
-        return IntegrationSync(event_id=eid, user_id="u", ts=ts, integration=name, ok=flag,
-                               latency_ms=x if flag else None)
+        return IntegrationSync(
+            event_id=eid,
+            user_id="u",
+            ts=ts,
+            integration=name,
+            ok=flag,
+            latency_ms=x if flag else None,
+        )
     if kind == 3:
-        return DocumentJob(event_id=eid, user_id="u", ts=ts, job_id=eid, ok=flag,
-                           documents=1 + int(y) % 9, processing_ms=x)
+        return DocumentJob(
+            event_id=eid,
+            user_id="u",
+            ts=ts,
+            job_id=eid,
+            ok=flag,
+            documents=1 + int(y) % 9,
+            processing_ms=x,
+        )
     if kind == 4:
         return ValueEvent(event_id=eid, user_id="u", ts=ts, value=x)
-    return Lifecycle(event_id=eid, user_id="u", ts=ts,
-                     event=["signup", "renewal", "plan_change", "cancel", "reactivate"][int(y) % 5],
-                     segment=["course", "saas", "docs"][int(x) % 3], plan_price=y if flag else None)
+    return Lifecycle(
+        event_id=eid,
+        user_id="u",
+        ts=ts,
+        event=["signup", "renewal", "plan_change", "cancel", "reactivate"][int(y) % 5],
+        segment=["course", "saas", "docs"][int(x) % 3],
+        plan_price=y if flag else None,
+    )
 
 
 events_strategy = st.lists(
@@ -62,7 +88,12 @@ def test_round_trip_gives_identical_features(
     assert back.vector(now) == src.vector(now)
     assert back.to_bytes() == src.to_bytes()
     assert (back.segment, back.churned, back.clock, back.signup_ts, back.plan_price) == (
-        src.segment, src.churned, src.clock, src.signup_ts, src.plan_price)
+        src.segment,
+        src.churned,
+        src.clock,
+        src.signup_ts,
+        src.plan_price,
+    )
     for ev in kept[-10:]:  # the id ring survives (TOO_LATE events are never recorded)
         assert back.apply(ev) is Applied.DUPLICATE
 
@@ -88,9 +119,13 @@ def test_busy_user_fits_in_two_kib() -> None:
     evs = [life(at(0), "signup", price=99.0)]
     for d in range(40):
         for h in range(10):
-            evs += [login(at(d, h)), view(at(d, h), video=f"v{d}-{h}", seeks=2),
-                    sync(at(d, h), integration=f"i{h % 4}", latency=120.0),
-                    job(at(d, h), ms=800.0, documents=3), value(at(d, h), 1.25)]
+            evs += [
+                login(at(d, h)),
+                view(at(d, h), video=f"v{d}-{h}", seeks=2),
+                sync(at(d, h), integration=f"i{h % 4}", latency=120.0),
+                job(at(d, h), ms=800.0, documents=3),
+                value(at(d, h), 1.25),
+            ]
     st_ = state_of(evs)
     st_.mark_offset("behaviour.video-views", 0, 123456789)
     assert len(st_.to_bytes()) <= 2048

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from feature_events import at, login, state_of
 
-from features import Applied, FeatureConfig, UserState
-from stream.events import Login
+from churnstream.features import Applied, FeatureConfig, UserState
+from churnstream.stream.contract.events import Login
 
 
 def test_duplicate_event_id_is_ignored() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from feature_events import DAY, at, life, login, state_of
 
-from features import Applied, FeatureConfig, UserState
+from churnstream.features import Applied, FeatureConfig, UserState
 
 
 def test_in_order_and_within_lateness_are_applied() -> None:

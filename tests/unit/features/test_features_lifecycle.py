@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from feature_events import at, life, login, state_of
 
-from features import UserState
+from churnstream.features import UserState
 
 
 def test_signup_sets_facts() -> None:

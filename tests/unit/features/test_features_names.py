@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from features import FEATURE_NAMES
+from churnstream.features import FEATURE_NAMES
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "features.md"
 

@@ -10,17 +10,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_features_codec import _event
 
-from features import Applied, UserState
-from stream.events import Event
+from churnstream.features import Applied, UserState
+from churnstream.stream.contract.events import Event
 
 
 def _stream(span_days: float) -> st.SearchStrategy[list[Event]]:
     ts = st.floats(min_value=D0, max_value=D0 + span_days * DAY, allow_nan=False)
     amount = st.floats(min_value=0.0, max_value=1e4, allow_nan=False)
-    row = st.tuples(st.integers(0, 4), ts, amount, amount, st.booleans(),
-                    st.sampled_from(["a", "b", "c"]))
+    row = st.tuples(
+        st.integers(0, 4), ts, amount, amount, st.booleans(), st.sampled_from(["a", "b", "c"])
+    )
     return st.lists(row, min_size=1, max_size=50).map(
-        lambda raw: [_event(i, *r) for i, r in enumerate(raw)])
+        lambda raw: [_event(i, *r) for i, r in enumerate(raw)]
+    )
 
 
 def _final(events: list[Event]) -> UserState:

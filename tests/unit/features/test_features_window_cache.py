@@ -7,18 +7,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_features_codec import events_strategy
 
-from features import UserState
-from features.buckets import DAY_S, RING_DAYS, aggregate, combine
-from features.derive import derive
-from stream.events import Event
+from churnstream.features import UserState
+from churnstream.features.buckets import DAY_S, RING_DAYS, aggregate, combine
+from churnstream.features.derive import derive
+from churnstream.stream.contract.events import Event
 
 
 def from_scratch(state: UserState, now: float) -> list[float]:
     """The vector without the cache: every live day row of each window summed again."""
     nd = int(now // DAY_S)
     lo = max(nd - (RING_DAYS - 1), int(state.clock // DAY_S) - (RING_DAYS - 1))
-    rows = [(d, r) for d, r in zip(state.days, state.rows, strict=True)
-            if r is not None and lo <= d <= nd]
+    rows = [
+        (d, r)
+        for d, r in zip(state.days, state.rows, strict=True)
+        if r is not None and lo <= d <= nd
+    ]
     r1 = next((r for d, r in rows if d == nd), None)
     w7 = aggregate([r for d, r in rows if d >= nd - 6])
     w28 = aggregate([r for _, r in rows])

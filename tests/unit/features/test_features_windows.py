@@ -7,7 +7,7 @@ import math
 import pytest
 from feature_events import D0, DAY, at, job, life, login, state_of, sync, value, view
 
-from features import FEATURE_NAMES, UserState
+from churnstream.features import FEATURE_NAMES, UserState
 
 
 def test_empty_state_has_all_names_and_neutral_values() -> None:
@@ -58,8 +58,14 @@ def test_windows_follow_now_not_only_the_clock() -> None:
 
 
 def test_login_and_activity_counts() -> None:
-    evs = [login(at(0)), login(at(0), success=False), login(at(3), success=False),
-           login(at(5)), view(at(5)), sync(at(20))]
+    evs = [
+        login(at(0)),
+        login(at(0), success=False),
+        login(at(3), success=False),
+        login(at(5)),
+        view(at(5)),
+        sync(at(20)),
+    ]
     f = state_of(evs).features(at(20, 13))
     assert f["logins_28d"] == 2
     assert f["failed_logins_28d"] == 2
@@ -103,9 +109,13 @@ def test_watched_fraction_is_capped_at_one() -> None:
 
 def test_saas_features() -> None:
     evs = [
-        sync(at(0), latency=100), sync(at(0), ok=False, integration="erp", latency=300),
-        sync(at(-9), ok=False, integration="mail"), sync(at(-9)),
-        value(at(0), 12.34), value(at(-20), 100.0), value(at(-3), 0.0),
+        sync(at(0), latency=100),
+        sync(at(0), ok=False, integration="erp", latency=300),
+        sync(at(-9), ok=False, integration="mail"),
+        sync(at(-9)),
+        value(at(0), 12.34),
+        value(at(-20), 100.0),
+        value(at(-3), 0.0),
     ]
     f = state_of(evs).features()
     assert f["syncs_7d"] == 2
@@ -134,8 +144,12 @@ def test_days_since_is_capped_at_60() -> None:
 
 
 def test_docs_features() -> None:
-    evs = [job(at(0), documents=3, ms=100), job(at(0), ok=False, ms=500), job(at(-1)),
-           job(at(-15), ok=False, documents=7, ms=9000)]
+    evs = [
+        job(at(0), documents=3, ms=100),
+        job(at(0), ok=False, ms=500),
+        job(at(-1)),
+        job(at(-15), ok=False, documents=7, ms=9000),
+    ]
     f = state_of(evs).features()
     assert f["jobs_7d"] == 3
     assert f["jobs_28d"] == 4
@@ -191,8 +205,13 @@ def test_tenure_from_signup_else_first_event() -> None:
 
 
 def test_no_nan_or_inf_anywhere() -> None:
-    evs = [view(at(0), watched=0.0, duration=1.0), sync(at(0)), job(at(0)), value(at(0), 0.0),
-           life(at(0), "signup", price=0.0)]
+    evs = [
+        view(at(0), watched=0.0, duration=1.0),
+        sync(at(0)),
+        job(at(0)),
+        value(at(0), 0.0),
+        life(at(0), "signup", price=0.0),
+    ]
     st = state_of(evs)
     for now in (None, at(-100), at(0), at(1000)):
         assert all(math.isfinite(v) for v in st.vector(now))

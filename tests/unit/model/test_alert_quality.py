@@ -17,13 +17,13 @@ from itertools import pairwise
 import orjson
 import pytest
 
-from model.alerts import AlertConfig, AlertPolicy
-from model.engine import EngineConfig
-from model.replay import Replay
-from model.replay_input import ReplayRecord
-from stream.simulator import GroundTruth, SimConfig, generate, ground_truth
-from stream.simulator.customers import plan_customers
-from stream.topics import KIND_BY_TOPIC
+from churnstream.model.alerts import AlertConfig, AlertPolicy
+from churnstream.model.engine import EngineConfig
+from churnstream.model.replay import Replay
+from churnstream.model.replay_input import ReplayRecord
+from churnstream.stream.contract.topics import KIND_BY_TOPIC
+from churnstream.stream.devtools.simulator import GroundTruth, SimConfig, generate, ground_truth
+from churnstream.stream.devtools.simulator.customers import plan_customers
 
 DAY = 86_400.0
 WINDOW = 28 * DAY  # an alert counts for a cancel that follows within 4 weeks

@@ -8,16 +8,22 @@ from typing import Any
 
 import pytest
 
-from model.alerts import Driver, Playbook, PlaybookError
+from churnstream.model.alerts import Driver, Playbook, PlaybookError
 
 SMALL: dict[str, Any] = {
-    "actions": {"global": {"text": "G"}, "seg_default": {"text": "S"}, "mentor": {"text": "M"},
-                "easier": {"text": "E"}, "roi": {"text": "R"}},
+    "actions": {
+        "global": {"text": "G"},
+        "seg_default": {"text": "S"},
+        "mentor": {"text": "M"},
+        "easier": {"text": "E"},
+        "roi": {"text": "R"},
+    },
     "default": "global",
     "kinds": {"roi_drop": "roi"},
     "features": {"rewinds_per_min_7d": "mentor"},
-    "segments": {"course": {"default": "seg_default",
-                            "features": {"rewinds_per_min_7d": "easier"}}},
+    "segments": {
+        "course": {"default": "seg_default", "features": {"rewinds_per_min_7d": "easier"}}
+    },
 }
 
 
@@ -47,14 +53,20 @@ def test_kind_default_applies_before_segment_default() -> None:
 
 def test_packaged_default_loads_and_covers_the_brief() -> None:
     book = Playbook.load()
-    expect = {"abandoned_ratio_7d": "easier_content", "rewinds_per_min_7d": "mentor_match",
-              "days_since_event": "reengagement_nudge", "failed_logins_7d": "account_access_help",
-              "sync_error_ratio_7d": "integration_support_call", "roi_7d": "roi_review",
-              "job_failure_ratio_7d": "technical_follow_up"}
+    expect = {
+        "abandoned_ratio_7d": "easier_content",
+        "rewinds_per_min_7d": "mentor_match",
+        "days_since_event": "reengagement_nudge",
+        "failed_logins_7d": "account_access_help",
+        "sync_error_ratio_7d": "integration_support_call",
+        "roi_7d": "roi_review",
+        "job_failure_ratio_7d": "technical_follow_up",
+    }
     for feature, code in expect.items():
         assert book.choose("saas", lead(feature), "churn_risk").code == code, feature
     assert book.choose("course", lead("days_since_event"), "churn_risk").code == (
-        "course_reengagement")
+        "course_reengagement"
+    )
     assert book.choose("docs", lead("mystery"), "churn_risk").code == "technical_follow_up"
     assert all(a.text for a in book.actions.values())
 
@@ -65,15 +77,18 @@ def test_load_from_path(tmp_path: Path) -> None:
     assert Playbook.load(path).choose("course", [], "churn_risk").code == "seg_default"
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda d: d.pop("default"), "'default'"),
-    (lambda d: d.update(actions={}), "'actions'"),
-    (lambda d: d["actions"].update(bad={"text": ""}), "actions.bad"),
-    (lambda d: d["features"].update(x="nope"), "features.x: 'nope'"),
-    (lambda d: d["kinds"].update(churn="roi"), "unknown alert kind"),
-    (lambda d: d["segments"]["course"].update(default="nope"), "segments.course.default"),
-    (lambda d: d.update(extra=1), "unknown key"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("default"), "'default'"),
+        (lambda d: d.update(actions={}), "'actions'"),
+        (lambda d: d["actions"].update(bad={"text": ""}), "actions.bad"),
+        (lambda d: d["features"].update(x="nope"), "features.x: 'nope'"),
+        (lambda d: d["kinds"].update(churn="roi"), "unknown alert kind"),
+        (lambda d: d["segments"]["course"].update(default="nope"), "segments.course.default"),
+        (lambda d: d.update(extra=1), "unknown key"),
+    ],
+)
 def test_validation_errors_name_the_problem(mutate: Any, message: str) -> None:
     data = json.loads(json.dumps(SMALL))
     mutate(data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from model.alerts import (
+from churnstream.model.alerts import (
     Action,
     AlertConfig,
     AlertMemory,
@@ -174,7 +174,7 @@ def test_alert_dict_has_contract_field_order(policy: AlertPolicy) -> None:
 
 
 def test_top_drivers_accepts_mappings_and_tuples_and_keeps_risky_three() -> None:
-    from model.explain import Driver as ExplainDriver
+    from churnstream.model.explain import Driver as ExplainDriver
 
     raw = [
         {"feature": "a", "value": 1, "contribution": 0.1},

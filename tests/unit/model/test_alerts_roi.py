@@ -7,18 +7,36 @@ import random
 import pytest
 from river import drift
 
-from model.alerts import AlertConfig, AlertMemory, AlertPolicy, PageHinkleyDown, read_roi
+from churnstream.model.alerts import (
+    AlertConfig,
+    AlertMemory,
+    AlertPolicy,
+    PageHinkleyDown,
+    read_roi,
+)
 
 DAY = 86_400.0
 T0 = 1_772_366_400.0
 
 
-def feats(roi_7d: float, roi_prior: float, *, cost_day: float = 1.0, tenure: float = 60.0,
-          events: float = 20.0, trend_value: float | None = None) -> dict[str, float]:
+def feats(
+    roi_7d: float,
+    roi_prior: float,
+    *,
+    cost_day: float = 1.0,
+    tenure: float = 60.0,
+    events: float = 20.0,
+    trend_value: float | None = None,
+) -> dict[str, float]:
     """Features for a 7-day ROI and the ROI of the 21 days before (the baseline)."""
-    out = {"value_7d": roi_7d * 7 * cost_day, "cost_7d": 7 * cost_day,
-           "value_28d": (roi_7d * 7 + roi_prior * 21) * cost_day, "cost_28d": 28 * cost_day,
-           "value_events_28d": events, "tenure_days": tenure}
+    out = {
+        "value_7d": roi_7d * 7 * cost_day,
+        "cost_7d": 7 * cost_day,
+        "value_28d": (roi_7d * 7 + roi_prior * 21) * cost_day,
+        "cost_28d": 28 * cost_day,
+        "value_events_28d": events,
+        "tenure_days": tenure,
+    }
     if trend_value is not None:
         out["trend_value"] = trend_value
     return out
@@ -30,8 +48,13 @@ def policy() -> AlertPolicy:
     return AlertPolicy(AlertConfig(roi_drop=0.4, roi_clear_factor=1.1))
 
 
-def check(policy: AlertPolicy, features: dict[str, float], memory: AlertMemory | None = None,
-          ts: float = T0, segment: str = "saas"):
+def check(
+    policy: AlertPolicy,
+    features: dict[str, float],
+    memory: AlertMemory | None = None,
+    ts: float = T0,
+    segment: str = "saas",
+):
     return policy.on_roi("u1", segment, ts, features, memory or AlertMemory())
 
 
@@ -67,8 +90,14 @@ def test_zero_value_is_critical_zero_cost_is_skipped(policy: AlertPolicy) -> Non
 
 
 def test_users_without_plan_price_are_skipped(policy: AlertPolicy) -> None:
-    no_price = {"value_7d": 5.0, "value_28d": 50.0, "cost_7d": 0.0, "cost_28d": 0.0,
-                "value_events_28d": 20.0, "tenure_days": 90.0}
+    no_price = {
+        "value_7d": 5.0,
+        "value_28d": 50.0,
+        "cost_7d": 0.0,
+        "cost_28d": 0.0,
+        "value_events_28d": 20.0,
+        "tenure_days": 90.0,
+    }
     assert check(policy, no_price) is None
     assert read_roi(no_price, 14, 5) is None
     assert check(policy, {}) is None  # no features at all
@@ -82,9 +111,16 @@ def test_short_history_is_skipped(policy: AlertPolicy) -> None:
 
 def test_roi_edge_trigger_hysteresis_and_cooldown(policy: AlertPolicy) -> None:
     memory = AlertMemory()
-    series = [0.8, 0.7, 1.05, 0.8,  # 1.05 is above 1.0 but under the clear level 1.1
-              1.5, 0.8,  # cleared at 1.5, but restarting inside the cooldown is suppressed
-              1.5, 0.8]  # 14 and 16 days later
+    series = [
+        0.8,
+        0.7,
+        1.05,
+        0.8,  # 1.05 is above 1.0 but under the clear level 1.1
+        1.5,
+        0.8,  # cleared at 1.5, but restarting inside the cooldown is suppressed
+        1.5,
+        0.8,
+    ]  # 14 and 16 days later
     days = [0, 1, 2, 3, 4, 5, 14, 16]
     raised = []
     for day, roi in zip(days, series, strict=True):
@@ -100,8 +136,9 @@ def test_roi_escalation_and_message(policy: AlertPolicy) -> None:
     second = check(policy, feats(0.3, 1.2, trend_value=0.3), memory, ts=T0 + DAY)
     assert first is not None and second is not None and second.severity == "critical"
     assert [d.feature for d in second.drivers] == ["roi_7d", "trend_value"]
-    assert second.message == ("ROI 0.30 (critical, below 1.00): value delivered down 70% "
-                              "vs usual; suggest: roi review")
+    assert second.message == (
+        "ROI 0.30 (critical, below 1.00): value delivered down 70% vs usual; suggest: roi review"
+    )
 
 
 def test_roi_skips_after_cancel(policy: AlertPolicy) -> None:
@@ -114,8 +151,9 @@ def test_roi_skips_after_cancel(policy: AlertPolicy) -> None:
 
 def test_page_hinkley_matches_river() -> None:
     rng = random.Random(7)
-    series = [2.0 + rng.gauss(0, 0.1) for _ in range(40)] + [1.3 + rng.gauss(0, 0.1)
-                                                             for _ in range(40)]
+    series = [2.0 + rng.gauss(0, 0.1) for _ in range(40)] + [
+        1.3 + rng.gauss(0, 0.1) for _ in range(40)
+    ]
     ours = PageHinkleyDown(min_instances=7, delta=0.005, threshold=1.0)
     river_ph = drift.PageHinkley(min_instances=7, delta=0.005, threshold=1.0, mode="down")
     ours_hits, river_hits = [], []

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from model.learner import SegmentModel
-from model.quality import exact_roc_auc
+from churnstream.model.learner import SegmentModel
+from churnstream.model.quality import exact_roc_auc
 
 NAMES = ("days_since_event", "watch_minutes_7d", "noise")
 

@@ -16,15 +16,21 @@ from typing import Any
 
 import pytest
 
-from model.labels import Example
-from model.learner import SegmentModel
-from model.quality import exact_roc_auc
-from model.replay import Replay
-from model.replay_input import read_records
-from model.trainer import Learned, Trainer
-from stream.configure import alert_policy, engine_config
-from stream.settings import Settings
-from stream.simulator import GroundTruth, SimConfig, generate, ground_truth, write_jsonl
+from churnstream.agents.configure import alert_policy, engine_config
+from churnstream.model.labels import Example
+from churnstream.model.learner import SegmentModel
+from churnstream.model.quality import exact_roc_auc
+from churnstream.model.replay import Replay
+from churnstream.model.replay_input import read_records
+from churnstream.model.trainer import Learned, Trainer
+from churnstream.stream.devtools.simulator import (
+    GroundTruth,
+    SimConfig,
+    generate,
+    ground_truth,
+    write_jsonl,
+)
+from churnstream.stream.settings import Settings
 
 SIM = SimConfig(users=250, days=60, seed=1)
 YOUNG = 250  # examples a segment's model has learned when its frozen copy is taken

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from model.quality import (
+from churnstream.model.quality import (
     SegmentQuality,
     average_precision,
     calibration_bins,

@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
-from model.replay import Replay, summarize
-from model.replay_input import read_records
-from stream.cli import main
-from stream.configure import alert_policy, engine_config
-from stream.settings import Settings
-from stream.simulator import SimConfig, generate, write_jsonl
+from churnstream.agents.configure import alert_policy, engine_config
+from churnstream.model.replay import Replay, summarize
+from churnstream.model.replay_input import read_records
+from churnstream.stream.cli.main import main
+from churnstream.stream.devtools.simulator import SimConfig, generate, write_jsonl
+from churnstream.stream.settings import Settings
 
 # Small enough for ~2 s per replay, large enough for the model to take over from the rules.
 SIM = SimConfig(users=80, days=40, seed=3, bad_fraction=0.01)

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from model.config import SEGMENTS, ModelConfig, RulesParams
-from model.rules import RulesScore, logit, sigmoid
+from churnstream.model.config import SEGMENTS, ModelConfig, RulesParams
+from churnstream.model.rules import RulesScore, logit, sigmoid
 
 
 def test_score_is_sigmoid_of_weighted_sum() -> None:
@@ -81,7 +81,7 @@ def test_top_drivers_same_order_as_heap_selection_with_ties_by_name() -> None:
     import heapq
     import random
 
-    from model.explain import top_drivers
+    from churnstream.model.explain import top_drivers
 
     rng = random.Random(4)
     for _ in range(200):
@@ -89,8 +89,14 @@ def test_top_drivers_same_order_as_heap_selection_with_ties_by_name() -> None:
         contribs = [(n, rng.choice([0.0, -1.0, 0.5, 1.0, rng.uniform(-2, 2)])) for n in names]
         values = {n: float(i) for i, n in enumerate(names)}
         top = rng.randint(0, 5)
-        ref = heapq.nsmallest(top, ((c, f) for f, c in contribs if c > 0.0),
-                              key=lambda cf: (-cf[0], cf[1])) if top > 0 else []
+        ref = (
+            heapq.nsmallest(
+                top, ((c, f) for f, c in contribs if c > 0.0), key=lambda cf: (-cf[0], cf[1])
+            )
+            if top > 0
+            else []
+        )
         got = top_drivers(contribs, values, top)
         assert [(d.contribution, d.feature, d.value) for d in got] == [
-            (c, f, values[f]) for c, f in ref]
+            (c, f, values[f]) for c, f in ref
+        ]

@@ -6,12 +6,12 @@ import random
 
 import pytest
 
-from features import FEATURE_NAMES
-from model.config import ModelConfig
-from model.labels import Example
-from model.learner import SegmentModel
-from model.scoring import Scorer
-from model.trainer import Trainer
+from churnstream.features import FEATURE_NAMES
+from churnstream.model.config import ModelConfig
+from churnstream.model.labels import Example
+from churnstream.model.learner import SegmentModel
+from churnstream.model.scoring import Scorer
+from churnstream.model.trainer import Trainer
 
 NAMES = ("days_since_event", "trend_active_days", "noise")
 

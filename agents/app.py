@@ -1,0 +1,43 @@
+"""The Faust application factory: one app per worker process, built from Settings."""
+
+from __future__ import annotations
+
+import faust
+
+from churnstream.stream.kafka.client import broker_credentials
+from churnstream.stream.settings import Settings
+
+
+def create_app(settings: Settings, *, bootstrap: str | None = None) -> faust.App:
+    """Build the Faust app with churnstream's agents, tables and web views registered."""
+    servers = bootstrap or settings.bootstrap_servers
+    if not servers:
+        raise ValueError("no Kafka bootstrap servers: set KAFKA_BOOTSTRAP_SERVERS")
+    broker = ";".join(f"kafka://{s.strip()}" for s in servers.split(",") if s.strip())
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=broker,
+        broker_credentials=broker_credentials(settings),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        # Agents ack in batches after each state flush; commit often so a crash redoes little.
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=16384,
+        producer_linger_ms=5,
+        producer_acks=-1,
+    )
+    from churnstream.agents import register
+
+    register(app, settings, servers)
+    return app

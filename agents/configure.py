@@ -1,0 +1,38 @@
+"""Settings -> the domain configs of features, model and alerts (one mapping, used live and in
+replay, so both run with identical parameters)."""
+
+from __future__ import annotations
+
+from churnstream.features import FeatureConfig
+from churnstream.model.alerts import AlertConfig, AlertPolicy
+from churnstream.model.config import ModelConfig
+from churnstream.model.engine import EngineConfig
+from churnstream.model.playbook import Playbook
+from churnstream.stream.settings import Settings
+
+
+def model_config(settings: Settings) -> ModelConfig:
+    return ModelConfig(
+        estimator=settings.estimator,
+        min_labels=settings.min_labels,
+        horizons_days={
+            "course": settings.horizon_course_days,
+            "saas": settings.horizon_saas_days,
+            "docs": settings.horizon_docs_days,
+        },
+    )
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        features=FeatureConfig(lateness_s=settings.lateness_s),
+        model=model_config(settings),
+        default_segment=settings.default_segment,
+        score_min_interval_s=settings.score_min_interval_s,
+        scoring=settings.scoring,
+    )
+
+
+def alert_policy(settings: Settings) -> AlertPolicy:
+    playbook = Playbook.load(settings.playbook_path or None)
+    return AlertPolicy(AlertConfig(cooldown_s=settings.alert_cooldown_days * 86400.0), playbook)

@@ -1,0 +1,471 @@
+"""Every Prometheus metric of the churnstream worker, on one dedicated registry.
+
+Naming follows Prometheus conventions: `churnstream_` prefix, base units (`_seconds`,
+`_bytes`), `_total` on counters. Labels are bounded: topic, segment, kind, severity, error,
+result, source, label, and partition (consumer lag only). No label ever carries a user id.
+
+The hot path goes through `WorkerMetrics`, whose methods return label children cached in a
+dict, so `metrics.consumed(topic, result).inc(n)` costs one dict lookup plus the increment
+instead of prometheus_client's label resolution per record.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final, Generic, Protocol, TypeVar
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics import MetricWrapperBase
+
+from churnstream.stream.contract.events import SEGMENTS
+
+NAMESPACE: Final = "churnstream"
+
+RESULTS: Final = ("ok", "invalid", "duplicate", "late", "too_late", "redelivered", "rekeyed")
+SCORE_SOURCES: Final = ("rules", "model")
+LABEL_VALUES: Final = ("positive", "negative")
+ALERT_KINDS: Final = ("churn_risk", "roi_drop")
+SEVERITIES: Final = ("warning", "critical")
+GAP_KINDS: Final = ("lost", "empty", "stalled")
+
+# 1 ms .. 10 s: sub-ms is noise for a Kafka round trip, >10 s is an outage anyway.
+LATENCY_BUCKETS: Final = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+BATCH_SECONDS_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+BATCH_RECORDS_BUCKETS: Final = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+SCORE_BUCKETS: Final = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+FLUSH_SECONDS_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+# Open-ended label values (topic names, DLQ error codes, partitions) are capped so a bug or
+# a hostile producer cannot explode the series count; the overflow shares one child.
+MAX_OPEN_VALUES: Final = 256
+OVERFLOW: Final = "other"
+
+C = TypeVar("C")
+
+
+class Closeable(Protocol):
+    """Anything with `close()`; returned by `start_metrics_server`."""
+
+    def close(self) -> None: ...
+
+
+class _Children(Generic[C]):
+    """Cache of label children of one metric, with per-label allowed values.
+
+    Validation and cardinality capping run on a cache miss only, so a hit is a dict lookup.
+    """
+
+    __slots__ = ("_allowed", "_cache", "_lock", "_metric")
+
+    def __init__(
+        self, metric: MetricWrapperBase, allowed: tuple[tuple[str, ...] | None, ...]
+    ) -> None:
+        self._metric = metric
+        self._allowed = allowed
+        self._cache: dict[tuple[str, ...], C] = {}
+        self._lock = threading.Lock()
+
+    def get(self, *values: str) -> C:
+        try:
+            return self._cache[values]
+        except KeyError:
+            return self._miss(values)
+
+    def _miss(self, values: tuple[str, ...]) -> C:
+        with self._lock:
+            if values in self._cache:
+                return self._cache[values]
+            resolved = []
+            for value, allowed in zip(values, self._allowed, strict=True):
+                if allowed is not None and value not in allowed:
+                    raise ValueError(f"label value {value!r} not in {allowed}")
+                resolved.append(value)
+            if len(self._cache) >= MAX_OPEN_VALUES:
+                resolved = [
+                    v if a is not None else OVERFLOW
+                    for v, a in zip(resolved, self._allowed, strict=True)
+                ]
+            child: C = self._metric.labels(*resolved)  # type: ignore[assignment]
+            self._cache[values] = child
+            return child
+
+    def prebind(self, combos: Iterable[tuple[str, ...]]) -> None:
+        """Create children up front so their series exist at 0 (increase() sees the first +1)."""
+        for combo in combos:
+            self.get(*combo)
+
+
+class WorkerMetrics:
+    """All worker metrics on their own `CollectorRegistry`, with cached label children."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        ns = NAMESPACE
+
+        # --- throughput and data quality
+        self.records_consumed = Counter(
+            "records_consumed_total",
+            "Input records consumed, by topic and processing result.",
+            ["topic", "result"],
+            namespace=ns,
+            registry=r,
+        )
+        self.dlq_records = Counter(
+            "dlq_records_total",
+            "Records sent to the dead-letter topic, by error.",
+            ["error"],
+            namespace=ns,
+            registry=r,
+        )
+        self.batch_processing_seconds = Histogram(
+            "batch_processing_seconds",
+            "Wall time to process one consumed batch.",
+            namespace=ns,
+            registry=r,
+            buckets=BATCH_SECONDS_BUCKETS,
+        )
+        self.batch_records = Histogram(
+            "batch_records",
+            "Records per processed batch.",
+            namespace=ns,
+            registry=r,
+            buckets=BATCH_RECORDS_BUCKETS,
+        )
+        self.event_to_score_latency_seconds = Histogram(
+            "event_to_score_latency_seconds",
+            "Wall time from the record's Kafka timestamp to its score being published.",
+            namespace=ns,
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.consumer_lag_records = Gauge(
+            "consumer_lag_records",
+            "Records between the committed offset and the log end.",
+            ["topic", "partition"],
+            namespace=ns,
+            registry=r,
+        )
+
+        # --- state
+        self.state_users = Gauge(
+            "state_users", "Users held in this worker's state.", namespace=ns, registry=r
+        )
+        self.state_bytes = Gauge(
+            "state_bytes", "Serialized size of this worker's user state.", namespace=ns, registry=r
+        )
+        self.pending_label_snapshots = Gauge(
+            "pending_label_snapshots",
+            "Predictions waiting for their churn label.",
+            namespace=ns,
+            registry=r,
+        )
+        self.state_flushes = Counter(
+            "state_flushes_total", "State flushes to the changelog table.", namespace=ns, registry=r
+        )
+        self.state_flush_seconds = Histogram(
+            "state_flush_seconds",
+            "Wall time of one state flush.",
+            namespace=ns,
+            registry=r,
+            buckets=FLUSH_SECONDS_BUCKETS,
+        )
+        self.output_send_retries = Counter(
+            "output_send_retries_total",
+            "Batches of outputs and state writes sent again after the broker refused or timed out.",
+            namespace=ns,
+            registry=r,
+        )
+        self.erasures = Counter(
+            "erasures_total", "Users erased on request (privacy).", namespace=ns, registry=r
+        )
+
+        # --- model
+        self.labels_learned = Counter(
+            "labels_learned_total",
+            "Labelled examples learned, by segment and label.",
+            ["segment", "label"],
+            namespace=ns,
+            registry=r,
+        )
+        self.model_version = Gauge(
+            "model_version",
+            "Version of the segment's model in use (0 = rules only).",
+            ["segment"],
+            namespace=ns,
+            registry=r,
+        )
+        self.model_age_seconds = Gauge(
+            "model_age_seconds",
+            "Wall seconds since the segment's model snapshot was made.",
+            ["segment"],
+            namespace=ns,
+            registry=r,
+        )
+        self.model_auc = Gauge(
+            "model_auc",
+            "Prequential ROC AUC of the segment's model.",
+            ["segment"],
+            namespace=ns,
+            registry=r,
+        )
+        self.model_log_loss = Gauge(
+            "model_log_loss",
+            "Prequential log loss of the segment's model.",
+            ["segment"],
+            namespace=ns,
+            registry=r,
+        )
+        self.model_calibration_gap = Gauge(
+            "model_calibration_gap",
+            "Mean predicted score minus observed positive rate.",
+            ["segment"],
+            namespace=ns,
+            registry=r,
+        )
+        self.drift_detections = Counter(
+            "drift_detections_total",
+            "Concept drift detections, by segment.",
+            ["segment"],
+            namespace=ns,
+            registry=r,
+        )
+
+        # --- outputs
+        self.risk_score = Histogram(
+            "risk_score",
+            "Distribution of published churn risk scores (0..1).",
+            ["segment"],
+            namespace=ns,
+            registry=r,
+            buckets=SCORE_BUCKETS,
+        )
+        self.scores = Counter(
+            "scores_total",
+            "Published risk scores, by segment and source (rules/model).",
+            ["segment", "source"],
+            namespace=ns,
+            registry=r,
+        )
+        self.alerts = Counter(
+            "alerts_total",
+            "Alerts raised, by kind and severity.",
+            ["kind", "severity"],
+            namespace=ns,
+            registry=r,
+        )
+
+        # --- worker
+        self.worker_up = Gauge(
+            "worker_up",
+            "1 while the worker is running and assigned, else 0.",
+            namespace=ns,
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "rebalances_total",
+            "Consumer group rebalances seen by this worker.",
+            namespace=ns,
+            registry=r,
+        )
+        self.events_held = Gauge(
+            "events_held",
+            "Valid events held back to be processed in event-time order.",
+            namespace=ns,
+            registry=r,
+        )
+        self.input_gaps = Counter(
+            "input_gaps_total",
+            "Jumps in an input partition's offsets: lost (records the consumer skipped, read "
+            "again), empty (the broker holds no record there) or stalled (nothing delivered "
+            "while the log end shows more, read again).",
+            ["kind"],
+            namespace=ns,
+            registry=r,
+        )
+        self.input_repeats = Counter(
+            "input_repeats_total",
+            "Input records delivered again by the consumer and dropped (already taken).",
+            namespace=ns,
+            registry=r,
+        )
+        self.events_released_early = Counter(
+            "events_released_early_total",
+            "Events released before their turn because the event-time buffer was full.",
+            namespace=ns,
+            registry=r,
+        )
+
+        seg: tuple[str, ...] = SEGMENTS
+        self._consumed: _Children[Counter] = _Children(self.records_consumed, (None, RESULTS))
+        self._dlq: _Children[Counter] = _Children(self.dlq_records, (None,))
+        self._lag: _Children[Gauge] = _Children(self.consumer_lag_records, (None, None))
+        self._labels: _Children[Counter] = _Children(self.labels_learned, (seg, LABEL_VALUES))
+        self._version: _Children[Gauge] = _Children(self.model_version, (seg,))
+        self._age: _Children[Gauge] = _Children(self.model_age_seconds, (seg,))
+        self._auc: _Children[Gauge] = _Children(self.model_auc, (seg,))
+        self._log_loss: _Children[Gauge] = _Children(self.model_log_loss, (seg,))
+        self._calib: _Children[Gauge] = _Children(self.model_calibration_gap, (seg,))
+        self._drift: _Children[Counter] = _Children(self.drift_detections, (seg,))
+        self._risk: _Children[Histogram] = _Children(self.risk_score, (seg,))
+        self._scores: _Children[Counter] = _Children(self.scores, (seg, SCORE_SOURCES))
+        self._alerts: _Children[Counter] = _Children(self.alerts, (ALERT_KINDS, SEVERITIES))
+        self._gaps: _Children[Counter] = _Children(self.input_gaps, (GAP_KINDS,))
+
+        # Bounded, known label sets exist at 0 from the start: rate()/increase() then see
+        # the first event, and dashboards show 0 rather than "no data".
+        self._labels.prebind((s, lv) for s in seg for lv in LABEL_VALUES)
+        self._version.prebind((s,) for s in seg)
+        self._drift.prebind((s,) for s in seg)
+        self._scores.prebind((s, src) for s in seg for src in SCORE_SOURCES)
+        self._alerts.prebind((k, sv) for k in ALERT_KINDS for sv in SEVERITIES)
+        self._risk.prebind((s,) for s in seg)
+        self._gaps.prebind((k,) for k in GAP_KINDS)
+
+    # --- hot-path accessors: each returns a cached child (call .inc/.set/.observe on it)
+
+    def consumed(self, topic: str, result: str) -> Counter:
+        """Counter child of records consumed from `topic` with `result` (see RESULTS)."""
+        return self._consumed.get(topic, result)
+
+    def input_gap(self, kind: str) -> Counter:
+        """Counter child of input offset jumps of `kind` (see GAP_KINDS)."""
+        return self._gaps.get(kind)
+
+    def dlq(self, error: str) -> Counter:
+        """Counter child of dead-lettered records with `error` (stream.contract.validation code)."""
+        return self._dlq.get(error)
+
+    def lag(self, topic: str, partition: int) -> Gauge:
+        """Gauge child of consumer lag of one topic partition."""
+        return self._lag.get(topic, str(partition))
+
+    def label_learned(self, segment: str, positive: bool) -> Counter:
+        """Counter child of labels learned for `segment`."""
+        return self._labels.get(segment, "positive" if positive else "negative")
+
+    def observe_score(self, segment: str, source: str, score: float) -> None:
+        """Record one published score of `segment` from `source` (rules/model)."""
+        self._risk.get(segment).observe(score)
+        self._scores.get(segment, source).inc()
+
+    def alert(self, kind: str, severity: str) -> Counter:
+        """Counter child of alerts of `kind` and `severity`."""
+        return self._alerts.get(kind, severity)
+
+    def drift(self, segment: str) -> Counter:
+        """Counter child of drift detections of `segment`."""
+        return self._drift.get(segment)
+
+    def set_model(
+        self,
+        segment: str,
+        *,
+        version: int | None = None,
+        age_seconds: float | None = None,
+        auc: float | None = None,
+        log_loss: float | None = None,
+        calibration_gap: float | None = None,
+    ) -> None:
+        """Set the model gauges of `segment`; None leaves a gauge unchanged."""
+        pairs: tuple[tuple[_Children[Gauge], float | None], ...] = (
+            (self._version, version),
+            (self._age, age_seconds),
+            (self._auc, auc),
+            (self._log_loss, log_loss),
+            (self._calib, calibration_gap),
+        )
+        for children, value in pairs:
+            if value is not None:
+                children.get(segment).set(value)
+
+    def observe_batch(self, records: int, seconds: float) -> None:
+        """Record one processed batch of `records` that took `seconds` of wall time."""
+        self.batch_records.observe(records)
+        self.batch_processing_seconds.observe(seconds)
+
+    def observe_flush(self, seconds: float) -> None:
+        """Record one state flush that took `seconds`."""
+        self.state_flushes.inc()
+        self.state_flush_seconds.observe(seconds)
+
+    def set_state(self, *, users: int, size_bytes: int, pending_snapshots: int) -> None:
+        """Set the state gauges after a flush."""
+        self.state_users.set(users)
+        self.state_bytes.set(size_bytes)
+        self.pending_label_snapshots.set(pending_snapshots)
+
+    def family_names(self) -> set[str]:
+        """Names as queried in PromQL: counters with `_total`, histograms by base name."""
+        names: set[str] = set()
+        for family in self.registry.collect():
+            names.add(family.name + "_total" if family.type == "counter" else family.name)
+        return names
+
+
+@dataclass(slots=True)
+class MetricsServer:
+    """A running `/metrics` endpoint; `close()` stops it and frees the port."""
+
+    host: str
+    port: int
+    _server: WSGIServer
+    _thread: threading.Thread
+
+    def close(self) -> None:
+        """Stop serving, release the socket and join the serving thread."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+METRICS: Final = WorkerMetrics()
+"""The process-wide worker metrics (its own registry; the global default one is unused)."""
+
+METRIC_NAMES: Final[frozenset[str]] = frozenset(METRICS.family_names())
+"""Every metric family name the worker exports, as used in PromQL (no _bucket/_sum/_count)."""
+
+
+def start_metrics_server(
+    host: str = "127.0.0.1", port: int = 9464, *, metrics: WorkerMetrics | None = None
+) -> MetricsServer:
+    """Serve `/metrics` of `metrics` (default `METRICS`) on `host:port`; close() stops it.
+
+    Binds the given host only, so the default keeps the endpoint off public interfaces.
+    `port=0` picks a free port; the bound one is in the returned `MetricsServer.port`.
+    """
+    registry = (metrics if metrics is not None else METRICS).registry
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    bound_host, bound_port = server.server_address[:2]
+    return MetricsServer(str(bound_host), int(bound_port), server, thread)

@@ -1,0 +1,301 @@
+"""`churnstream demo` (`make demo`): broker, topics, a worker, simulated customers, live alerts.
+
+Everything runs on this machine: the broker is the local (or Docker, or configured) one, the
+worker is a real `churnstream worker` subprocess, the simulator produces to Kafka at a pace a
+person can follow, and alerts are printed as they arrive. Ctrl-C stops it all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from churnstream.stream.cli.formatting import format_record
+from churnstream.stream.contract import topics as t
+from churnstream.stream.contract.topics import create_topics
+from churnstream.stream.devtools.kafka_local import default_home, free_port
+from churnstream.stream.devtools.simulator import SimConfig, generate, ground_truth
+from churnstream.stream.devtools.simulator.kafka_sink import send_records
+from churnstream.stream.kafka.broker import resolve_bootstrap
+from churnstream.stream.kafka.client import client_options
+from churnstream.stream.settings import Settings
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("demo", help="the whole pipeline on simulated customers, alerts live")
+    p.add_argument("--users", type=int, default=1000)
+    p.add_argument("--days", type=int, default=60)
+    p.add_argument("--rate", type=float, default=3000.0, help="events per wall second")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--max-seconds", type=float, default=170.0, help="stop after this long")
+    p.add_argument("--per-second", type=float, default=3.0, help="alert lines printed per second")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    # The demo's own lines are the output; library chatter only when something is wrong.
+    logging.getLogger().setLevel(logging.WARNING)
+    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
+    print("starting Kafka ...", flush=True)
+    broker = resolve_bootstrap(env, home=default_home())
+    print(f"Kafka ({broker.kind}) at {broker.bootstrap}")
+    try:
+        return asyncio.run(_demo(args, settings, broker.bootstrap))
+    except KeyboardInterrupt:
+        print("\nstopped")
+        return 130
+    finally:
+        if broker.stop is not None:
+            print("stopping Kafka ...", flush=True)
+            broker.stop()
+
+
+async def _demo(args: argparse.Namespace, base: Settings, bootstrap: str) -> int:
+    run_id = f"demo{int(time.time())}"
+    workdir = Path(tempfile.mkdtemp(prefix="churnstream-demo-"))
+    metrics_port, web_port = free_port(), free_port()
+    settings = base.replace(
+        bootstrap_servers=bootstrap,
+        topic_prefix=f"{run_id}.",
+        app_id=run_id,
+        data_dir=workdir / "data",
+        metrics_port=metrics_port,
+        web_port=web_port,
+        # A few months of event time pass in minutes: learn from fewer labels than in production.
+        min_labels=100,
+        snapshot_every=100,
+    )
+    await create_topics(settings, bootstrap=bootstrap)
+    worker = _start_worker(settings, workdir)
+    config = SimConfig(users=args.users, days=args.days, seed=args.seed)
+    truth = ground_truth(config)
+    print(
+        f"worker pid {worker.pid}; metrics http://127.0.0.1:{metrics_port}/metrics; "
+        f"read API http://127.0.0.1:{web_port}/users/<user_id>/"
+    )
+    print(
+        f"simulating {args.users} customers over {args.days} days of event time "
+        f"at {args.rate:,.0f} events/s; alerts appear below (Ctrl-C to stop)\n"
+    )
+    alerts: list[dict[str, Any]] = []
+    deadline = time.monotonic() + args.max_seconds
+    producer = asyncio.create_task(
+        _produce_paced(config, settings, bootstrap, args.rate, metrics_port, deadline)
+    )
+    watcher = asyncio.create_task(_watch_alerts(settings, bootstrap, alerts, args.per_second))
+    try:
+        while time.monotonic() < deadline and not producer.done():
+            await asyncio.sleep(0.5)
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited ({worker.returncode}); see {workdir}")
+        sent = await producer if producer.done() else None
+        if sent is None:
+            print("time is up: stopping the simulation here", flush=True)
+        # Let the worker catch up on what was sent, within the time budget.
+        await _drain(settings, bootstrap, deadline + 20.0)
+    finally:
+        producer.cancel()
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watcher
+        _stop_worker(worker)
+    _summary(alerts, truth, sent, metrics_port)
+    return 0
+
+
+async def _produce_paced(
+    config: SimConfig,
+    settings: Settings,
+    bootstrap: str,
+    rate: float,
+    port: int,
+    deadline: float,
+    max_behind: int = 15_000,
+) -> int:
+    """Send the simulation in chunks, never more than `max_behind` records ahead of the worker,
+    so that what is printed is live whatever the speed of this machine."""
+    records = generate(config)
+    sent = 0
+    while time.monotonic() < deadline:
+        chunk = list(itertools.islice(records, 3000))
+        if not chunk:
+            break
+        sent += await send_records(
+            chunk, bootstrap, rate=rate, progress=None, topic_name=settings.topic
+        )
+        while time.monotonic() < deadline and _consumed(port) < sent - max_behind:
+            await asyncio.sleep(0.25)
+    return sent
+
+
+def _consumed(port: int) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("churnstream_records_consumed_total{")
+    )
+
+
+def _start_worker(settings: Settings, workdir: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "CHURNSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+            "CHURNSTREAM_APP_ID": settings.app_id,
+            "CHURNSTREAM_DATA_DIR": str(settings.data_dir),
+            "CHURNSTREAM_METRICS_PORT": str(settings.metrics_port),
+            "CHURNSTREAM_WEB_PORT": str(settings.web_port),
+            "CHURNSTREAM_MIN_LABELS": str(settings.min_labels),
+            "CHURNSTREAM_SNAPSHOT_EVERY": str(settings.snapshot_every),
+        }
+    )
+    log = (workdir / "worker.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "churnstream.stream.cli", "worker", "--loglevel", "warning"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+
+
+async def _watch_alerts(
+    settings: Settings, bootstrap: str, alerts: list[dict[str, Any]], per_second: float
+) -> None:
+    """Print alerts as they arrive, at most `per_second` lines a second so a person can read
+    them (the rest are counted), with a status line every 10 s."""
+    topic = settings.topic(t.ALERTS)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        **client_options(settings),
+    )
+    await consumer.start()
+    color = sys.stdout.isatty()
+    next_line = next_status = time.monotonic()
+    skipped = 0
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            now = time.monotonic()
+            for records in batch.values():
+                for record in records:
+                    alert = orjson.loads(record.value)
+                    alerts.append(alert)
+                    if now >= next_line:
+                        print(format_record(topic, record.value, color=color), flush=True)
+                        next_line = now + 1.0 / per_second
+                    else:
+                        skipped += 1
+            if now >= next_status:
+                if alerts:
+                    kinds = Counter(a["kind"] for a in alerts)
+                    print(
+                        f"  -- event time {alerts[-1]['ts'][:10]}: "
+                        f"{kinds['churn_risk']} churn_risk, {kinds['roi_drop']} roi_drop "
+                        f"alerts so far ({skipped} not printed)",
+                        flush=True,
+                    )
+                next_status = now + 10.0
+    finally:
+        await consumer.stop()
+
+
+async def _drain(settings: Settings, bootstrap: str, deadline: float) -> None:
+    """Wait until the worker's group has committed up to the end of every input topic."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(settings))
+    await admin.start()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, **client_options(settings)
+    )
+    await consumer.start()
+    try:
+        names = [settings.topic(n) for n in t.INPUT_TOPICS.values()]
+        while time.monotonic() < deadline:
+            offsets = await admin.list_consumer_group_offsets(settings.app_id)
+            tps = [tp for tp in offsets if tp.topic in names]
+            if tps:
+                ends = await consumer.end_offsets(tps)
+                behind = sum(ends[tp] - offsets[tp].offset for tp in tps)
+                if behind <= 0:
+                    return
+                print(f"  worker catching up: {behind:,} records behind", flush=True)
+            await asyncio.sleep(2.0)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def _summary(alerts: list[dict[str, Any]], truth: Any, sent: int | None, port: int) -> None:
+    risk = [a for a in alerts if a["kind"] == "churn_risk"]
+    roi = [a for a in alerts if a["kind"] == "roi_drop"]
+    cancel_at = {uid: u.cancel_ts for uid, u in truth.users.items() if u.cancel_ts is not None}
+    alerted = {a["user_id"] for a in risk}
+    churned_after = set()
+    leads = []
+    first: dict[str, float] = {}
+    for a in risk:
+        ts = _ts(a["ts"])
+        first.setdefault(a["user_id"], ts)
+    for user, ts in first.items():
+        cancel = cancel_at.get(user)
+        if cancel is not None and cancel >= ts:
+            churned_after.add(user)
+            leads.append((cancel - ts) / 86400.0)
+    print("\n=== summary ===")
+    if sent is not None:
+        print(f"events sent: {sent:,}")
+    print(f"alerts: {len(risk)} churn_risk, {len(roi)} roi_drop")
+    if alerted:
+        print(
+            f"alerted users who really churned later: {len(churned_after)}/{len(alerted)} "
+            f"({len(churned_after) / len(alerted):.0%})"
+        )
+    if leads:
+        print(f"median lead time: {statistics.median(leads):.1f} days before the cancel")
+    print(f"churners in the simulation: {len(cancel_at)}")
+    print(f"metrics were served at http://127.0.0.1:{port}/metrics (Prometheus/Grafana: README)")
+
+
+def _ts(value: Any) -> float:
+    from churnstream.stream.contract.validation import parse_ts
+
+    ts = parse_ts(value)
+    return ts if ts is not None else 0.0

@@ -1,0 +1,109 @@
+"""`churnstream forget USER_ID`: ask the workers to erase a user (right to be forgotten).
+
+Publishes one erasure request `{event_id, user_id, ts}` to `privacy.erasure`, keyed by the
+user id so it reaches the worker that owns the user's state (agents/erasure.py). With
+pseudonymisation on, the pseudonym is published, never the raw id. The request codec lives
+here, beside its only producer; the agent imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from churnstream.stream.contract import topics as t
+from churnstream.stream.contract.validation import parse_ts
+from churnstream.stream.settings import Settings
+
+MAX_ID_CHARS = 128
+
+
+class BadErasureRequest(ValueError):
+    """An erasure record that does not follow `{event_id, user_id, ts}`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureRequest:
+    event_id: str
+    user_id: str
+    ts: float
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"event_id": self.event_id, "user_id": self.user_id, "ts": self.ts})
+
+    @classmethod
+    def from_bytes(cls, value: bytes | None) -> ErasureRequest:
+        """Parse and validate a record of `privacy.erasure`; raises BadErasureRequest."""
+        try:
+            doc = orjson.loads(value or b"")
+        except orjson.JSONDecodeError:
+            raise BadErasureRequest("not_json") from None
+        if not isinstance(doc, dict):
+            raise BadErasureRequest("not_object")
+        for name in ("event_id", "user_id"):
+            field = doc.get(name)
+            if not isinstance(field, str) or not 1 <= len(field) <= MAX_ID_CHARS:
+                raise BadErasureRequest(f"bad_field:{name}")
+        ts = parse_ts(doc.get("ts"))
+        if ts is None:
+            raise BadErasureRequest("bad_field:ts")
+        return cls(doc["event_id"], doc["user_id"], ts)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("forget", help="erase a user's state on the workers (privacy request)")
+    p.add_argument("user_id", help="the user id as producers send it (pseudonymised if on)")
+    p.add_argument("--event-id", default=None, help="request id (default: a random UUID)")
+    p.set_defaults(handler=run)
+
+
+def request_for(user_id: str, settings: Settings, event_id: str | None = None) -> ErasureRequest:
+    """The request for `user_id`, with the id pseudonymised when a pseudonym key is set."""
+    from churnstream.stream.kafka.client import security_settings
+
+    if not 1 <= len(user_id) <= MAX_ID_CHARS:
+        raise RuntimeError(f"a user id has 1 to {MAX_ID_CHARS} characters")
+    stored_id = security_settings(settings).pseudonymizer()(user_id)
+    # Wall clock on purpose: an erasure is an operator action, not a business event.
+    return ErasureRequest(event_id or str(uuid.uuid4()), stored_id, time.time())
+
+
+async def publish(request: ErasureRequest, bootstrap: str, settings: Settings) -> None:
+    """Send `request` to the erasure topic with acks=all and wait for the acknowledgement."""
+    from aiokafka import AIOKafkaProducer
+
+    from churnstream.stream.kafka.client import client_options
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        request_timeout_ms=15000,
+        **client_options(settings),
+    )
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.topic(t.ERASURE), request.to_bytes(), key=request.user_id.encode()
+        )
+    finally:
+        await producer.stop()
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from churnstream.stream.kafka.connect import find_bootstrap
+
+    request = request_for(args.user_id, settings, args.event_id)
+    bootstrap = find_bootstrap(settings)
+    asyncio.run(publish(request, bootstrap, settings))
+    print(
+        f"erasure request {request.event_id} published to {settings.topic(t.ERASURE)} "
+        f"({bootstrap}); the owning worker erases the user and audits it on "
+        f"{settings.topic(t.AUDIT)}"
+    )
+    return 0

@@ -1,0 +1,55 @@
+"""`churnstream state USER_ID`: a user's current features and score, from the worker."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from churnstream.stream.settings import Settings
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("state", help="show a user's features, last score and pending labels")
+    p.add_argument("user_id")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--url", default=None, help="worker web URL (default from settings)")
+    p.set_defaults(handler=run)
+
+
+def fetch(base: str, user_id: str) -> dict[str, Any] | None:
+    url = f"{base.rstrip('/')}/users/{urllib.parse.quote(user_id, safe='')}/"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - our own worker
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise RuntimeError(f"worker answered {exc.code} for {url}") from None
+    except urllib.error.URLError as exc:
+        raise RuntimeError(
+            f"no worker at {base} ({exc.reason}); is `churnstream worker` running?"
+        ) from None
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    base = args.url or f"http://{settings.web_host}:{settings.web_port}"
+    view = fetch(base, args.user_id)
+    if view is None:
+        print(f"unknown user {args.user_id!r}: no event of this user reached the worker")
+        return 3
+    if args.json:
+        print(json.dumps(view, indent=2, sort_keys=False))
+        return 0
+    last = view.get("last_score") or {}
+    print(f"user {view['user_id']}  segment {view['segment']}  churned {view['churned']}")
+    if last:
+        drivers = ", ".join(d["feature"] for d in last.get("drivers", []))
+        print(f"last score {last['score']:.3f} ({last['source']}) drivers: {drivers or '-'}")
+    print(f"pending labels {view['pending_labels']}")
+    for name, value in view["features"].items():
+        print(f"  {name:28} {value:12.4g}")
+    return 0

@@ -1,0 +1,101 @@
+"""`churnstream tail TOPIC`: print records of an output topic readably, one line each."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from churnstream.stream.cli.formatting import format_record
+from churnstream.stream.kafka.client import client_options
+from churnstream.stream.kafka.connect import find_bootstrap
+from churnstream.stream.settings import Settings
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("tail", help="print churn.alerts, churn.risk-scores or churn.dlq records")
+    p.add_argument("topic", help="topic name, e.g. churn.alerts (the prefix is added)")
+    p.add_argument("--json", action="store_true", help="raw JSON values, one per line")
+    p.add_argument("--from-beginning", action="store_true")
+    p.add_argument("--limit", type=int, default=None, help="stop after N records")
+    p.add_argument(
+        "--idle-exit",
+        type=float,
+        default=None,
+        help="stop after this many seconds without a record",
+    )
+    p.set_defaults(handler=run)
+
+
+async def tail(
+    bootstrap: str,
+    topic: str,
+    settings: Settings,
+    *,
+    as_json: bool = False,
+    from_beginning: bool = False,
+    limit: int | None = None,
+    idle_exit: float | None = None,
+    out: Any = None,
+) -> int:
+    out = out or sys.stdout
+    color = not as_json and out.isatty()
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        **client_options(settings),
+    )
+    await consumer.start()
+    n = 0
+    try:
+        idle = 0.0
+        while limit is None or n < limit:
+            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            if not batch:
+                idle += 0.5
+                if idle_exit is not None and idle >= idle_exit:
+                    break
+                continue
+            idle = 0.0
+            for records in batch.values():
+                for record in records:
+                    value = record.value or b""
+                    if as_json:
+                        line = value.decode("utf-8", "replace")
+                    else:
+                        line = format_record(topic, value, color=color)
+                    out.write(line + "\n")
+                    n += 1
+                    if limit is not None and n >= limit:
+                        break
+            out.flush()
+    finally:
+        await consumer.stop()
+    return n
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    topic = args.topic
+    if not topic.startswith(settings.topic_prefix):
+        topic = settings.topic(topic)
+    try:
+        asyncio.run(
+            tail(
+                find_bootstrap(settings),
+                topic,
+                settings,
+                as_json=args.json,
+                from_beginning=args.from_beginning,
+                limit=args.limit,
+                idle_exit=args.idle_exit,
+            )
+        )
+    except KeyboardInterrupt:
+        return 0
+    return 0

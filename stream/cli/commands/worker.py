@@ -1,0 +1,32 @@
+"""`churnstream worker`: run one Faust worker (scale out by running more)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from churnstream.stream.kafka.connect import find_bootstrap
+from churnstream.stream.settings import Settings
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("worker", help="run a churnstream worker (Faust)")
+    p.add_argument("--loglevel", default=None, help="default: CHURNSTREAM_LOG_LEVEL")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+
+    from churnstream.agents.app import create_app
+
+    app = create_app(settings, bootstrap=find_bootstrap(settings))
+    worker = faust.Worker(
+        app,
+        loglevel=args.loglevel or settings.log_level,
+    )
+    # Faust's terminal spinner sets the root logger to DEBUG when the level is WARNING or
+    # above, so every debug call on the hot path (one per produced record) builds a record.
+    worker.spinner = None
+    worker.execute_from_commandline()
+    return 0
