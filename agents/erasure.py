@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 
 from churnstream.agents.context import WorkerContext
-from churnstream.stream.cli.commands.forget import BadErasureRequest, ErasureRequest
 from churnstream.stream.contract import topics as t
 from churnstream.stream.contract.dlq import dlq_record
+from churnstream.stream.contract.erasure import BadErasureRequest, ErasureRequest
 from churnstream.stream.contract.validation import Invalid
 from churnstream.stream.kafka.client import security_settings
 from churnstream.stream.settings import Settings

@@ -40,9 +40,9 @@ from e2e_metrics import bucket_delta, histogram_quantile, scrape, share_at_most
 from e2e_procs import Proc, start_noop_faust, start_worker
 
 from churnstream.stream.contract import topics as t
-from churnstream.stream.contract.topics import create_topics
 from churnstream.stream.contract.validation import parse_ts
 from churnstream.stream.devtools.kafka_local import free_port
+from churnstream.stream.kafka.admin import create_topics
 from churnstream.stream.settings import Settings
 
 log = logging.getLogger("bench.e2e")

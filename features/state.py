@@ -145,7 +145,7 @@ class UserState:
             self._lifecycle(event)  # type: ignore[arg-type]
         else:
             handler = _HANDLERS.get(cls)
-            if handler is None:  # e.g. Erasure: not a feature input
+            if handler is None:  # an event kind that feeds no feature
                 return Applied.APPLIED
             day = int(ts // DAY_S)
             if on_time:

@@ -79,13 +79,6 @@ class Lifecycle(Event):
     currency: str | None = None
 
 
-@dataclass(slots=True, kw_only=True)
-class Erasure(Event):
-    """Right-to-be-forgotten request (`privacy.erasure`)."""
-
-    kind: ClassVar[str] = "erasure"
-
-
 # Logical input names -> event class. Topic names live in churnstream.stream.contract.topics.
 EVENT_TYPES: Final[dict[str, type[Event]]] = {
     "video_views": VideoView,

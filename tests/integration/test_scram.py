@@ -19,8 +19,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from workers import WorkerProcess, running_worker, wait_until
 
-from churnstream.stream.cli.commands.forget import ErasureRequest, publish, request_for
+from churnstream.stream.cli.commands.forget import publish, request_for
 from churnstream.stream.contract import topics as t
+from churnstream.stream.contract.erasure import ErasureRequest
 from churnstream.stream.devtools.kafka_local import KafkaPrerequisiteError, LocalKafka
 from churnstream.stream.kafka.client import client_options
 from churnstream.stream.settings import Settings

@@ -27,11 +27,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from churnstream.agents.configure import engine_config
 from churnstream.features import UserState
-from churnstream.stream.contract.topics import INPUT_TOPICS, KIND_BY_TOPIC, REKEYED, create_topics
+from churnstream.stream.contract.topics import INPUT_TOPICS, KIND_BY_TOPIC, REKEYED
 from churnstream.stream.contract.validation import Invalid, parse
 from churnstream.stream.devtools.kafka_local import free_port
 from churnstream.stream.devtools.simulator import SimRecord
 from churnstream.stream.devtools.simulator.kafka_sink import record_bytes
+from churnstream.stream.kafka.admin import create_topics
 from churnstream.stream.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

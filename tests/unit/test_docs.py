@@ -33,7 +33,8 @@ CONTRACT = ROOT / "docs" / "contract.md"
 VALIDATION = ROOT / "stream" / "contract" / "validation.py"
 MARKDOWN_FILES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
-# Field readers of stream/contract/validation.py: `reader(d, "field", ...)` accepts input field "field".
+# Field readers of stream/contract/validation.py: `reader(d, "field", ...)` accepts input
+# field "field".
 FIELD_READERS = frozenset(
     {
         "_id",

@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from churnstream.stream.cli.commands import pseudonym as pseudonym_command
-from churnstream.stream.cli.commands.forget import BadErasureRequest, ErasureRequest, request_for
+from churnstream.stream.cli.commands.forget import request_for
+from churnstream.stream.contract.erasure import BadErasureRequest, ErasureRequest
 from churnstream.stream.contract.pseudonym import (
     MIN_KEY_BYTES,
     Pseudonymizer,

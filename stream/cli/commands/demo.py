@@ -29,10 +29,10 @@ from aiokafka import AIOKafkaConsumer
 
 from churnstream.stream.cli.formatting import format_record
 from churnstream.stream.contract import topics as t
-from churnstream.stream.contract.topics import create_topics
 from churnstream.stream.devtools.kafka_local import default_home, free_port
 from churnstream.stream.devtools.simulator import SimConfig, generate, ground_truth
 from churnstream.stream.devtools.simulator.kafka_sink import send_records
+from churnstream.stream.kafka.admin import create_topics
 from churnstream.stream.kafka.broker import resolve_bootstrap
 from churnstream.stream.kafka.client import client_options
 from churnstream.stream.settings import Settings

@@ -2,8 +2,8 @@
 
 Publishes one erasure request `{event_id, user_id, ts}` to `privacy.erasure`, keyed by the
 user id so it reaches the worker that owns the user's state (agents/erasure.py). With
-pseudonymisation on, the pseudonym is published, never the raw id. The request codec lives
-here, beside its only producer; the agent imports it.
+pseudonymisation on, the pseudonym is published, never the raw id. The request's format is
+part of the contract (stream/contract/erasure.py).
 """
 
 from __future__ import annotations
@@ -12,48 +12,11 @@ import argparse
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from churnstream.stream.contract import topics as t
-from churnstream.stream.contract.validation import parse_ts
+from churnstream.stream.contract.erasure import MAX_ID_CHARS, ErasureRequest
 from churnstream.stream.settings import Settings
-
-MAX_ID_CHARS = 128
-
-
-class BadErasureRequest(ValueError):
-    """An erasure record that does not follow `{event_id, user_id, ts}`."""
-
-
-@dataclass(frozen=True, slots=True)
-class ErasureRequest:
-    event_id: str
-    user_id: str
-    ts: float
-
-    def to_bytes(self) -> bytes:
-        return orjson.dumps({"event_id": self.event_id, "user_id": self.user_id, "ts": self.ts})
-
-    @classmethod
-    def from_bytes(cls, value: bytes | None) -> ErasureRequest:
-        """Parse and validate a record of `privacy.erasure`; raises BadErasureRequest."""
-        try:
-            doc = orjson.loads(value or b"")
-        except orjson.JSONDecodeError:
-            raise BadErasureRequest("not_json") from None
-        if not isinstance(doc, dict):
-            raise BadErasureRequest("not_object")
-        for name in ("event_id", "user_id"):
-            field = doc.get(name)
-            if not isinstance(field, str) or not 1 <= len(field) <= MAX_ID_CHARS:
-                raise BadErasureRequest(f"bad_field:{name}")
-        ts = parse_ts(doc.get("ts"))
-        if ts is None:
-            raise BadErasureRequest("bad_field:ts")
-        return cls(doc["event_id"], doc["user_id"], ts)
 
 
 def add_parser(sub: Any) -> None:

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from churnstream.stream.contract.topics import create_topics, topic_specs
+from churnstream.stream.kafka.admin import create_topics, topic_specs
 from churnstream.stream.kafka.connect import find_bootstrap
 from churnstream.stream.settings import Settings
 
