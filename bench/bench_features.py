@@ -3,8 +3,7 @@
 Plain script: `.venv/bin/python bench/bench_features.py [users]`. Prints µs per call and the
 distribution of serialized bytes per user on busy synthetic users (deterministic seed).
 features()/vector() repeat on an unchanged state, so they measure the cached window totals
-(what the engine gets after an event on the newest day); the codec line is best-of-5 CPU time
-next to the legacy v1 format.
+(what the engine gets after an event on the newest day); the codec line is best-of-5 CPU time.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from churnstream.features import FeatureConfig, UserState, codec_v1
+from churnstream.features import FeatureConfig, UserState
 from churnstream.stream.contract.events import (
     DocumentJob,
     Event,
@@ -146,16 +145,12 @@ def main() -> None:
     codec_us = best_us(
         lambda: [UserState.from_bytes(st.to_bytes(), cfg) for st in states], len(states)
     )
-    # The previous format, for a before/after in one run on the same (possibly busy) machine.
-    v1_us = best_us(
-        lambda: [codec_v1.decode(codec_v1.encode(st), UserState, cfg) for st in states], len(states)
-    )
 
     print(f"users={n_users} events={n_events} ({n_events / n_users:.0f}/user)")
     print(f"apply:                 {apply_us:7.2f} us/event")
     print(f"features():            {feat_us:7.2f} us/call")
     print(f"vector():              {vec_us:7.2f} us/call")
-    print(f"to_bytes+from_bytes:   {codec_us:7.2f} us/user  (v1 format: {v1_us:.2f})")
+    print(f"to_bytes+from_bytes:   {codec_us:7.2f} us/user")
     print(f"state bytes/user:      p50={pct(sizes, 0.5)} p99={pct(sizes, 0.99)} max={max(sizes)}")
 
 

@@ -14,8 +14,6 @@ call per group, no per-field varints:
     days      u8 count + one age byte per live day (clock day - day), then, if any,
               25 column codes and the columns: code 0 = all zero (nothing stored),
               1..4 = u8/u16/u32/u64 array, 5 = zigzag varints (negative or > 64 bits)
-
-Version 1 (features.codec_v1) is still decoded, so states written before v2 load unchanged.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from churnstream.features import buckets as b
-from churnstream.features import codec_v1
 from churnstream.features.buckets import DAY_S, N_COUNTERS, N_LAST, RING_DAYS
 from churnstream.stream.contract.events import SEGMENTS
 
@@ -85,10 +82,29 @@ def _encode_columns(rows: list[list[int]]) -> bytes:
 
 
 def _varints(col: Sequence[int]) -> bytes:
+    # Zigzag LEB128: small magnitudes of either sign take one byte.
     buf = bytearray()
     for v in col:
-        codec_v1._put(buf, v)
+        n = v << 1 if v >= 0 else ((-v) << 1) - 1
+        while n > 0x7F:
+            buf.append((n & 0x7F) | 0x80)
+            n >>= 7
+        buf.append(n)
     return bytes(buf)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """Inverse of one `_varints` value: (value, position after it)."""
+    shift = 0
+    n = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        n |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+    return (n >> 1 if not n & 1 else -((n + 1) >> 1)), pos
 
 
 def encode(st: UserState) -> bytes:
@@ -176,11 +192,9 @@ def encode(st: UserState) -> bytes:
 
 
 def decode(data: bytes, cls: type[UserState], config: FeatureConfig) -> UserState:
-    """Inverse of `encode` (and of v1); raises ValueError on an unknown version or corrupt input."""
+    """Inverse of `encode`; raises ValueError on an unknown version or corrupt input."""
     if len(data) < 2:
         raise ValueError("state too short")
-    if data[0] == codec_v1.VERSION:
-        return codec_v1.decode(data, cls, config)
     if data[0] != VERSION:
         raise ValueError(f"unknown state version {data[0]}")
     payload = data[2:]
@@ -279,11 +293,12 @@ def _decode_columns(data: bytes, pos: int, n: int) -> tuple[list[Sequence[int]],
     for code in sorted(groups):  # the encoder writes widths in code order, varints last
         ks = groups[code]
         if code == _VARINT:
-            r = codec_v1._Reader(data)
-            r.pos = pos
             for k in ks:
-                cols[k] = [r.int() for _ in range(n)]
-            pos = r.pos
+                col = []
+                for _ in range(n):
+                    v, pos = _read_varint(data, pos)
+                    col.append(v)
+                cols[k] = col
             continue
         typecode = _TYPECODE.get(code)
         if typecode is None:

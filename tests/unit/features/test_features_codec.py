@@ -7,7 +7,7 @@ from feature_events import D0, DAY, at, job, life, login, state_of, sync, value,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from churnstream.features import Applied, FeatureConfig, UserState, codec_v1
+from churnstream.features import Applied, FeatureConfig, UserState
 from churnstream.features.codec import VERSION
 from churnstream.stream.contract.events import (
     DocumentJob,
@@ -142,21 +142,6 @@ def test_counters_beyond_64_bits_or_negative_round_trip() -> None:
     back = UserState.from_bytes(src.to_bytes())
     assert back.vector() == src.vector()
     assert back.features()["value_28d"] == pytest.approx(1e20 + 5.0)
-
-
-@settings(max_examples=80, deadline=None)
-@given(events_strategy)
-def test_v1_states_still_load_and_re_encode_as_current(events: list[Event]) -> None:
-    # States written before v2 sit in the changelog: they must load to the same state.
-    src = UserState.new("u")
-    for ev in events:
-        src.apply(ev)
-    src.mark_offset("behaviour.logins", 3, len(events))
-    old = codec_v1.encode(src)
-    assert old[0] == codec_v1.VERSION
-    back = UserState.from_bytes(old)
-    assert back.vector() == src.vector()
-    assert back.to_bytes() == src.to_bytes()
 
 
 def test_large_state_is_compressed_and_round_trips() -> None:
