@@ -90,13 +90,6 @@ class Settings:
     """Other CHURNSTREAM_* variables (security settings read by stream.kafka.security; never shown:
     they may hold secrets)."""
 
-    def horizon_days(self, segment: str) -> float:
-        return {
-            "course": self.horizon_course_days,
-            "saas": self.horizon_saas_days,
-            "docs": self.horizon_docs_days,
-        }[segment]
-
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
