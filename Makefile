@@ -30,6 +30,7 @@ prometheus:
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 unit: install
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
@@ -39,6 +40,7 @@ unit: install
 test: install kafka-jars
 	-bash deploy/install-prometheus.sh
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: install kafka-jars
