@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
 from collections.abc import Mapping, Sequence
@@ -273,7 +274,7 @@ class SegmentModel:
     @classmethod
     def from_snapshot(cls, data: bytes) -> SegmentModel:
         """Rebuild a model from `snapshot()` bytes (trusted source only, see `snapshot`)."""
-        state = pickle.loads(data)  # noqa: S301 - written only by our trainer, see snapshot()
+        state = _RenamingUnpickler(io.BytesIO(data)).load()
         if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
             raise ValueError("not a SegmentModel snapshot of a supported format")
         m = cls.__new__(cls)
@@ -291,3 +292,14 @@ class SegmentModel:
         m._linear = None
         m._linear_asked = -1
         return m
+
+
+class _RenamingUnpickler(pickle.Unpickler):
+    """Reads snapshots written before the code moved under `churnstream.*` (version 0.1: its
+    classes were pickled as `model.learner.ClipZ`, ...), so a running deployment keeps its
+    models across the upgrade. Trusted source only, see `SegmentModel.snapshot`."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module.split(".", 1)[0] in {"model", "features", "stream", "agents"}:
+            module = f"churnstream.{module}"
+        return super().find_class(module, name)

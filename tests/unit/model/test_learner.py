@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 import random
+import sys
+import types
 
 import pytest
 
@@ -104,6 +106,25 @@ def test_snapshot_round_trip_gives_identical_predictions() -> None:
     x, y = sample(rng)
     m.learn(x, y)
     clone.learn(x, y)
+    assert clone.predict(x) == m.predict(x)
+
+
+def test_snapshot_written_under_the_old_module_names_still_loads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before 0.2 the code was installed as top-level `model`: its snapshots name
+    `model.learner.ClipZ`. A deployment upgraded in place must keep its models."""
+    import churnstream.model.learner as learner
+
+    m = trained(n=300, clip_z=3.0)
+    monkeypatch.setitem(sys.modules, "model", types.ModuleType("model"))
+    monkeypatch.setitem(sys.modules, "model.learner", learner)
+    monkeypatch.setattr(learner.ClipZ, "__module__", "model.learner")
+    old = m.snapshot()
+    monkeypatch.undo()
+    assert b"model.learner" in old and b"churnstream.model.learner" not in old
+    clone = SegmentModel.from_snapshot(old)
+    x, _ = sample(random.Random(3))
     assert clone.predict(x) == m.predict(x)
 
 
