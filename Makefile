@@ -33,15 +33,17 @@ lint: install
 	$(VENV)/bin/lint-imports --no-cache
 
 unit: install
-	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/unit -q $(PYTEST_ARGS)
 
-# The whole suite against a real broker. pytest exits 5 when it collected no test: that is a
+# The whole suite against a real broker. The pytest script, not `python -m pytest`: the latter
+# puts the checkout on sys.path, where `model`, `stream`, ... would import under their folder
+# names instead of `churnstream.*`. pytest exits 5 when it collected no test: that is a
 # failure here, like any other non-zero exit.
 test: install kafka-jars
 	-bash deploy/install-prometheus.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 demo: install kafka-jars
 	$(PY) -m churnstream.stream.cli demo

@@ -122,6 +122,8 @@ def test_snapshot_written_under_the_old_module_names_still_loads(
     monkeypatch.setattr(learner.ClipZ, "__module__", "model.learner")
     old = m.snapshot()
     monkeypatch.undo()
+    # and the old top-level name is not importable (as in a user's environment)
+    monkeypatch.setitem(sys.modules, "model", None)
     assert b"model.learner" in old and b"churnstream.model.learner" not in old
     clone = SegmentModel.from_snapshot(old)
     x, _ = sample(random.Random(3))
