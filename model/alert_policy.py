@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 import orjson
@@ -26,6 +25,7 @@ from churnstream.model.roi import (
     rule_breach,
     rule_cleared,
 )
+from churnstream.stream.contract.timefmt import rfc3339
 
 CHURN_RISK: Final = "churn_risk"
 ROI_DROP: Final = "roi_drop"
@@ -204,14 +204,6 @@ class Alert:
             "action": self.action.to_dict(),
             "message": self.message,
         }
-
-
-def rfc3339(ts: float) -> str:
-    """Epoch seconds -> "2026-03-01T12:00:00Z" (milliseconds only when not whole)."""
-    moment = datetime.fromtimestamp(ts, UTC)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def alert_id(user_id: str, kind: str, ts: float, severity: str) -> str:
@@ -433,6 +425,5 @@ __all__ = [
     "KindMemory",
     "RiskThresholds",
     "alert_id",
-    "rfc3339",
     "top_drivers",
 ]

@@ -17,7 +17,6 @@ from churnstream.model.alert_policy import (
     KindMemory,
     RiskThresholds,
     alert_id,
-    rfc3339,
     top_drivers,
 )
 from churnstream.model.messages import compose_message, phrase
@@ -44,7 +43,6 @@ __all__ = [
     "compose_message",
     "phrase",
     "read_roi",
-    "rfc3339",
     "rule_breach",
     "top_drivers",
 ]

@@ -12,7 +12,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from churnstream.features import FEATURE_NAMES, Applied, FeatureConfig
@@ -23,6 +22,7 @@ from churnstream.model.scoring import Scorer
 from churnstream.model.user_record import UserRecord
 from churnstream.model.watermark import Watermark
 from churnstream.stream.contract.events import Event, Lifecycle
+from churnstream.stream.contract.timefmt import rfc3339
 
 # Where an event came from: (topic, partition, offset); None in replays without offsets.
 Source = tuple[str, int, int]
@@ -65,10 +65,6 @@ _RESULT = {
     Applied.LATE_APPLIED: "late",
     Applied.TOO_LATE: "too_late",
 }
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Detector:

@@ -8,10 +8,11 @@ terminal control sequences.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
+
+from churnstream.stream.contract.timefmt import rfc3339
 
 __all__ = ["format_record"]
 
@@ -61,7 +62,8 @@ def _num(value: object, digits: int = 3) -> str:
 def _ts(value: object) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
-            return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            # Whole seconds are enough on a terminal: the contract form without its fraction.
+            return rfc3339(value)[:19] + "Z"
         except (OverflowError, OSError, ValueError):
             return str(value)
     return _s(value)

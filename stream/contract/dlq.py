@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
+
+from churnstream.stream.contract.timefmt import rfc3339
 
 __all__ = ["DLQ_FIELDS", "dead_letter_of", "decode_dlq", "dlq_record"]
 
@@ -28,11 +29,6 @@ DLQ_FIELDS: Final = (
 )
 # A detail is meant to be one short sentence; cap it so a bug cannot bloat DLQ records.
 _DETAIL_MAX_CHARS: Final = 512
-
-
-def _rfc3339_utc(seconds: float) -> str:
-    dt = datetime.fromtimestamp(seconds, UTC)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def dlq_record(
@@ -60,7 +56,7 @@ def dlq_record(
         "payload_b64": (
             None if payload is None else base64.b64encode(payload[: max(max_bytes, 0)]).decode()
         ),
-        "received_at": _rfc3339_utc(received_at),
+        "received_at": rfc3339(received_at),
         "payload_size": None if payload is None else len(payload),
     }
     return orjson.dumps(doc)

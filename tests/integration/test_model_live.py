@@ -20,9 +20,9 @@ from workers import (
     wait_until,
 )
 
-from churnstream.model.engine import rfc3339
 from churnstream.model.learner import SegmentModel
 from churnstream.stream.contract.events import SEGMENTS
+from churnstream.stream.contract.timefmt import rfc3339
 from churnstream.stream.devtools.simulator import SimConfig, generate
 from churnstream.stream.settings import Settings
 
