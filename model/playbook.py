@@ -14,7 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-ALERT_KINDS: Final = ("churn_risk", "roi_drop")
+from churnstream.stream.contract.alerts import ALERT_KINDS
+
 DEFAULT_PLAYBOOK_RESOURCE: Final = "playbook.json"
 
 
@@ -84,7 +85,8 @@ class Playbook:
     def load(cls, path: str | Path | None = None) -> Playbook:
         """Load from a JSON file, or the packaged `model/playbook.json` when path is None."""
         if path is None:
-            text = resources.files("model").joinpath(DEFAULT_PLAYBOOK_RESOURCE).read_text("utf-8")
+            packaged = resources.files("churnstream.model").joinpath(DEFAULT_PLAYBOOK_RESOURCE)
+            text = packaged.read_text("utf-8")
             source = f"model/{DEFAULT_PLAYBOOK_RESOURCE}"
         else:
             text = Path(path).read_text("utf-8")

@@ -85,6 +85,7 @@ def test_installed_wheel_imports_and_runs_outside_the_checkout(
     }
     probe = (
         "import importlib.util, churnstream.model.engine as e, churnstream.stream.cli.main;"
+        "from churnstream.model.playbook import Playbook; Playbook.load();"
         "print(e.__file__);"
         "print([m for m in ('stream','agents','features','model') "
         "if importlib.util.find_spec(m)])"
