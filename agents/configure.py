@@ -8,6 +8,7 @@ from churnstream.model.alerts import AlertConfig, AlertPolicy
 from churnstream.model.config import ModelConfig
 from churnstream.model.engine import EngineConfig
 from churnstream.model.playbook import Playbook
+from churnstream.stream.contract.events import DAY_S
 from churnstream.stream.settings import Settings
 
 
@@ -35,4 +36,4 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 def alert_policy(settings: Settings) -> AlertPolicy:
     playbook = Playbook.load(settings.playbook_path or None)
-    return AlertPolicy(AlertConfig(cooldown_s=settings.alert_cooldown_days * 86400.0), playbook)
+    return AlertPolicy(AlertConfig(cooldown_s=settings.alert_cooldown_days * DAY_S), playbook)

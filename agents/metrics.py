@@ -20,6 +20,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 
+from churnstream.stream.contract.alerts import ALERT_KINDS, SEVERITIES
 from churnstream.stream.contract.events import SEGMENTS
 
 NAMESPACE: Final = "churnstream"
@@ -27,8 +28,6 @@ NAMESPACE: Final = "churnstream"
 RESULTS: Final = ("ok", "invalid", "duplicate", "late", "too_late", "redelivered", "rekeyed")
 SCORE_SOURCES: Final = ("rules", "model")
 LABEL_VALUES: Final = ("positive", "negative")
-ALERT_KINDS: Final = ("churn_risk", "roi_drop")
-SEVERITIES: Final = ("warning", "critical")
 GAP_KINDS: Final = ("lost", "empty", "stalled")
 
 # 1 ms .. 10 s: sub-ms is noise for a Kafka round trip, >10 s is an outage anyway.

@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable
 
 from churnstream.model.config import ModelConfig
-from churnstream.model.labels import DAY_S, PendingLabels
+from churnstream.model.labels import PendingLabels
 from churnstream.model.learner import SegmentModel
 from churnstream.model.quality import SegmentQuality
+from churnstream.stream.contract.events import DAY_S
 
 try:
     from churnstream.features.names import FEATURE_NAMES

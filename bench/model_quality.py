@@ -29,6 +29,7 @@ from churnstream.model.quality import exact_roc_auc
 from churnstream.model.replay import Replay
 from churnstream.model.replay_input import read_records
 from churnstream.model.trainer import Learned, Trainer
+from churnstream.stream.contract.events import DAY_S
 from churnstream.stream.devtools.simulator import (
     GroundTruth,
     SimConfig,
@@ -38,7 +39,6 @@ from churnstream.stream.devtools.simulator import (
 )
 from churnstream.stream.settings import Settings
 
-DAY_S = 86400.0
 TARGET_AUC = 0.80
 
 

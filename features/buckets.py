@@ -11,7 +11,6 @@ from operator import add
 from typing import Final
 
 RING_DAYS: Final = 28
-DAY_S: Final = 86400.0
 
 ACTIVE: Final = 0  # 1 if the day has any behaviour event
 LOGINS: Final = 1  # successful logins

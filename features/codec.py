@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from churnstream.features import buckets as b
-from churnstream.features.buckets import DAY_S, N_COUNTERS, N_LAST, RING_DAYS
-from churnstream.stream.contract.events import SEGMENTS
+from churnstream.features.buckets import N_COUNTERS, N_LAST, RING_DAYS
+from churnstream.stream.contract.events import DAY_S, SEGMENTS
 
 if TYPE_CHECKING:
     from churnstream.features.config import FeatureConfig

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from churnstream.features import buckets as b
-from churnstream.features.buckets import DAY_S
 from churnstream.features.names import DAYS_SINCE_CAP, ROI_CAP, TREND_CAP
+from churnstream.stream.contract.events import DAY_S
 
 if TYPE_CHECKING:
     from churnstream.features.state import UserState

@@ -8,7 +8,6 @@ from enum import Enum
 
 from churnstream.features import buckets as b
 from churnstream.features.buckets import (
-    DAY_S,
     LAST_EVENT,
     LAST_JOB,
     LAST_LOGIN,
@@ -27,6 +26,7 @@ from churnstream.features.config import FeatureConfig
 from churnstream.features.derive import derive
 from churnstream.features.names import FEATURE_NAMES
 from churnstream.stream.contract.events import (
+    DAY_S,
     DocumentJob,
     Event,
     IntegrationSync,

@@ -15,22 +15,24 @@ from typing import Any, Final, Literal
 import orjson
 
 from churnstream.model.messages import compose_message
-from churnstream.model.playbook import ALERT_KINDS, Action, Driver, Playbook
+from churnstream.model.playbook import Action, Driver, Playbook
 from churnstream.model.roi import (
-    CRITICAL,
-    WARNING,
     PageHinkleyDown,
     RoiBreach,
     read_roi,
     rule_breach,
     rule_cleared,
 )
+from churnstream.stream.contract.alerts import (
+    CHURN_RISK,
+    CRITICAL,
+    ROI_DROP,
+    WARNING,
+)
+from churnstream.stream.contract.events import DAY_S
 from churnstream.stream.contract.timefmt import rfc3339
 
-CHURN_RISK: Final = "churn_risk"
-ROI_DROP: Final = "roi_drop"
 MAX_DRIVERS: Final = 3
-DAY_S: Final = 86_400.0
 _RANK: Final = {WARNING: 1, CRITICAL: 2}
 
 
@@ -414,10 +416,7 @@ def _roi_drivers(
 
 
 __all__ = [
-    "ALERT_KINDS",
-    "CHURN_RISK",
     "DEFAULT_SEGMENT_THRESHOLDS",
-    "ROI_DROP",
     "Alert",
     "AlertConfig",
     "AlertMemory",

@@ -8,8 +8,6 @@ cooldown), `model.roi` (ROI rule and Page-Hinkley), `model.playbook` (actions) a
 from __future__ import annotations
 
 from churnstream.model.alert_policy import (
-    CHURN_RISK,
-    ROI_DROP,
     Alert,
     AlertConfig,
     AlertMemory,
@@ -20,8 +18,9 @@ from churnstream.model.alert_policy import (
     top_drivers,
 )
 from churnstream.model.messages import compose_message, phrase
-from churnstream.model.playbook import ALERT_KINDS, Action, Driver, Playbook, PlaybookError
+from churnstream.model.playbook import Action, Driver, Playbook, PlaybookError
 from churnstream.model.roi import PageHinkleyDown, RoiReading, read_roi, rule_breach
+from churnstream.stream.contract.alerts import ALERT_KINDS, CHURN_RISK, ROI_DROP
 
 __all__ = [
     "ALERT_KINDS",

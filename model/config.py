@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from churnstream.model.rules import RulesScore, logit
+from churnstream.stream.contract.events import DAY_S, SEGMENTS
 
-SEGMENTS: Final = ("course", "saas", "docs")
 ESTIMATORS: Final = ("logistic", "hoeffding", "arf")
 
 # Prior probability of churn within the segment's horizon, used as the cold-start intercept
@@ -123,7 +123,7 @@ class ModelConfig:
 
     def horizon_s(self, segment: str) -> float:
         """Label horizon of `segment` in seconds."""
-        return float(self.horizons_days[segment]) * 86_400.0
+        return float(self.horizons_days[segment]) * DAY_S
 
     def rules_for(self, segment: str) -> RulesScore:
         """The segment's rule score; an unknown segment gets a bias-only rule."""

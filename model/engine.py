@@ -21,7 +21,7 @@ from churnstream.model.labels import DueIndex, Example, PendingLabels
 from churnstream.model.scoring import Scorer
 from churnstream.model.user_record import UserRecord
 from churnstream.model.watermark import Watermark
-from churnstream.stream.contract.events import Event, Lifecycle
+from churnstream.stream.contract.events import DAY_S, Event, Lifecycle
 from churnstream.stream.contract.timefmt import rfc3339
 
 # Where an event came from: (topic, partition, offset); None in replays without offsets.
@@ -158,7 +158,7 @@ class Detector:
                 "score": s.score,
                 "source": s.source,
                 "model_version": s.model_version,
-                "horizon_days": horizon_s / 86400.0,
+                "horizon_days": horizon_s / DAY_S,
                 "drivers": drivers,
                 "scored_at": self._scored_at(),
             }

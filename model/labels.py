@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-DAY_S: Final = 86_400.0
+from churnstream.stream.contract.events import DAY_S
+
 _FORMAT: Final = 2
 _HEAD = struct.Struct("<BHH")  # format, len(user_id), len(segment)
 _COUNT = struct.Struct("<H")

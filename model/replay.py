@@ -26,11 +26,10 @@ from churnstream.model.scoring import Scorer
 from churnstream.model.trainer import Trainer
 from churnstream.model.user_record import UserRecord
 from churnstream.model.user_view import user_view
-from churnstream.stream.contract.events import SEGMENTS, Event, Lifecycle
+from churnstream.stream.contract.events import DAY_S, SEGMENTS, Event, Lifecycle
 from churnstream.stream.contract.topics import INPUT_TOPICS
 from churnstream.stream.contract.validation import Invalid, parse
 
-DAY_S = 86400.0
 SWEEP_EVERY = 1000  # events between label sweeps (the live worker sweeps once per batch)
 # Equal event times are applied in this order live too (agents/process.py tie-break).
 TOPIC_RANK = {kind: i for i, kind in enumerate(INPUT_TOPICS)}

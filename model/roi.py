@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-WARNING: Final = "warning"
-CRITICAL: Final = "critical"
+from churnstream.stream.contract.alerts import CRITICAL, WARNING
+
 _EPS: Final = 1e-9
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import ClassVar, Final
 
 SEGMENTS: Final = ("course", "saas", "docs")
+# Event time is bucketed in UTC days (features, labels, alert cooldowns): seconds in one.
+DAY_S: Final = 86_400.0
 LIFECYCLE_EVENTS: Final = ("signup", "renewal", "plan_change", "cancel", "reactivate")
 
 

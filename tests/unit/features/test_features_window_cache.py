@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from test_features_codec import events_strategy
 
 from churnstream.features import UserState
-from churnstream.features.buckets import DAY_S, RING_DAYS, aggregate, combine
+from churnstream.features.buckets import RING_DAYS, aggregate, combine
 from churnstream.features.derive import derive
-from churnstream.stream.contract.events import Event
+from churnstream.stream.contract.events import DAY_S, Event
 
 
 def from_scratch(state: UserState, now: float) -> list[float]:

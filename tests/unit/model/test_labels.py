@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from churnstream.model.labels import DAY_S, DueIndex, Example, PendingLabels
+from churnstream.model.labels import DueIndex, Example, PendingLabels
+from churnstream.stream.contract.events import DAY_S
 
 H = 7 * DAY_S
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a UTC day boundary
