@@ -51,6 +51,7 @@ from churnstream.model.config import ModelConfig
 from churnstream.model.engine import EngineConfig
 from churnstream.model.replay import Replay
 from churnstream.model.replay_input import ReplayRecord, read_records
+from churnstream.stream.contract.events import DAY_S
 from churnstream.stream.contract.topics import KIND_BY_TOPIC
 from churnstream.stream.devtools.simulator import (
     GroundTruth,
@@ -61,7 +62,6 @@ from churnstream.stream.devtools.simulator import (
 )
 from churnstream.stream.devtools.simulator.customers import plan_customers
 
-DAY: Final = 86_400.0
 ROI_KEYS: Final = (
     "value_7d",
     "cost_7d",
@@ -224,9 +224,9 @@ def risk_quality(
     `from_day` judges only the steady state: alerts from that day of the history on, and
     churners cancelling at least 14 days later (so they could have been alerted in time).
     """
-    end = truth.start + truth.days * DAY
-    window = window_days * DAY
-    begin = truth.start + from_day * DAY
+    end = truth.start + truth.days * DAY_S
+    window = window_days * DAY_S
+    begin = truth.start + from_day * DAY_S
     users = {u: t for u, t in truth.users.items() if t.segment == segment}
     mine = [
         a
@@ -248,7 +248,7 @@ def risk_quality(
     churners = [
         u
         for u, t in users.items()
-        if t.cancel_ts is not None and t.cancel_ts >= begin + 14 * DAY * (from_day > 0)
+        if t.cancel_ts is not None and t.cancel_ts >= begin + 14 * DAY_S * (from_day > 0)
     ]
     warned = [u for u in churners if not users[u].silent]
     leads: dict[str, float] = {}
@@ -257,7 +257,7 @@ def risk_quality(
         assert cancel is not None
         before = [ts for ts in by_user.get(u, ()) if cancel - window <= ts < cancel]
         if before:
-            leads[u] = (cancel - min(before)) / DAY
+            leads[u] = (cancel - min(before)) / DAY_S
     never = [u for u, t in users.items() if t.cancel_ts is None]
     caught_warned = [leads[u] for u in warned if u in leads]
     return RiskQuality(
@@ -300,7 +300,7 @@ def roi_quality(
     Stable: no planted drop, no cancel. `quiet`: the stable accounts without a harmless bad
     week deep enough to cut value by a third (those are real, if temporary, value drops).
     """
-    end = truth.start + truth.days * DAY
+    end = truth.start + truth.days * DAY_S
     roi = {}
     for a in alerts:
         if a.kind == ROI_DROP:
@@ -312,14 +312,15 @@ def roi_quality(
         times = roi.get(uid, [])
         if t.roi_drop_ts is not None:
             drop = t.roi_drop_ts
-            if drop + 7 * DAY > end or (t.cancel_ts is not None and t.cancel_ts < drop + 7 * DAY):
+            week_after = drop + 7 * DAY_S
+            if week_after > end or (t.cancel_ts is not None and t.cancel_ts < week_after):
                 continue
             res.planted += 1
             res.early += sum(ts < drop for ts in times)
-            after = [ts for ts in times if drop <= ts <= drop + max_delay_days * DAY]
+            after = [ts for ts in times if drop <= ts <= drop + max_delay_days * DAY_S]
             if after:
                 res.caught += 1
-                res.delays.append((min(after) - drop) / DAY)
+                res.delays.append((min(after) - drop) / DAY_S)
         elif t.cancel_ts is None:
             res.stable += 1
             res.stable_alerted += bool(times)
@@ -342,7 +343,7 @@ def stress_inputs(config: SimConfig, truth: GroundTruth) -> dict[str, UserInputs
         t = truth.users[c.user_id]
         inputs = users[c.user_id] = UserInputs(segment=c.segment)
         for day in range(c.signup_day, config.days):
-            ts = truth.start + (day + 0.5) * DAY
+            ts = truth.start + (day + 0.5) * DAY_S
             churned = t.cancel_ts is not None and t.cancel_ts <= ts
             if churned and (t.reactivate_ts is None or ts < t.reactivate_ts):
                 continue

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from churnstream.features import FeatureConfig, UserState
 from churnstream.stream.contract.events import (
+    DAY_S,
     DocumentJob,
     Event,
     IntegrationSync,
@@ -24,8 +25,7 @@ from churnstream.stream.contract.events import (
     VideoView,
 )
 
-DAY = 86400.0
-T0 = 20000 * DAY  # an arbitrary UTC midnight
+T0 = 20000 * DAY_S  # an arbitrary UTC midnight
 
 
 def busy_user(rng: random.Random, uid: str, segment: str, days: int = 35) -> list[Event]:
@@ -44,7 +44,7 @@ def busy_user(rng: random.Random, uid: str, segment: str, days: int = 35) -> lis
     for d in range(days):
         for _ in range(rng.randint(20, 60)):
             n += 1
-            ts = T0 + d * DAY + rng.random() * DAY
+            ts = T0 + d * DAY_S + rng.random() * DAY_S
             eid = f"{uid}-{n}"
             r = rng.random()
             if r < 0.15:

@@ -19,8 +19,8 @@ import statistics
 from dataclasses import dataclass
 
 from churnstream.model.alerts import AlertConfig, AlertMemory, AlertPolicy
+from churnstream.stream.contract.events import DAY_S
 
-DAY = 86_400.0
 T0 = 1_772_323_200.0  # 2026-03-01T00:00:00Z
 DAYS = 90
 DROP_DAY = 45
@@ -65,7 +65,7 @@ def alert_days(policy: AlertPolicy, values: list[float]) -> list[int]:
     memory = AlertMemory()
     days = []
     for day in range(DAYS):
-        ts = T0 + day * DAY + 12 * 3600
+        ts = T0 + day * DAY_S + 12 * 3600
         if policy.on_roi("u", "saas", ts, features_at(values, day), memory) is not None:
             days.append(day)
     return days
