@@ -37,11 +37,12 @@ from e2e_kafka import (
     wait_until,
 )
 from e2e_metrics import bucket_delta, histogram_quantile, scrape, share_at_most
-from e2e_procs import Proc, start_noop_faust, start_worker
+from e2e_procs import rss_bytes, start_bench_worker, start_noop_faust
 
 from churnstream.stream.contract import topics as t
 from churnstream.stream.contract.validation import parse_ts
 from churnstream.stream.devtools.kafka_local import free_port
+from churnstream.stream.devtools.processes import ManagedProcess
 from churnstream.stream.kafka.admin import create_topics
 from churnstream.stream.settings import Settings
 
@@ -95,7 +96,7 @@ class E2EResults:
 
 
 @contextlib.contextmanager
-def running(proc: Proc) -> Iterator[Proc]:
+def running(proc: ManagedProcess) -> Iterator[ManagedProcess]:
     """Stop `proc` however the block ends."""
     try:
         yield proc
@@ -116,9 +117,9 @@ def _metric_probe(port: int, sample: Callable[[Any], None] | None = None) -> Cal
     return probe
 
 
-def _worker(phase: Phase, bootstrap: str, **extra_env: str) -> tuple[Proc, int]:
+def _worker(phase: Phase, bootstrap: str, **extra_env: str) -> tuple[ManagedProcess, int]:
     port = free_port()
-    proc = start_worker(
+    proc = start_bench_worker(
         bootstrap=bootstrap,
         prefix=phase.prefix,
         app_id=phase.app_id,
@@ -194,7 +195,7 @@ async def _consume_with_worker(
     """A worker of its own group over the phase's topics, timed by commits and by its metric."""
     workdir = phase.workdir / app_id
     port = free_port()
-    proc = start_worker(
+    proc = start_bench_worker(
         bootstrap=bootstrap,
         prefix=phase.prefix,
         app_id=app_id,
@@ -225,10 +226,10 @@ async def _consume_with_worker(
         return by_commit.result(), metric, await _outputs(port, proc)
 
 
-async def _outputs(port: int, proc: Proc) -> dict[str, float]:
+async def _outputs(port: int, proc: ManagedProcess) -> dict[str, float]:
     """What the worker did, from its metrics, once the state gauges caught up."""
     s = await _settled(port)
-    rss, peak = proc.rss_bytes()
+    rss, peak = rss_bytes(proc)
     return {
         "scores": s.total("churnstream_scores_total"),
         "alerts": s.total("churnstream_alerts_total"),
@@ -359,7 +360,7 @@ async def scale(
     with running(proc):
         # Idle baseline: the metrics endpoint is up and the processing agent has started.
         await wait_until(worker_up, 1, budget_s, alive=proc.check_alive)
-        idle_rss, _ = proc.rss_bytes()
+        idle_rss, _ = rss_bytes(proc)
         sent = await produce(many_users(users), bootstrap, phase.prefix)
         progress = Progress("committed offsets, first progress to end offsets")
         async with GroupOffsets(bootstrap, phase.app_id, phase.inputs()) as group:

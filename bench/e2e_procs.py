@@ -1,84 +1,34 @@
 """Processes the end-to-end benchmark starts: churnstream workers and the no-op Faust app.
 
-Each runs in its own session (so it can be stopped as a group) and gets SIGTERM from Linux if
-the harness dies, so a crashed benchmark leaves nothing behind.
+Both are `stream.devtools.processes` children: each runs in its own session (so it can be
+stopped as a group) and gets SIGTERM from Linux if the harness dies, so a crashed benchmark
+leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+from churnstream.stream.devtools.processes import ManagedProcess, spawn, start_worker, worker_env
 
 REPO = Path(__file__).resolve().parents[1]
 NOOP_SCRIPT = Path(__file__).resolve().with_name("e2e_noop_faust.py")
-_PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+def rss_bytes(proc: ManagedProcess) -> tuple[int, int]:
+    """(current RSS, peak RSS) of the process, from /proc/PID/status."""
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(rest.split()[0]) * 1024
+    return fields["VmRSS"], fields["VmHWM"]
 
 
-@dataclass
-class Proc:
-    """A started benchmark process and its log file."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def check_alive(self) -> None:
-        """Raise with the log tail if the process has exited."""
-        if self.popen.poll() is not None:
-            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
-            raise RuntimeError(f"{self.name} exited ({self.popen.returncode}):\n{tail}")
-
-    def rss_bytes(self) -> tuple[int, int]:
-        """(current RSS, peak RSS) of the process, from /proc/PID/status."""
-        fields: dict[str, int] = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = int(rest.split()[0]) * 1024
-        return fields["VmRSS"], fields["VmHWM"]
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM the process group, SIGKILL after `timeout` s."""
-        if self.popen.poll() is None:
-            os.killpg(self.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)
-                self.popen.wait()
-
-
-def _spawn(name: str, argv: Sequence[str], env: Mapping[str, str], log: Path) -> Proc:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        popen = subprocess.Popen(
-            list(argv),
-            env=dict(env),
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-    return Proc(name, popen, log)
-
-
-def start_worker(
+def start_bench_worker(
     *,
     bootstrap: str,
     prefix: str,
@@ -88,23 +38,22 @@ def start_worker(
     web_port: int,
     log: Path,
     extra_env: Mapping[str, str] | None = None,
-) -> Proc:
+) -> ManagedProcess:
     """(c) `python -m churnstream.stream.cli worker` on its own app id, topic prefix and ports."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "CHURNSTREAM_TOPIC_PREFIX": prefix,
-            "CHURNSTREAM_APP_ID": app_id,
-            "CHURNSTREAM_DATA_DIR": str(data_dir),
-            "CHURNSTREAM_METRICS_PORT": str(metrics_port),
-            "CHURNSTREAM_WEB_PORT": str(web_port),
-            "CHURNSTREAM_LOG_LEVEL": "warning",
-            **dict(extra_env or {}),
-        }
+    env = worker_env(
+        os.environ,
+        bootstrap,
+        topic_prefix=prefix,
+        app_id=app_id,
+        data_dir=data_dir,
+        metrics_port=metrics_port,
+        web_port=web_port,
     )
-    argv = [sys.executable, "-m", "churnstream.stream.cli", "worker", "--loglevel", "warning"]
-    return _spawn(f"worker {app_id}", argv, env, log)
+    env.update(extra_env or {})
+    # Warnings only: a worker logging at info would measure its logging too.
+    return start_worker(
+        env, log, log_level="warning", name=f"worker {app_id}", cwd=REPO, with_parent=True
+    )
 
 
 def start_noop_faust(
@@ -115,7 +64,7 @@ def start_noop_faust(
     data_dir: Path,
     web_port: int,
     log: Path,
-) -> Proc:
+) -> ManagedProcess:
     """(b) The no-op Faust agent of `e2e_noop_faust.py` over `topics`."""
     argv = [
         sys.executable,
@@ -130,4 +79,4 @@ def start_noop_faust(
         str(web_port),
         *topics,
     ]
-    return _spawn(f"no-op Faust {app_id}", argv, dict(os.environ), log)
+    return spawn(f"no-op Faust {app_id}", argv, os.environ, log, cwd=REPO, with_parent=True)

@@ -107,7 +107,7 @@ def test_hot_swap_from_rules_to_model_without_restart(
         wait_models_ready(worker, settings)
         produce(kafka_bootstrap, sim_to_kafka(prefix, later_history(FIRST, seed=12)))
         seen = scores(settings, lambda items: model_in_every_segment(later(items)))
-        assert worker.proc.pid == pid and worker.proc.poll() is None  # same process throughout
+        assert worker.proc.pid == pid and worker.proc.running()  # same process throughout
     for segment in SEGMENTS:
         mine = [s for s in seen if s["segment"] == segment]
         assert mine[0]["source"] == "rules" and mine[0]["model_version"] == 0

@@ -13,7 +13,6 @@ import math
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -30,6 +29,7 @@ from churnstream.features import UserState
 from churnstream.stream.contract.topics import INPUT_TOPICS, KIND_BY_TOPIC, REKEYED
 from churnstream.stream.contract.validation import Invalid, parse
 from churnstream.stream.devtools.kafka_local import free_port
+from churnstream.stream.devtools.processes import ManagedProcess, start_worker, worker_env
 from churnstream.stream.devtools.simulator import SimRecord
 from churnstream.stream.devtools.simulator.kafka_sink import record_bytes
 from churnstream.stream.kafka.admin import create_topics
@@ -62,6 +62,7 @@ class WorkerProcess:
         app_id: str | None = None,
         env: dict[str, str] | None = None,
         partitions: int = 4,
+        log_level: str = "info",
     ) -> None:
         self.bootstrap = bootstrap
         self.prefix = prefix
@@ -71,7 +72,8 @@ class WorkerProcess:
         self.web_port = free_port()
         self.partitions = partitions
         self.extra_env = env or {}
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_level = log_level
+        self.proc: ManagedProcess | None = None
         self.log_path = data_dir / f"worker-{self.web_port}.log"
 
     @property
@@ -79,60 +81,47 @@ class WorkerProcess:
         return Settings.from_env(self.env())
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHURNSTREAM_")}
-        env.update(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "CHURNSTREAM_TOPIC_PREFIX": self.prefix,
-                "CHURNSTREAM_APP_ID": self.app_id,
-                "CHURNSTREAM_DATA_DIR": str(self.data_dir / "faust"),
-                "CHURNSTREAM_METRICS_PORT": str(self.metrics_port),
-                "CHURNSTREAM_WEB_PORT": str(self.web_port),
-                "CHURNSTREAM_PARTITIONS": str(self.partitions),
-                "CHURNSTREAM_FLUSH_INTERVAL_S": "0.5",
-            }
+        # Nothing from the developer's shell: the test alone decides the worker's settings.
+        base = {k: v for k, v in os.environ.items() if not k.startswith("CHURNSTREAM_")}
+        env = worker_env(
+            base,
+            self.bootstrap,
+            topic_prefix=self.prefix,
+            app_id=self.app_id,
+            data_dir=self.data_dir / "faust",
+            metrics_port=self.metrics_port,
+            web_port=self.web_port,
+            partitions=self.partitions,
+            flush_interval_s=0.5,
         )
         env.update(self.extra_env)
         return env
 
     def start(self, timeout: float = 90.0) -> WorkerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "churnstream.stream.cli", "worker", "--loglevel", "info"],
-            cwd=ROOT,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        # Appended: a worker restarted on the same directory keeps one log.
+        self.proc = start_worker(
+            self.env(), self.log_path, log_level=self.log_level, cwd=ROOT, append=True
         )
-        wait_until(lambda: self._alive() and self.scrape() is not None, timeout, "worker metrics")
+        self.proc.wait_ready(lambda: self.scrape() is not None, timeout, "metrics endpoint")
         return self
 
     def _alive(self) -> bool:
-        if self.proc is None or self.proc.poll() is not None:
-            raise AssertionError(f"worker exited; log tail:\n{self.log_tail()}")
+        if self.proc is None:
+            raise AssertionError("worker not started")
+        self.proc.check_alive()
         return True
 
     def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return self.proc.log_tail(lines) if self.proc is not None else "(no log)"
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=60)
+        if self.proc is not None:
+            self.proc.kill(sig)
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.proc is not None:
+            self.proc.stop(timeout)
 
     # -- observation --------------------------------------------------------------------------
 
