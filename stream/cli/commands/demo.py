@@ -13,9 +13,7 @@ import contextlib
 import itertools
 import logging
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +27,9 @@ from aiokafka import AIOKafkaConsumer
 
 from churnstream.stream.cli.formatting import format_record
 from churnstream.stream.contract import topics as t
+from churnstream.stream.contract.events import DAY_S
 from churnstream.stream.devtools.kafka_local import default_home, free_port
+from churnstream.stream.devtools.processes import ManagedProcess, start_worker, worker_env
 from churnstream.stream.devtools.simulator import SimConfig, generate, ground_truth
 from churnstream.stream.devtools.simulator.kafka_sink import send_records
 from churnstream.stream.kafka.admin import create_topics
@@ -103,8 +103,8 @@ async def _demo(args: argparse.Namespace, base: Settings, bootstrap: str) -> int
     try:
         while time.monotonic() < deadline and not producer.done():
             await asyncio.sleep(0.5)
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited ({worker.returncode}); see {workdir}")
+            if not worker.running():
+                raise RuntimeError(f"the worker exited ({worker.popen.returncode}); see {workdir}")
         sent = await producer if producer.done() else None
         if sent is None:
             print("time is up: stopping the simulation here", flush=True)
@@ -115,7 +115,7 @@ async def _demo(args: argparse.Namespace, base: Settings, bootstrap: str) -> int
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watcher
-        _stop_worker(worker)
+        worker.stop()
     _summary(alerts, truth, sent, metrics_port)
     return 0
 
@@ -158,38 +158,19 @@ def _consumed(port: int) -> float:
     )
 
 
-def _start_worker(settings: Settings, workdir: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "CHURNSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-            "CHURNSTREAM_APP_ID": settings.app_id,
-            "CHURNSTREAM_DATA_DIR": str(settings.data_dir),
-            "CHURNSTREAM_METRICS_PORT": str(settings.metrics_port),
-            "CHURNSTREAM_WEB_PORT": str(settings.web_port),
-            "CHURNSTREAM_MIN_LABELS": str(settings.min_labels),
-            "CHURNSTREAM_SNAPSHOT_EVERY": str(settings.snapshot_every),
-        }
+def _start_worker(settings: Settings, workdir: Path) -> ManagedProcess:
+    env = worker_env(
+        os.environ,
+        settings.bootstrap_servers,
+        topic_prefix=settings.topic_prefix,
+        app_id=settings.app_id,
+        data_dir=settings.data_dir,
+        metrics_port=settings.metrics_port,
+        web_port=settings.web_port,
+        min_labels=settings.min_labels,
+        snapshot_every=settings.snapshot_every,
     )
-    log = (workdir / "worker.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "churnstream.stream.cli", "worker", "--loglevel", "warning"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+    return start_worker(env, workdir / "worker.log", log_level="warning")
 
 
 async def _watch_alerts(
@@ -278,7 +259,7 @@ def _summary(alerts: list[dict[str, Any]], truth: Any, sent: int | None, port: i
         cancel = cancel_at.get(user)
         if cancel is not None and cancel >= ts:
             churned_after.add(user)
-            leads.append((cancel - ts) / 86400.0)
+            leads.append((cancel - ts) / DAY_S)
     print("\n=== summary ===")
     if sent is not None:
         print(f"events sent: {sent:,}")
