@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from churnstream.stream.contract.events import SEGMENTS
+
 PREFIX = "CHURNSTREAM_"
 
 
@@ -136,7 +138,7 @@ class Settings:
         need(0 <= self.order_grace_s <= 10, "order_grace_s", "must be in [0, 10] seconds")
         need(1 <= self.output_timeout_s <= 600, "output_timeout_s", "must be in [1, 600] seconds")
         need(self.lateness_s >= 0, "lateness_s", "must be >= 0")
-        for seg in ("course", "saas", "docs"):
+        for seg in SEGMENTS:
             need(getattr(self, f"horizon_{seg}_days") > 0, f"horizon_{seg}_days", "must be > 0")
         need(self.score_min_interval_s >= 0, "score_min_interval_s", "must be >= 0")
         need(self.min_labels >= 2, "min_labels", "must be >= 2")
@@ -152,7 +154,7 @@ class Settings:
             "store",
             "memory:// or rocksdb://",
         )
-        need(self.default_segment in {"course", "saas", "docs"}, "default_segment", "a segment")
+        need(self.default_segment in SEGMENTS, "default_segment", "a segment")
 
 
 def _convert(var: str, raw: str, kind: Any) -> Any:
