@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from churnstream.stream.devtools import processes
 from churnstream.stream.devtools.deploy_files import deploy_file
 
 HOME_ENV: Final = "CHURNSTREAM_KAFKA_HOME"
@@ -49,7 +50,6 @@ JVM_OPTS: Final = (
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
 )
-_PR_SET_PDEATHSIG: Final = 1
 
 
 class KafkaPrerequisiteError(RuntimeError):
@@ -287,14 +287,6 @@ def wait_until_answers(
             time.sleep(pause)
 
 
-def _die_with_parent() -> None:
-    # Runs in the child before exec: ask Linux to SIGTERM the broker if its parent dies.
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
 def jar_cache_dir(pom: Path, env: Mapping[str, str] | None = None) -> Path:
     """Where the jars of `pom` are kept: outside the package (a wheel's files may be read-only),
     one folder per pom content so that a new Kafka version is fetched beside the old one."""
@@ -444,7 +436,7 @@ class LocalKafka:
                 stderr=subprocess.STDOUT,
                 cwd=self.home,
                 start_new_session=True,  # own process group: Ctrl-C in a terminal spares it
-                preexec_fn=_die_with_parent if self._die_with_parent else None,
+                preexec_fn=processes.die_with_parent if self._die_with_parent else None,
             )
         self._write_state(BrokerState(self._proc.pid, port, controller_port, bootstrap, sasl_port))
         try:
