@@ -12,14 +12,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Final, get_type_hints
 
 from churnstream.stream.contract.events import SEGMENTS
+from churnstream.stream.errors import ChurnstreamError
 
-PREFIX = "CHURNSTREAM_"
+PREFIX: Final = "CHURNSTREAM_"
+LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 
 
-class SettingsError(ValueError):
+class SettingsError(ChurnstreamError, ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
 
@@ -87,6 +89,8 @@ class Settings:
     default_segment: str = "course"
     """Segment assumed for users whose lifecycle events were not seen yet."""
     log_level: str = "info"
+    """Log level of every command and of the worker (one of LOG_LEVELS, any case); the
+    command line's `--log-level`/`-v` win over it."""
 
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
     """Other CHURNSTREAM_* variables (security settings read by stream.kafka.security; never shown:
@@ -155,6 +159,13 @@ class Settings:
             "memory:// or rocksdb://",
         )
         need(self.default_segment in SEGMENTS, "default_segment", "a segment")
+        # A missing playbook file is reported as this setting, like any other bad value.
+        need(
+            not self.playbook_path or Path(self.playbook_path).is_file(),
+            "playbook_path",
+            "no such file",
+        )
+        need(self.log_level.lower() in LOG_LEVELS, "log_level", f"one of {', '.join(LOG_LEVELS)}")
 
 
 def _convert(var: str, raw: str, kind: Any) -> Any:

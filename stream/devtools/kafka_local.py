@@ -35,6 +35,7 @@ from typing import Any, Final
 
 from churnstream.stream.devtools import processes
 from churnstream.stream.devtools.deploy_files import deploy_file
+from churnstream.stream.errors import ChurnstreamError
 
 HOME_ENV: Final = "CHURNSTREAM_KAFKA_HOME"
 CACHE_ENV: Final = "CHURNSTREAM_CACHE_DIR"
@@ -52,11 +53,11 @@ JVM_OPTS: Final = (
 )
 
 
-class KafkaPrerequisiteError(RuntimeError):
+class KafkaPrerequisiteError(ChurnstreamError, RuntimeError):
     """A tool needed to run the local broker (Java 17+, Maven) is missing or too old."""
 
 
-class KafkaStartError(RuntimeError):
+class KafkaStartError(ChurnstreamError, RuntimeError):
     """The broker process died or did not answer in time; the message ends with its log tail."""
 
 

@@ -1,10 +1,14 @@
-"""Creating churnstream's topics on the broker: which topics, with what settings."""
+"""Churnstream's topics on the broker: which topics, with what settings; creating them (and
+waiting until they can be used) and comparing them with what is on the broker."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 from churnstream.stream.contract.topics import (
     ALERTS,
@@ -17,9 +21,21 @@ from churnstream.stream.contract.topics import (
     REKEYED,
     SCORES,
 )
+from churnstream.stream.errors import ChurnstreamError
 from churnstream.stream.settings import Settings
 
+if TYPE_CHECKING:
+    from aiokafka.admin import AIOKafkaAdminClient
+
 log = logging.getLogger(__name__)
+
+LEADER_TIMEOUT_S: Final = 30.0
+"""How long `create_topics` waits for every partition to have a leader that serves it."""
+_POLL_S: Final = 0.1
+
+
+class TopicsNotReady(ChurnstreamError, RuntimeError):
+    """Some partitions had no serving leader before the deadline; the message names them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +75,23 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 
 async def create_topics(
-    settings: Settings, specs: Iterable[TopicSpec] | None = None, *, bootstrap: str | None = None
+    settings: Settings,
+    specs: Iterable[TopicSpec] | None = None,
+    *,
+    bootstrap: str | None = None,
+    timeout: float = LEADER_TIMEOUT_S,
 ) -> list[str]:
-    """Create missing topics; existing ones are left alone. Returns the names created."""
+    """Create missing topics (existing ones are left alone) and return once every partition of
+    every topic in `specs` has a leader that serves requests (`TopicsNotReady` after `timeout`
+    seconds). Returns the names created."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     from churnstream.stream.kafka.client import client_options
 
+    deadline = time.monotonic() + timeout
     specs = list(specs if specs is not None else topic_specs(settings))
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap or settings.bootstrap_servers, **client_options(settings)
-    )
+    bootstrap = bootstrap or settings.bootstrap_servers
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -88,6 +110,126 @@ async def create_topics(
             )
         for s in missing:
             log.info("created topic %s (%d partitions)", s.name, s.partitions)
-        return [s.name for s in missing]
+        counts = await _wait_for_leaders_in_metadata(admin, [s.name for s in specs], deadline)
     finally:
         await admin.close()
+    await _wait_until_leaders_serve(settings, bootstrap, counts, deadline)
+    return [s.name for s in missing]
+
+
+def leaderless(described: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Topic -> what is not ready yet, from a metadata response's topics (empty: all ready)."""
+    from aiokafka.errors import for_code
+
+    pending = {}
+    for topic in described:
+        name = topic["topic"]
+        if topic["error_code"]:
+            pending[name] = for_code(topic["error_code"]).__name__
+        elif not topic["partitions"]:
+            pending[name] = "no partitions yet"
+        else:
+            without = sorted(p["partition"] for p in topic["partitions"] if p["leader"] < 0)
+            if without:
+                pending[name] = "no leader for partition(s) " + ",".join(map(str, without))
+    return pending
+
+
+async def _wait_for_leaders_in_metadata(
+    admin: AIOKafkaAdminClient, names: list[str], deadline: float
+) -> dict[str, int]:
+    """Poll metadata until each topic of `names` names a leader for every partition; returns
+    the partition count of each."""
+    while True:
+        described = await admin.describe_topics(names)
+        pending = leaderless(described)
+        if not pending:
+            return {t["topic"]: len(t["partitions"]) for t in described}
+        if time.monotonic() >= deadline:
+            detail = "; ".join(f"{name}: {why}" for name, why in sorted(pending.items()))
+            raise TopicsNotReady(f"topics not ready in time ({detail})")
+        await asyncio.sleep(_POLL_S)
+
+
+async def _wait_until_leaders_serve(
+    settings: Settings, bootstrap: str, counts: Mapping[str, int], deadline: float
+) -> None:
+    """Ask every partition's end offset: metadata names a leader a moment before that broker
+    serves the partition, and a client starting in between gets NotLeaderForPartitionError
+    warnings. The consumer retries this request quietly until each leader answers."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaTimeoutError
+
+    from churnstream.stream.kafka.client import client_options
+
+    partitions = [TopicPartition(name, p) for name, n in counts.items() for p in range(n)]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        **client_options(settings),
+    )
+    await consumer.start()
+    try:
+        await asyncio.wait_for(
+            consumer.end_offsets(partitions), max(deadline - time.monotonic(), 0.1)
+        )
+    except (TimeoutError, KafkaTimeoutError):
+        raise TopicsNotReady(
+            f"the leaders of {', '.join(sorted(counts))} did not serve their partitions in time"
+        ) from None
+    finally:
+        await consumer.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class TopicCheck:
+    """One topic as `topics list` shows it: what the broker has against what churnstream needs."""
+
+    name: str
+    partitions: int | None
+    """Partitions on the broker; None: the topic does not exist."""
+    expected: int | None
+    """Partitions churnstream needs; None: not one of churnstream's topics."""
+
+    @property
+    def problem(self) -> str | None:
+        if self.expected is None:
+            return None
+        if self.partitions is None:
+            return "missing"
+        if self.partitions != self.expected:
+            return f"has {self.partitions} partitions, expected {self.expected}"
+        return None
+
+
+def check_topics(
+    specs: Iterable[TopicSpec], existing: Mapping[str, int], related: Iterable[str] = ()
+) -> list[TopicCheck]:
+    """Churnstream's topics in `specs` order, then the `related` ones that exist (e.g. Faust's
+    own), sorted. `existing` maps every topic on the broker to its partition count."""
+    specs = list(specs)
+    checks = [TopicCheck(s.name, existing.get(s.name), s.partitions) for s in specs]
+    ours = {s.name for s in specs}
+    others = sorted(set(related) - ours)
+    checks += [TopicCheck(name, existing[name], None) for name in others if name in existing]
+    return checks
+
+
+async def existing_topics(settings: Settings, *, bootstrap: str) -> dict[str, int]:
+    """Every topic on the broker (internal `__*` ones left out) -> its partition count."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from churnstream.stream.kafka.client import client_options
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(settings))
+    await admin.start()
+    try:
+        described = await admin.describe_topics()
+    finally:
+        await admin.close()
+    return {
+        t["topic"]: len(t["partitions"])
+        for t in described
+        if not t.get("is_internal") and not t["topic"].startswith("__")
+    }

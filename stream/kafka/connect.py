@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from churnstream.stream.devtools.kafka_local import LocalKafka, broker_answers, default_home
+from churnstream.stream.errors import ChurnstreamError
 from churnstream.stream.kafka.broker import DOCKER_BOOTSTRAP, docker_daemon_available
 from churnstream.stream.settings import Settings
 
 
-class NoBrokerRunning(RuntimeError):
-    pass
+class NoBrokerRunning(ChurnstreamError, RuntimeError):
+    """No broker is configured or running; the message says how to start or name one."""
 
 
 def find_bootstrap(settings: Settings) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from churnstream.stream.contract.pseudonym import Pseudonymizer, PseudonymKeyError, is_pseudonym
+from churnstream.stream.errors import ChurnstreamError
 
 PREFIX: Final = "CHURNSTREAM_"
 PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -44,7 +45,7 @@ ENV_VARS: Final = frozenset(
 )
 
 
-class SecurityError(ValueError):
+class SecurityError(ChurnstreamError, ValueError):
     """A security setting is missing or unusable; the message names the variable, never a secret."""
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from churnstream.stream.cli.common import CommandError
 from churnstream.stream.cli.formatting import format_record
 from churnstream.stream.contract import topics as t
 from churnstream.stream.contract.events import DAY_S
@@ -40,18 +41,21 @@ from churnstream.stream.settings import Settings
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="the whole pipeline on simulated customers, alerts live")
-    p.add_argument("--users", type=int, default=1000)
-    p.add_argument("--days", type=int, default=60)
+    p.add_argument("--users", type=int, default=1000, help="simulated customers")
+    p.add_argument("--days", type=int, default=60, help="days of event time simulated")
     p.add_argument("--rate", type=float, default=3000.0, help="events per wall second")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
     p.add_argument("--max-seconds", type=float, default=170.0, help="stop after this long")
     p.add_argument("--per-second", type=float, default=3.0, help="alert lines printed per second")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    # The demo's own lines are the output; library chatter only when something is wrong.
-    logging.getLogger().setLevel(logging.WARNING)
+    # The demo's own lines are the output: library chatter (here and in the worker's log) only
+    # when something is wrong, unless a log level was asked for on the command line.
+    if args.log_level is None:
+        logging.getLogger().setLevel(logging.WARNING)
+        settings = settings.replace(log_level="warning")
     env = {"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
     print("starting Kafka ...", flush=True)
     broker = resolve_bootstrap(env, home=default_home())
@@ -104,7 +108,7 @@ async def _demo(args: argparse.Namespace, base: Settings, bootstrap: str) -> int
         while time.monotonic() < deadline and not producer.done():
             await asyncio.sleep(0.5)
             if not worker.running():
-                raise RuntimeError(f"the worker exited ({worker.popen.returncode}); see {workdir}")
+                raise CommandError(f"the worker exited ({worker.popen.returncode}); see {workdir}")
         sent = await producer if producer.done() else None
         if sent is None:
             print("time is up: stopping the simulation here", flush=True)
@@ -170,7 +174,7 @@ def _start_worker(settings: Settings, workdir: Path) -> ManagedProcess:
         min_labels=settings.min_labels,
         snapshot_every=settings.snapshot_every,
     )
-    return start_worker(env, workdir / "worker.log", log_level="warning")
+    return start_worker(env, workdir / "worker.log", log_level=settings.log_level)
 
 
 async def _watch_alerts(

@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import Any
 
+from churnstream.stream.cli.common import CommandError
 from churnstream.stream.contract import topics as t
 from churnstream.stream.contract.erasure import MAX_ID_CHARS, ErasureRequest
 from churnstream.stream.settings import Settings
@@ -31,7 +32,7 @@ def request_for(user_id: str, settings: Settings, event_id: str | None = None) -
     from churnstream.stream.kafka.client import security_settings
 
     if not 1 <= len(user_id) <= MAX_ID_CHARS:
-        raise RuntimeError(f"a user id has 1 to {MAX_ID_CHARS} characters")
+        raise CommandError(f"a user id has 1 to {MAX_ID_CHARS} characters")
     stored_id = security_settings(settings).pseudonymizer()(user_id)
     # Wall clock on purpose: an erasure is an operator action, not a business event.
     return ErasureRequest(event_id or str(uuid.uuid4()), stored_id, time.time())

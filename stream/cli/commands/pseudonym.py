@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from churnstream.stream.cli.common import CommandError
 from churnstream.stream.settings import Settings
 
 
@@ -23,7 +24,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     pseudo = security_settings(settings).pseudonymizer()
     if not pseudo.enabled:
-        raise RuntimeError(
+        raise CommandError(
             "pseudonymisation is off: set CHURNSTREAM_PSEUDONYM_KEY or "
             "CHURNSTREAM_PSEUDONYM_KEY_FILE (the same key as the workers)"
         )

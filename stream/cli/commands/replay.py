@@ -12,13 +12,14 @@ import orjson
 
 from churnstream.agents.configure import alert_policy, engine_config
 from churnstream.model.replay import replay_file, summarize
+from churnstream.stream.cli.common import CommandError, check_output
 from churnstream.stream.cli.progress import Progress
 from churnstream.stream.settings import Settings
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("replay", help="replay a JSONL history offline and report model quality")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, help="JSONL history, e.g. from `simulate --out`")
     p.add_argument("--scores", type=Path, default=None, help="write risk scores (JSONL)")
     p.add_argument("--alerts", type=Path, default=None, help="write alerts (JSONL)")
     p.add_argument("--state", type=Path, default=None, help="write final user states (JSONL)")
@@ -27,8 +28,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if not args.file.exists():
-        raise RuntimeError(f"{args.file}: no such file")
+    if not args.file.is_file():
+        raise CommandError(f"{args.file}: no such file")
+    for option in ("scores", "alerts", "state", "report"):
+        check_output(getattr(args, option), f"--{option}")
     progress = Progress("replayed")
     with contextlib.ExitStack() as stack:
         scores = stack.enter_context(args.scores.open("wb")) if args.scores else None

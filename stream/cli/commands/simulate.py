@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Any
 
+from churnstream.stream.cli.common import CommandError, check_output
 from churnstream.stream.cli.progress import Progress
 from churnstream.stream.contract.validation import parse_ts
 from churnstream.stream.devtools.simulator import (
@@ -24,24 +25,32 @@ from churnstream.stream.settings import Settings
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("simulate", help="generate customer events (JSONL file or Kafka)")
-    p.add_argument("--users", type=int, default=1000)
-    p.add_argument("--days", type=int, default=60)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--churn-rate", type=float, default=0.25)
+    p.add_argument("--users", type=int, default=1000, help="simulated customers")
+    p.add_argument("--days", type=int, default=60, help="days of event time")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--churn-rate", type=float, default=0.25, help="share of customers who churn")
     p.add_argument("--segments", default="course,saas,docs", help="comma-separated")
     p.add_argument("--start", default=None, help="event-time origin (RFC 3339 or epoch s)")
     p.add_argument("--bad-fraction", type=float, default=0.0, help="share of invalid records")
-    p.add_argument("--roi-drop-fraction", type=float, default=0.1)
+    p.add_argument(
+        "--roi-drop-fraction", type=float, default=0.1, help="share of customers whose ROI drops"
+    )
     p.add_argument("--out", default=None, help="write JSONL here instead of sending to Kafka")
-    p.add_argument("--truth", default=None, help="ground-truth JSON path (default: beside --out)")
-    p.add_argument("--rate", type=float, default=None, help="events per wall second (Kafka)")
+    p.add_argument(
+        "--truth",
+        default=None,
+        help="ground-truth JSON path (default: beside --out, else simulation.truth.json)",
+    )
+    p.add_argument(
+        "--rate", type=float, default=None, help="events per wall second to Kafka (default: max)"
+    )
     p.set_defaults(handler=run)
 
 
 def sim_config(args: argparse.Namespace) -> SimConfig:
     start = parse_ts(_number_or_text(args.start)) if args.start else None
     if args.start and start is None:
-        raise RuntimeError(f"--start {args.start!r}: not an RFC 3339 time or epoch seconds")
+        raise CommandError(f"--start {args.start!r}: not an RFC 3339 time or epoch seconds")
     kw: dict[str, Any] = {"start": start} if start is not None else {}
     return SimConfig(
         users=args.users,
@@ -66,7 +75,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         config = sim_config(args)
     except ValueError as exc:
-        raise RuntimeError(str(exc)) from None
+        raise CommandError(str(exc)) from None
+    check_output(args.out, "--out")
+    check_output(args.truth, "--truth")
     began = time.monotonic()
     if args.out:
         n = write_jsonl(generate(config), args.out)

@@ -9,14 +9,20 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from churnstream.stream.cli.common import CommandError
 from churnstream.stream.settings import Settings
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("state", help="show a user's features, last score and pending labels")
-    p.add_argument("user_id")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--url", default=None, help="worker web URL (default from settings)")
+    p.add_argument("user_id", help="the user id as the worker stores it")
+    p.add_argument("--json", action="store_true", help="the worker's JSON answer as it is")
+    p.add_argument(
+        "--url",
+        default=None,
+        help="worker web URL (default: http://$CHURNSTREAM_WEB_HOST:$CHURNSTREAM_WEB_PORT, "
+        "else http://127.0.0.1:6066)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -28,9 +34,9 @@ def fetch(base: str, user_id: str) -> dict[str, Any] | None:
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None
-        raise RuntimeError(f"worker answered {exc.code} for {url}") from None
+        raise CommandError(f"worker answered {exc.code} for {url}") from None
     except urllib.error.URLError as exc:
-        raise RuntimeError(
+        raise CommandError(
             f"no worker at {base} ({exc.reason}); is `churnstream worker` running?"
         ) from None
 

@@ -19,7 +19,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("tail", help="print churn.alerts, churn.risk-scores or churn.dlq records")
     p.add_argument("topic", help="topic name, e.g. churn.alerts (the prefix is added)")
     p.add_argument("--json", action="store_true", help="raw JSON values, one per line")
-    p.add_argument("--from-beginning", action="store_true")
+    p.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
     p.add_argument("--limit", type=int, default=None, help="stop after N records")
     p.add_argument(
         "--idle-exit",

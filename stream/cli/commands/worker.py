@@ -10,8 +10,12 @@ from churnstream.stream.settings import Settings
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("worker", help="run a churnstream worker (Faust)")
-    p.add_argument("--loglevel", default=None, help="default: CHURNSTREAM_LOG_LEVEL")
+    p = sub.add_parser(
+        "worker",
+        help="run a churnstream worker (Faust)",
+        description="Run one worker. Its log level is the command's (--log-level, -v or "
+        "CHURNSTREAM_LOG_LEVEL).",
+    )
     p.set_defaults(handler=run)
 
 
@@ -21,10 +25,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from churnstream.agents.app import create_app
 
     app = create_app(settings, bootstrap=find_bootstrap(settings))
-    worker = faust.Worker(
-        app,
-        loglevel=args.loglevel or settings.log_level,
-    )
+    worker = faust.Worker(app, loglevel=settings.log_level)
     # Faust's terminal spinner sets the root logger to DEBUG when the level is WARNING or
     # above, so every debug call on the hot path (one per produced record) builds a record.
     worker.spinner = None
