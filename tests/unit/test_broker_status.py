@@ -6,13 +6,24 @@ Probes and stoppers are injected: nothing here starts Kafka or Docker.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from churnstream.stream.cli.commands import kafka as kafka_command
 from churnstream.stream.cli.commands.topics import is_related, render
-from churnstream.stream.kafka.admin import TopicCheck, TopicSpec, check_topics, leaderless
+from churnstream.stream.kafka.admin import (
+    TopicCheck,
+    TopicsNotReady,
+    TopicSpec,
+    _wait_for_leaders_in_metadata,
+    check_topics,
+    leaderless,
+)
 from churnstream.stream.kafka.broker import DOCKER_BOOTSTRAP, BrokerStatus, find_brokers
 from churnstream.stream.settings import Settings
 
@@ -147,6 +158,30 @@ def test_leaderless_names_what_is_not_ready() -> None:
         "empty": "no partitions yet",
     }
     assert leaderless(described[:1]) == {}
+
+
+class ScriptedAdmin:
+    """Answers `describe_topics` with one leader per call from `leaders` (-1: none yet)."""
+
+    def __init__(self, leaders: list[int]) -> None:
+        self._leaders: Iterator[int] = iter(leaders)
+
+    async def describe_topics(self, names: list[str]) -> list[dict[str, Any]]:
+        leader = next(self._leaders)
+        return [{"topic": n, "error_code": 0, "partitions": [partition(0, leader)]} for n in names]
+
+
+def test_waits_until_metadata_names_every_leader() -> None:
+    admin = ScriptedAdmin([-1, -1, 1])
+    counts = asyncio.run(_wait_for_leaders_in_metadata(admin, ["a", "b"], time.monotonic() + 30))
+    assert counts == {"a": 1, "b": 1}
+
+
+def test_no_leader_by_the_deadline_names_the_partitions() -> None:
+    admin = ScriptedAdmin([-1])
+    with pytest.raises(TopicsNotReady) as info:
+        asyncio.run(_wait_for_leaders_in_metadata(admin, ["a"], time.monotonic()))
+    assert str(info.value) == "topics not ready in time (a: no leader for partition(s) 0)"
 
 
 # --- topics list ---------------------------------------------------------------------------
