@@ -7,14 +7,15 @@ The worker knows better: records are admitted strictly in offset order from the 
 offset (agents/input_guard.py) and finished in that order per partition (agents/acks.py), so
 the next offset to commit is simply the last finished one plus one. No record is acked to
 Faust; its own commit timer finds nothing to commit and this class commits instead, through
-the same consumer (so the commit belongs to the group member that owns the partition).
+the same consumer (so the commit belongs to the group member that owns the partition; Faust
+drops the partitions it no longer owns, see agents/faust_private.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from faust.types import TP
@@ -23,13 +24,22 @@ log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL_S = 1.0
 
+# Commits exactly the given offsets (agents/faust_private.commit_offsets, bound to a consumer).
+CommitOffsets = Callable[[Mapping[TP, int]], Awaitable[bool]]
+
 
 class OffsetCommitter:
-    __slots__ = ("_last", "_pending", "app", "interval_s")
+    __slots__ = ("_clock", "_commit", "_last", "_pending", "interval_s")
 
-    def __init__(self, app: Any, interval_s: float = COMMIT_INTERVAL_S) -> None:
-        self.app = app
+    def __init__(
+        self,
+        commit_offsets: CommitOffsets,
+        interval_s: float = COMMIT_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._commit = commit_offsets
         self.interval_s = interval_s
+        self._clock = clock
         self._pending: dict[TP, int] = {}
         # None until the first commit: a clock value of 0 would read "just committed" on a
         # machine booted less than an interval ago (monotonic time counts from boot).
@@ -50,15 +60,13 @@ class OffsetCommitter:
 
     async def commit(self, *, force: bool = False) -> None:
         """Commit what is pending, at most once per interval unless forced."""
-        now = time.monotonic()
+        now = self._clock()
         recent = self._last is not None and now - self._last < self.interval_s
         if not self._pending or (recent and not force):
             return
         offsets, self._pending = self._pending, {}
         self._last = now
         try:
-            # Faust's own entry point for "commit exactly these": it skips partitions no
-            # longer assigned and records the commit time its liveness checks look at.
-            await self.app.consumer._commit_offsets(offsets)
+            await self._commit(offsets)
         except Exception:  # e.g. a rebalance started: those records are delivered again
             log.warning("offset commit failed; the records will be processed again", exc_info=True)

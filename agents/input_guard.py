@@ -73,6 +73,23 @@ class InputGuard:
             if tp.topic in self.topics
         )
 
+    def revoked(self) -> frozenset[TP]:
+        """Input partitions of the last `sync` that the consumer no longer has."""
+        return self.assigned - self._input_assignment()
+
+    def lagging(self) -> list[TP]:
+        """Assigned input partitions whose log end is beyond what this worker received."""
+        highwater = self.app.consumer.highwater
+        out = []
+        for tp in self.app.consumer.assignment():
+            if tp.topic not in self.topics:
+                continue
+            end = highwater(tp)
+            source = (tp.topic, tp.partition)
+            if end is not None and end > (self.sequence.expected(source) or 0):
+                out.append(source)
+        return out
+
     async def sync(self) -> None:
         """Start every assigned input partition at the group's committed offset."""
         self.generation = self.app.consumer_generation_id

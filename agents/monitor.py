@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from churnstream.agents.context import WorkerContext
+from churnstream.agents.faust_private import committed_offsets
 from churnstream.agents.metrics import Closeable, start_metrics_server
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def register(ctx: WorkerContext) -> None:
         try:
             if tps:
                 ends = await consumer.highwaters(*tps)
-                committed = getattr(consumer, "_committed_offset", {})
+                committed = committed_offsets(consumer)
                 for tp in tps:
                     done = committed.get(tp)
                     if done is None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -46,10 +46,12 @@ class OutputWriter:
         bootstrap: str,
         options: dict[str, Any],
         on_retry: Callable[[], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._bootstrap = bootstrap
         self._options = options
         self._on_retry = on_retry
+        self._sleep = sleep  # the back-off wait (tests drive it without waiting)
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, int] = {}
         self._hashes: dict[bytes, int] = {}
@@ -109,7 +111,7 @@ class OutputWriter:
                 )
                 if self._on_retry is not None:
                     self._on_retry()
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
             delay = min(2 * delay, RETRY_MAX_S)
 
     async def _send_once(self, records: list[Record]) -> dict[tuple[str, int], int]:

@@ -20,12 +20,12 @@ return a tombstone the same way.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from faust.types import TP
 
-from churnstream.agents.outputs import key_partition
+from churnstream.agents.faust_private import store_writer
 from churnstream.features import FeatureConfig
 from churnstream.model.user_record import UserRecord
 
@@ -41,7 +41,7 @@ class TableRepository:
     ) -> None:
         self.table = table
         self.store = table.data  # the store itself: writing to it sends nothing
-        self._put = _store_writer(self.store, table.partitions)
+        self._put = store_writer(self.store, table.partitions)
         self.config = config
         self.changelog = changelog
         self.cached = cached
@@ -121,23 +121,3 @@ class TableRepository:
         return [
             UserRecord.from_bytes(k.decode(), v, self.config) for k, v in list(self.table.items())
         ]
-
-
-def _store_writer(store: Any, partitions: int) -> Callable[[bytes, bytes], None]:
-    """`put(key, value)` into the table's store, outside any stream event.
-
-    The memory store takes `store[key] = value`. Faust's RocksDB store keeps one database per
-    partition and picks it from the event being processed, which a flush at the end of a batch
-    does not have; the partition is the key's (murmur2, like the changelog record's).
-    """
-    db_for_partition = getattr(store, "_db_for_partition", None)
-    if db_for_partition is None:
-        return store.__setitem__
-    key_index = store._key_index
-
-    def put(key: bytes, value: bytes) -> None:
-        partition = key_partition(key, partitions)
-        db_for_partition(partition).put(key, value)
-        key_index[key] = partition
-
-    return put

@@ -17,7 +17,7 @@ from churnstream.agents.configure import model_config
 from churnstream.agents.context import WorkerContext
 from churnstream.agents.model_feed import COVERS_HEADER, latest_snapshots
 from churnstream.agents.outputs import Record
-from churnstream.agents.process import decode_example
+from churnstream.agents.processor import decode_example
 from churnstream.model.trainer import Trainer
 from churnstream.stream.contract.dlq import dead_letter_of
 from churnstream.stream.contract.topics import DLQ, MODELS

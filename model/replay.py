@@ -31,7 +31,7 @@ from churnstream.stream.contract.topics import INPUT_TOPICS
 from churnstream.stream.contract.validation import Invalid, parse
 
 SWEEP_EVERY = 1000  # events between label sweeps (the live worker sweeps once per batch)
-# Equal event times are applied in this order live too (agents/process.py tie-break).
+# Equal event times are applied in this order live too (agents/batch_loop.py tie-break).
 TOPIC_RANK = {kind: i for i, kind in enumerate(INPUT_TOPICS)}
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from fake_records import Ev, Msg
 from faust.types import TP
@@ -14,21 +14,16 @@ from churnstream.agents.commits import OffsetCommitter
 
 @dataclass
 class RecordingConsumer:
-    """Stands in for Faust's consumer: records what would be committed."""
+    """Stands in for `faust_private.commit_offsets`: records what would be committed."""
 
     commits: list[dict[TP, int]] = field(default_factory=list)
     fail: bool = False
 
-    async def _commit_offsets(self, offsets: dict[TP, int]) -> bool:
+    async def commit_offsets(self, offsets: Mapping[TP, int]) -> bool:
         if self.fail:
             raise RuntimeError("rebalance in progress")
         self.commits.append(dict(offsets))
         return True
-
-
-@dataclass
-class App:
-    consumer: Any
 
 
 def ev(partition: int, offset: int) -> Ev:
@@ -37,7 +32,7 @@ def ev(partition: int, offset: int) -> Ev:
 
 def test_commits_the_offset_after_the_last_finished_record_per_partition() -> None:
     consumer = RecordingConsumer()
-    committer = OffsetCommitter(App(consumer), interval_s=0.0)
+    committer = OffsetCommitter(consumer.commit_offsets, interval_s=0.0)
     committer.done([ev(0, 4), ev(0, 5), ev(1, 9)])
     asyncio.run(committer.commit())
     assert consumer.commits == [{TP("logins", 0): 6, TP("logins", 1): 10}]
@@ -47,7 +42,7 @@ def test_commits_the_offset_after_the_last_finished_record_per_partition() -> No
 
 def test_commits_at_most_once_per_interval_unless_forced() -> None:
     consumer = RecordingConsumer()
-    committer = OffsetCommitter(App(consumer), interval_s=3600.0)
+    committer = OffsetCommitter(consumer.commit_offsets, interval_s=3600.0)
     committer.done([ev(0, 1)])
     asyncio.run(committer.commit())
     committer.done([ev(0, 2)])
@@ -59,7 +54,7 @@ def test_commits_at_most_once_per_interval_unless_forced() -> None:
 
 def test_a_failed_commit_is_not_fatal_and_forget_drops_pending_offsets() -> None:
     consumer = RecordingConsumer(fail=True)
-    committer = OffsetCommitter(App(consumer), interval_s=0.0)
+    committer = OffsetCommitter(consumer.commit_offsets, interval_s=0.0)
     committer.done([ev(0, 1)])
     asyncio.run(committer.commit())  # logged; the records are processed again later
     consumer.fail = False

@@ -1,0 +1,62 @@
+"""Every use of a private Faust API, in one place: a Faust upgrade is checked here.
+
+The worker commits its own offsets and writes the table's store itself, outside any stream
+event (agents/commits.py, agents/repository.py), and reads the consumer's committed offsets
+for the lag gauge (agents/monitor.py). Faust has no public API for these, so they reach into
+its internals. Each function below names the faust-streaming behaviour it relies on (checked
+against 0.15.3, the version pyproject.toml pins); no other module touches a `_` attribute of a
+Faust object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from faust.types import TP
+
+from churnstream.agents.outputs import key_partition
+
+
+async def commit_offsets(consumer: Any, offsets: Mapping[TP, int]) -> bool:
+    """Commit exactly `offsets` through the group's consumer; False if nothing was committed.
+
+    faust-streaming 0.15.3 `Consumer._commit_offsets`: drops the partitions no longer assigned
+    (revoked in a rebalance: they are processed again by their new owner), flushes Faust's
+    producer, commits the rest with the member's current generation, and records the commit
+    in `_committed_offset` and the time its liveness checks look at. It raises if the commit
+    fails (e.g. a rebalance started).
+    """
+    return bool(await consumer._commit_offsets(offsets))
+
+
+def committed_offsets(consumer: Any) -> Mapping[TP, int | None]:
+    """The offsets the consumer last committed, by partition (empty if unknown).
+
+    faust-streaming 0.15.3 `Consumer._committed_offset`: a defaultdict(None) that
+    `_commit_offsets` and the seek to the committed offsets at assignment update.
+    """
+    committed: Mapping[TP, int | None] = getattr(consumer, "_committed_offset", {})
+    return committed
+
+
+def store_writer(store: Any, partitions: int) -> Callable[[bytes, bytes], None]:
+    """`put(key, value)` into a table's store, outside any stream event.
+
+    The memory store takes `store[key] = value` (public). faust-streaming 0.15.3's RocksDB
+    `Store` keeps one database per partition and picks it from the current event, which a
+    flush at the end of a batch does not have: its `_db_for_partition(partition)` gives the
+    database and `_key_index` (an LRU of key -> partition) must learn the key, as its own
+    `_set` does. The partition is the key's (murmur2, like the changelog record's).
+    """
+    db_for_partition = getattr(store, "_db_for_partition", None)
+    if db_for_partition is None:
+        return store.__setitem__
+    key_index = store._key_index
+
+    def put(key: bytes, value: bytes) -> None:
+        partition = key_partition(key, partitions)
+        db_for_partition(partition).put(key, value)
+        key_index[key] = partition
+
+    return put

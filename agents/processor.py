@@ -1,0 +1,171 @@
+"""What the process agent does with one input record: validate it, route it, apply it.
+
+The Kafka-free half of the agent's batch loop (agents/batch_loop.py): each record is parsed
+and validated (invalid -> `churn.dlq`, with the reason), pseudonymised and re-keyed when its
+key is not its user id (-> `churn.rekeyed`, applied when it comes back on the partition that
+owns the user), or returned as an event for the event-time aligner. Released events are applied
+by the detector; `finish` sweeps due labels and turns the detector's outputs into records. All
+output records go to the current batch's checkpoint (agents/checkpoint.py), sent before the
+batch's inputs count as done. A bug in validation or in the detector dead-letters the record
+instead of stalling its partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from churnstream.agents.checkpoint import Outbox
+from churnstream.agents.erasure import ERASED_USER
+from churnstream.agents.metrics import WorkerMetrics
+from churnstream.agents.repository import TableRepository
+from churnstream.model.engine import Detector
+from churnstream.model.labels import Example
+from churnstream.stream.contract import topics as t
+from churnstream.stream.contract.dlq import dead_letter_of
+from churnstream.stream.contract.events import Event
+from churnstream.stream.contract.validation import Invalid, parse
+from churnstream.stream.kafka.client import security_settings
+from churnstream.stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+KIND_HEADER = "churnstream-kind"
+
+
+class EventProcessor:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: WorkerMetrics,
+        detector: Detector,
+        repo: TableRepository,
+    ) -> None:
+        self.metrics = metrics
+        self.detector = detector
+        self.repo = repo
+        self.prefix = settings.topic_prefix
+        self.kinds = {settings.topic(name): kind for kind, name in t.INPUT_TOPICS.items()}
+        self.rekeyed_topic = settings.topic(t.REKEYED)
+        self.dlq_topic = settings.topic(t.DLQ)
+        self.scores_topic = settings.topic(t.SCORES)
+        self.alerts_topic = settings.topic(t.ALERTS)
+        self.examples_topic = settings.topic(t.EXAMPLES)
+        self.max_bytes = settings.max_record_bytes
+        security = security_settings(settings)
+        self.pseudo = security.pseudonymizer()
+        self.blocked = security.blocked_users().__contains__
+        # Tie-break of equal event times: the contract's topic order, then re-keyed records.
+        self.rank = {name: i for i, name in enumerate([*self.kinds, self.rekeyed_topic])}
+
+    def short(self, topic: str) -> str:
+        prefix = self.prefix
+        return topic[len(prefix) :] if prefix and topic.startswith(prefix) else topic
+
+    def dead_letter(
+        self, message: Any, error: str, detail: str, out: Outbox, *, keep_data: bool = True
+    ) -> None:
+        """Record -> churn.dlq with the reason; `keep_data=False` drops key and payload (an
+        erased user's data must not be kept there)."""
+        key, value = dead_letter_of(
+            message, error, detail, max_bytes=self.max_bytes, keep_data=keep_data
+        )
+        out.produce(self.dlq_topic, key, value)
+        self.metrics.dlq(error.split(":", 1)[0]).inc()
+
+    def validate(self, message: Any, out: Outbox) -> Event | None:
+        """`classify`, with a bug in it dead-lettering the record instead of stalling."""
+        try:
+            return self.classify(message, out)
+        except Exception:
+            log.exception("unexpected error validating a record; sent to the DLQ")
+            self.dead_letter(message, "internal_error", "validation raised; see worker log", out)
+            return None
+
+    def classify(self, message: Any, out: Outbox) -> Event | None:
+        """A valid event keyed by its user, or None once dead-lettered or re-keyed."""
+        topic = message.topic
+        rekeyed_topic, metrics = self.rekeyed_topic, self.metrics
+        if topic == rekeyed_topic:
+            kind = dict(message.headers or ()).get(KIND_HEADER, b"").decode() or None
+        else:
+            kind = self.kinds.get(topic)
+        value = message.value
+        result = parse(kind, value, self.max_bytes) if kind else Invalid("unknown_kind", topic)
+        if isinstance(result, Invalid):
+            self.dead_letter(message, result.error, result.detail, out)
+            metrics.consumed(self.short(topic), "invalid").inc()
+            return None
+        if self.pseudo.enabled and topic != rekeyed_topic:
+            # The raw id must reach no state and no output: the record is rewritten with the
+            # pseudonym and goes through churn.rekeyed to the partition that owns the pseudonym.
+            alias = self.pseudo(result.user_id)
+            doc = orjson.loads(value)
+            doc["user_id"] = alias
+            out.produce(
+                rekeyed_topic, alias.encode(), orjson.dumps(doc), [(KIND_HEADER, kind.encode())]
+            )
+            metrics.consumed(self.short(topic), "rekeyed").inc()
+            return None
+        if self.blocked(result.user_id):
+            self.dead_letter(
+                message, ERASED_USER, "user is on the erasure block list", out, keep_data=False
+            )
+            metrics.consumed(self.short(topic), "invalid").inc()
+            return None
+        user_key = result.user_id.encode()
+        if topic != rekeyed_topic and message.key != user_key:
+            # Send it to the partition that owns the user; applied when it comes back.
+            out.produce(rekeyed_topic, user_key, value, [(KIND_HEADER, kind.encode())])
+            metrics.consumed(self.short(topic), "rekeyed").inc()
+            return None
+        return result
+
+    def apply(self, event: Event, message: Any, out: Outbox) -> float | None:
+        """Apply one released event; returns its append time if it was scored (latency).
+
+        A bug must not stall the partition: the record is dead-lettered instead.
+        """
+        detector = self.detector
+        try:
+            n_scores = len(detector.out.scores)
+            outcome = detector.handle(event, (message.topic, message.partition, message.offset))
+        except Exception:
+            log.exception("unexpected error applying an event; sent to the DLQ")
+            self.dead_letter(message, "internal_error", "apply raised; see worker log", out)
+            return None
+        self.metrics.consumed(self.short(message.topic), outcome).inc()
+        return message.timestamp if len(detector.out.scores) > n_scores else None
+
+    def finish(self, out: Outbox) -> None:
+        """Sweep due labels under the watermark, then hand the detector's outputs to `out`."""
+        self.detector.sweep()
+        produced = self.detector.out.drain()
+        metrics = self.metrics
+        for score in produced.scores:
+            out.produce(self.scores_topic, score["user_id"].encode(), orjson.dumps(score))
+            metrics.observe_score(score["segment"], score["source"], score["score"])
+        for alert in produced.alerts:
+            out.produce(self.alerts_topic, alert["user_id"].encode(), orjson.dumps(alert))
+            metrics.alert(alert["kind"], alert["severity"]).inc()
+        for example in produced.examples:
+            out.produce(self.examples_topic, example.segment.encode(), encode_example(example))
+
+    def reset(self, revoked: Iterable[tuple[str, int]]) -> None:
+        """After a rebalance the table is the only truth: drop cached and unacknowledged user
+        records (their inputs are delivered again), the revoked partitions' watermarks, and
+        rebuild the due-label index from the partitions now owned."""
+        self.repo.forget()
+        self.detector.watermark.forget(revoked)
+        self.detector.reschedule(self.repo.records())
+
+
+def encode_example(example: Example) -> bytes:
+    return orjson.dumps(example.to_dict())
+
+
+def decode_example(value: bytes) -> Example:
+    return Example.from_dict(orjson.loads(value))

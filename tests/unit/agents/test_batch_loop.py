@@ -1,0 +1,267 @@
+"""BatchLoop with fakes around the real ledger, aligner, committer and checkpoint (no Kafka).
+
+Partition p of topic `logins` stands for a worker's input; a record's value is its event time,
+or b"bad" for one that validation dead-letters. The fake guard admits records in offset order
+from the group's committed offsets, as the real one does after asking the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from fake_records import (
+    CHANGELOG,
+    Ev,
+    FakeClock,
+    Journal,
+    Msg,
+    RecordingCommits,
+    RecordingSender,
+    RecordingStore,
+)
+from faust.types import TP
+
+from churnstream.agents.acks import AckLedger
+from churnstream.agents.batch_loop import BatchLoop, Clock
+from churnstream.agents.checkpoint import Checkpoint, Outbox
+from churnstream.agents.commits import OffsetCommitter
+from churnstream.agents.metrics import WorkerMetrics
+from churnstream.agents.ordering import EventTimeAligner
+
+P0, P1 = TP("logins", 0), TP("logins", 1)
+
+
+class FakeGuard:
+    """The input guard over the fake group: offset order from the committed offsets."""
+
+    def __init__(self, group: RecordingCommits) -> None:
+        self.group = group
+        self.generation = 1  # the consumer's current generation
+        self.synced: tuple[int, frozenset[TP]] | None = None
+        self.assigned: frozenset[TP] = frozenset()
+        self.expected: dict[TP, int] = {}
+        self.lagging_sources: list[tuple[str, int]] = []
+
+    def rebalance(self, assignment: set[TP]) -> None:
+        """The group moves to a new generation (a worker joined, left or restarted)."""
+        self.group.assignment = assignment
+        self.generation += 1
+
+    def changed(self) -> bool:
+        return self.synced != (self.generation, frozenset(self.group.assignment))
+
+    def revoked(self) -> frozenset[TP]:
+        return self.assigned - self.group.assignment
+
+    async def sync(self) -> None:
+        self.assigned = frozenset(self.group.assignment)
+        self.synced = (self.generation, self.assigned)
+        self.expected = {tp: self.group.committed.get(tp, 0) for tp in self.assigned}
+
+    async def watch(self) -> None:
+        pass
+
+    def take(self, message: Msg) -> bool | None:
+        tp = TP(message.topic, message.partition)
+        want = self.expected.get(tp)
+        if want is None or message.offset < want:
+            return False
+        if message.offset > want:
+            return None
+        self.expected[tp] = want + 1
+        return True
+
+    async def settle(self, message: Msg) -> bool:
+        raise AssertionError("these tests deliver no offset gaps")
+
+    def lagging(self) -> list[tuple[str, int]]:
+        return self.lagging_sources
+
+
+@dataclass(frozen=True)
+class Happened:
+    """Stands in for a contract event: the aligner only reads its time."""
+
+    ts: float
+
+
+class FakeProcessor:
+    """Applying a record changes the state of user u<partition> and scores that user."""
+
+    def __init__(self, store: RecordingStore) -> None:
+        self.store = store
+        self.applied: list[tuple[int, int]] = []
+        self.resets: list[frozenset[TP]] = []
+        self._scored: list[bytes] = []
+
+    def validate(self, message: Msg, out: Outbox) -> Happened | None:
+        if message.value == b"bad":
+            out.produce("churn.dlq", None, b"bad")
+            return None
+        return Happened(float(message.value))
+
+    def apply(self, event: Happened, message: Msg, out: Outbox) -> float | None:
+        self.applied.append((message.partition, message.offset))
+        user = f"u{message.partition}".encode()
+        self.store.changed[user] = message.value
+        self._scored.append(user)
+        return None
+
+    def finish(self, out: Outbox) -> None:
+        for user in self._scored:
+            out.produce("churn.risk-scores", user, b"score")
+        self._scored.clear()
+
+    def reset(self, revoked: frozenset[TP]) -> None:
+        self.resets.append(revoked)
+        self.store.changed.clear()  # as the repository forgets unacknowledged records
+
+
+class World:
+    """One worker: the loop and its parts, everything but Kafka."""
+
+    def __init__(self, *, grace_s: float = 0.0, commit_failures: int = 0) -> None:
+        self.journal: Journal = []
+        self.clock = FakeClock()
+        self.group = RecordingCommits(self.journal, {P0, P1}, failures=commit_failures)
+        self.guard = FakeGuard(self.group)
+        self.store = RecordingStore(self.journal)
+        self.sender = RecordingSender(self.journal)
+        self.processor = FakeProcessor(self.store)
+        self.metrics = WorkerMetrics()
+        self.aligner: EventTimeAligner[Any] = EventTimeAligner(grace_s=grace_s)
+        ledger = AckLedger()
+        committer = OffsetCommitter(self.group.commit_offsets, 1.0, self.clock)
+        self.loop = BatchLoop(
+            guard=self.guard,
+            processor=self.processor,  # type: ignore[arg-type]
+            aligner=self.aligner,
+            ledger=ledger,
+            committer=committer,
+            checkpoints=partial(
+                Checkpoint,
+                self.sender,
+                self.store,
+                ledger,
+                committer,
+                self.metrics.observe_flush,
+                self.clock,
+            ),
+            rank={"logins": 0},
+            metrics=self.metrics,
+            lock=asyncio.Lock(),
+            clock=Clock(self.clock, self.clock, self.clock),
+        )
+
+    async def batch(self, *records: tuple[int, int, bytes]) -> None:
+        await self.loop.run([Ev(Msg("logins", p, offset, value)) for p, offset, value in records])
+
+    def metric(self, name: str) -> float | None:
+        return self.metrics.registry.get_sample_value(f"churnstream_{name}")
+
+    def steps(self) -> list[str]:
+        return [step for step, _ in self.journal]
+
+
+def run(scenario: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(scenario)
+
+
+def test_a_batch_is_applied_sent_acknowledged_stored_and_committed() -> None:
+    async def scenario() -> None:
+        w = World()
+        await w.batch((0, 0, b"10"), (0, 1, b"bad"), (1, 0, b"20"))
+        assert w.processor.applied == [(0, 0), (1, 0)]
+        assert w.steps() == ["flush", "send", "written", "commit"]
+        assert w.journal[1][1] == [
+            (CHANGELOG, b"u0"),
+            (CHANGELOG, b"u1"),
+            ("churn.dlq", None),
+            ("churn.risk-scores", b"u0"),
+            ("churn.risk-scores", b"u1"),
+        ]
+        assert w.group.committed == {P0: 2, P1: 1}
+        assert w.store.data == {b"u0": b"10", b"u1": b"20"}
+        assert w.metric("rebalances_total") == 1  # the first assignment
+        assert w.metric("batch_records_count") == 1
+
+    run(scenario())
+
+
+def test_a_held_event_holds_back_the_commit_until_the_timer_releases_it() -> None:
+    async def scenario() -> None:
+        w = World()
+        w.guard.lagging_sources = [("logins", 1)]  # p1 has unread records: p0 must wait
+        await w.batch((0, 0, b"10"), (0, 1, b"bad"))
+        assert w.processor.applied == []
+        assert w.journal[1] == ("send", [("churn.dlq", None)])  # outputs go out at once...
+        assert w.group.committed == {}  # ...but offset 1 is not committed past held offset 0
+        assert w.metric("events_held") == 1
+        w.guard.lagging_sources = []
+        await w.loop.tick()
+        assert w.processor.applied == [(0, 0)]
+        assert w.group.committed == {P0: 2}
+        assert w.metric("events_held") == 0
+
+    run(scenario())
+
+
+def test_a_rebalance_in_the_middle_of_a_batch() -> None:
+    async def scenario() -> None:
+        w = World(grace_s=5.0)
+        await w.batch((0, 0, b"5"))  # committed at once; the next commit is due in a second
+        # While the next batch waits for the broker, the group rebalances: p1 goes elsewhere.
+        w.sender.while_sending = lambda: w.guard.rebalance({P0})
+        # p1's offset 1 (event time 30) is held for event-time order: p0 is only at 10.
+        await w.batch((0, 1, b"10"), (1, 0, b"bad"), (1, 1, b"30"))
+        assert w.processor.applied == [(0, 0), (0, 1)]
+        assert w.group.committed == {P0: 1}  # p0:1 and p1:0 are done, their commit pending
+        w.sender.while_sending = None
+        w.clock.now += 10.0  # the hold is over, but p1 belongs to another worker now
+        # The new generation starts again at p0's committed offset.
+        await w.batch((0, 1, b"10"), (0, 2, b"40"))
+        assert w.processor.resets == [frozenset(), frozenset({P1})]
+        # p0:1 is applied again (its pending commit was forgotten), p1's held record never.
+        assert w.processor.applied == [(0, 0), (0, 1), (0, 1), (0, 2)]
+        await w.loop.tick()
+        assert w.processor.applied == [(0, 0), (0, 1), (0, 1), (0, 2)]
+        assert w.group.committed == {P0: 3}
+        assert b"u1" not in w.store.data
+        # Nothing of the revoked partition was even asked to be committed.
+        assert all(P1 not in offsets for step, offsets in w.journal if step == "commit")
+        assert w.metric("rebalances_total") == 2
+        assert w.metric("events_held") == 0
+        assert len(w.loop.ledger) == 0  # p1's held record is no longer waited for
+
+    run(scenario())
+
+
+def test_a_failed_commit_is_not_fatal_and_its_records_are_processed_again() -> None:
+    async def scenario() -> None:
+        w = World(commit_failures=1)
+        await w.batch((0, 0, b"10"), (0, 1, b"11"))
+        assert w.steps() == ["flush", "send", "written", "commit failed"]
+        assert w.group.committed == {}
+        w.guard.rebalance({P0, P1})  # e.g. the worker restarts: from the committed offsets
+        w.clock.now += 1.0
+        await w.batch((0, 0, b"10"), (0, 1, b"11"))
+        assert w.processor.applied == [(0, 0), (0, 1), (0, 0), (0, 1)]
+        assert w.group.committed == {P0: 2}
+
+    run(scenario())
+
+
+def test_the_timer_waits_while_a_batch_or_an_erasure_holds_the_state_lock() -> None:
+    async def scenario() -> None:
+        w = World()
+        async with w.loop.lock:
+            await w.loop.tick()
+        assert w.guard.synced is None  # it did not even look at the assignment
+        await w.loop.tick()
+        assert w.guard.synced is not None
+
+    run(scenario())
