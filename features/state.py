@@ -232,15 +232,15 @@ class UserState:
         Events at or after `boundary`'s UTC day are ignored even when the state holds them (the
         daily score is made once the watermark passes the boundary, which lags the newest
         events). Windows end with the day before (`*_1d` is that day); `days_since_*` count
-        whole days: 0 when that day had the event, 1 when only the day before had it. Days that
-        fell out of the clock's ring are expired, and an event seen only after `boundary` and
-        otherwise out of the ring counts as never seen.
+        whole days: 0 when that day had the event, 1 when only the day before had it. A window
+        reads every day row the ring still holds, whatever the clock, so the row depends on how
+        far the state ran ahead only where a day after `boundary` took the slot of a day in the
+        window; an event seen only after `boundary` and otherwise out of the ring counts as
+        never seen.
         """
         bd = int(boundary // DAY_S)
         end = bd - 1
         lo = bd - RING_DAYS
-        if self._clock != _NEG_INF:
-            lo = max(lo, int(self._clock // DAY_S) - (RING_DAYS - 1))
         rows = sorted(
             (
                 (d, r)

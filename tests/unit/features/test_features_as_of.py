@@ -58,3 +58,14 @@ def test_windows_match_the_event_vector_at_the_end_of_the_last_day() -> None:
     event = st.features(boundary - 1.0)  # one second before: the same complete days
     for name in ("logins_7d", "logins_28d", "watch_minutes_28d", "active_days_7d", "trend_logins"):
         assert daily[name] == event[name], name
+
+
+def test_a_row_does_not_depend_on_how_far_the_state_ran_ahead() -> None:
+    early, ahead = UserState.new("u"), UserState.new("u")
+    for st in (early, ahead):
+        for day in range(0, 28, 2):
+            st.apply(login(at(day)))
+    ahead.apply(view(at(29)))  # the clock moves on; day 0's slot is still its own
+    boundary = D0 + 28 * DAY
+    assert ahead.vector_at(boundary) == early.vector_at(boundary)
+    assert as_of(ahead, boundary)["logins_28d"] == 14.0
