@@ -232,15 +232,15 @@ class UserState:
         Events at or after `boundary`'s UTC day are ignored even when the state holds them (the
         daily score is made once the watermark passes the boundary, which lags the newest
         events). Windows end with the day before (`*_1d` is that day); `days_since_*` count
-        whole days: 0 when that day had the event, 1 when only the day before had it. A window
-        reads every day row the ring still holds, whatever the clock, so the row depends on how
-        far the state ran ahead only where a day after `boundary` took the slot of a day in the
-        window; an event seen only after `boundary` and otherwise out of the ring counts as
-        never seen.
+        whole days: 0 when that day had the event, 1 when only the day before had it. The 28-day
+        windows hold the 27 complete days before the boundary: the boundary's own day, often
+        already in the state, takes the slot of the 28th, and a row must not depend on how far
+        the state ran ahead (live and replay sweep at different times). An event seen only after
+        `boundary` and otherwise out of the ring counts as never seen.
         """
         bd = int(boundary // DAY_S)
         end = bd - 1
-        lo = bd - RING_DAYS
+        lo = bd - (RING_DAYS - 1)
         rows = sorted(
             (
                 (d, r)

@@ -117,6 +117,15 @@ class Detector:
 
         Returns the result for metrics: ok, late, too_late, duplicate or redelivered.
         """
+        result = self._apply(event, source)
+        # Daily rows are made at the event that moves the watermark past their boundary, not
+        # at the caller's next sweep, so the events they hold do not depend on the sweep cadence
+        # (per batch live, every N events in a replay).
+        if self.days.earliest <= self.watermark.value:
+            self._sweep_days(self.watermark.value)
+        return result
+
+    def _apply(self, event: Event, source: Source | None) -> str:
         rec = self.repo.get(event.user_id)
         if rec is None:
             rec = UserRecord.new(event.user_id, self.config.features)
@@ -201,7 +210,8 @@ class Detector:
         if rec.pending is None:
             rec.pending = PendingLabels(rec.user_id, segment)
         # The state may already hold what followed the boundary (it runs ahead of the
-        # watermark); later cancels and activity reach the snapshot through handle().
+        # watermark by about the lateness, less than a horizon, so activity seen after the
+        # boundary is taken as inside it); later cancels and activity come through handle().
         cancel = state.cancel_ts
         rec.pending.add(
             boundary,
@@ -268,23 +278,13 @@ class Detector:
     def sweep(self) -> int:
         """Make the daily scores the watermark reached, then release the labels it passed.
 
-        Boundaries are visited earliest first, one row per boundary: a watermark that jumped
-        several days yields each user's rows in order. Returns the examples released.
+        `handle` makes the daily scores as the watermark moves; here they catch up after
+        `reschedule`. Returns the examples released.
         """
         wm = self.watermark.value
         if wm == -math.inf:
             return 0
-        while (entry := self.days.pop_next(wm)) is not None:
-            boundary, user_id = entry
-            rec = self.repo.get(user_id)
-            if rec is None or rec.next_daily is None:
-                continue  # erased, or the schedule ended
-            if rec.next_daily != boundary:  # a stale entry (erased and back): follow the record
-                self.days.schedule(user_id, rec.next_daily)
-                continue
-            rec.next_daily = self._daily(rec, boundary)
-            self.days.schedule(user_id, rec.next_daily)
-            self.repo.put(rec)
+        self._sweep_days(wm)
         n = 0
         for user_id in self.due.pop_due(wm):
             rec = self.repo.get(user_id)
@@ -299,6 +299,21 @@ class Detector:
                 self.due.schedule(user_id, rec.pending.next_due())
             self.repo.put(rec)
         return n
+
+    def _sweep_days(self, wm: float) -> None:
+        """Score every user as of each boundary <= `wm`, earliest first, one row per boundary:
+        a watermark that jumped several days yields each user's rows in order."""
+        while (entry := self.days.pop_next(wm)) is not None:
+            boundary, user_id = entry
+            rec = self.repo.get(user_id)
+            if rec is None or rec.next_daily is None:
+                continue  # erased, or the schedule ended
+            if rec.next_daily != boundary:  # a stale entry (erased and back): follow the record
+                self.days.schedule(user_id, rec.next_daily)
+                continue
+            rec.next_daily = self._daily(rec, boundary)
+            self.days.schedule(user_id, rec.next_daily)
+            self.repo.put(rec)
 
     def reschedule(self, records: Iterable[UserRecord]) -> None:
         """Rebuild the due and daily indexes from stored users (after recovery or a rebalance)."""

@@ -8,6 +8,7 @@ watermark) passes t + H. What counts as churn in (t, t + H] is the segment's lab
 from __future__ import annotations
 
 import heapq
+import math
 import struct
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
@@ -336,6 +337,11 @@ class DueIndex:
     def discard(self, user_id: str) -> None:
         """Stop tracking a user (cancel, erasure); its heap entry goes stale."""
         self._scheduled.pop(user_id, None)
+
+    @property
+    def earliest(self) -> float:
+        """The earliest entry's time, possibly a stale one (inf when empty): a cheap check."""
+        return self._heap[0][0] if self._heap else math.inf
 
     def pop_next(self, limit: float) -> tuple[float, str] | None:
         """The earliest live entry due at or before `limit`, removed from the index (or None).
