@@ -198,11 +198,11 @@ class Detector:
         state = rec.state
         if state.churned and state.cancel_ts is not None and state.cancel_ts < boundary:
             return None
-        start = state.sub_start_ts
-        seen = max(state.last[LAST_EVENT], -math.inf if start is None else start)
-        if boundary - seen > self.config.gone_after_s:
+        # Silent since the newest behaviour event or (re)subscription.
+        start = -math.inf if state.sub_start_ts is None else state.sub_start_ts
+        if boundary - max(state.last[LAST_EVENT], start) > self.config.gone_after_s:
             return None
-        if state.prev_sub is not None and state.prev_sub[1] < boundary <= (start or 0.0):
+        if state.prev_sub is not None and state.prev_sub[1] < boundary <= start:
             return boundary + DAY_S  # between a cancel and the reactivation
         segment = state.segment or self.config.default_segment
         vector = state.vector_at(boundary)

@@ -192,6 +192,14 @@ def test_a_cancelled_user_is_scored_until_the_cancel_and_again_after_reactivatin
     assert labels[:2] == [(day_ts(1)[0], True), (day_ts(2)[0], True)]
 
 
+def test_no_rows_between_a_cancel_and_a_reactivation_that_both_arrived_early() -> None:
+    run = Run(lateness_s=3 * DAY_S)
+    run.feed(life("u", at(0, 1.0), "signup"), login("u", at(0)))
+    run.feed(life("u", at(1, 10.0), "cancel"), life("u", at(3, 13.0), "reactivate"))
+    run.pace(at(9))  # watermark day 6 12:00
+    assert run.rows("u") == day_ts(1, 4, 5, 6)
+
+
 def test_score_events_off_publishes_daily_rows_only() -> None:
     run = Run(score_events=False)
     run.feed(login("u", at(0)), login("u", at(1)))
