@@ -21,6 +21,11 @@ def model_config(settings: Settings) -> ModelConfig:
             "saas": settings.horizon_saas_days,
             "docs": settings.horizon_docs_days,
         },
+        label_modes={
+            "course": settings.label_course,  # type: ignore[dict-item]  # validated
+            "saas": settings.label_saas,  # type: ignore[dict-item]
+            "docs": settings.label_docs,  # type: ignore[dict-item]
+        },
     )
 
 
@@ -31,6 +36,9 @@ def engine_config(settings: Settings) -> EngineConfig:
         default_segment=settings.default_segment,
         score_min_interval_s=settings.score_min_interval_s,
         scoring=settings.scoring,
+        score_events=settings.score_events,
+        day_offset_s=settings.day_offset_s,
+        gone_after_s=settings.gone_after_days * DAY_S,
     )
 
 

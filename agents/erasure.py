@@ -43,7 +43,7 @@ async def erase_user(ctx: WorkerContext, user_id: str) -> bool:
     """
     async with ctx.state_lock:
         tombstone = ctx.repo.delete(user_id)
-        ctx.detector.due.discard(user_id)
+        ctx.detector.forget(user_id)
         if tombstone is not None:
             ctx.repo.written(await ctx.outputs.send([tombstone]))
     return tombstone is not None

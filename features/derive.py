@@ -5,6 +5,7 @@ Never returns NaN or inf: every ratio has a guarded denominator, every unbounded
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from churnstream.features import buckets as b
@@ -69,8 +70,11 @@ def derive(
     r1: list[int] | None,
     w7: list[int],
     w28: list[int],
+    last: Sequence[float] | None = None,
 ) -> list[float]:
     """Feature vector from `now_day`'s row and the 7- and 28-day window totals ending there.
+
+    `last` are the last-seen times of the `LAST_*` slots (default: the state's own).
 
     Hot path (once per scored event): window counters are unpacked into locals and ratios
     (`num / den if den else 0.0`) and days-since (`(now - last) / DAY_S` clamped to
@@ -142,7 +146,7 @@ def derive(
     # Never seen counts from the user's start: a new user is not "60 days inactive".
     never = tenure if tenure < DAYS_SINCE_CAP else DAYS_SINCE_CAP
     since = []
-    for t in st.last:
+    for t in st.last if last is None else last:
         if t == -_INF:
             since.append(never)
             continue

@@ -226,6 +226,43 @@ class UserState:
             return derive(self, now, nd, None, agg[2], agg[3])
         return derive(self, now, nd, r1, combine(agg[2], r1), combine(agg[3], r1))
 
+    def vector_at(self, boundary: float) -> list[float]:
+        """Feature values as of event time `boundary`, from the complete UTC days before it.
+
+        Events at or after `boundary`'s UTC day are ignored even when the state holds them (the
+        daily score is made once the watermark passes the boundary, which lags the newest
+        events). Windows end with the day before (`*_1d` is that day); `days_since_*` count
+        whole days: 0 when that day had the event, 1 when only the day before had it. The 28-day
+        windows hold the 27 complete days before the boundary: the boundary's own day, often
+        already in the state, takes the slot of the 28th, and a row must not depend on how far
+        the state ran ahead (live and replay sweep at different times). An event seen only after
+        `boundary` and otherwise out of the ring counts as never seen.
+        """
+        bd = int(boundary // DAY_S)
+        end = bd - 1
+        lo = bd - (RING_DAYS - 1)
+        rows = sorted(
+            (
+                (d, r)
+                for d, r in zip(self.days, self.rows, strict=True)
+                if r is not None and lo <= d <= end
+            ),
+            key=lambda dr: -dr[0],
+        )
+        r1 = rows[0][1] if rows and rows[0][0] == end else None
+        w7 = aggregate([r for d, r in rows if d > end - 7])
+        w28 = aggregate([r for _, r in rows])
+        last = []
+        for slot, seen in enumerate(_SEEN):
+            t = self.last[slot]
+            if t < boundary:
+                day = int(t // DAY_S) if t != _NEG_INF else None
+            else:  # the newest is after the boundary: the newest day before it that had one
+                day = next((d for d, r in rows if seen(r)), None)
+            # As a time whole days before `boundary`, so derive() counts whole days.
+            last.append(_NEG_INF if day is None else boundary - max(0, end - day) * DAY_S)
+        return derive(self, boundary, end, r1, w7, w28, last)
+
     def _totals_before(self, lo: int, nd: int) -> tuple[int, int, list[int], list[int]]:
         lo7 = nd - 6
         r7: list[list[int]] = []
@@ -337,6 +374,19 @@ def _value(st: UserState, ev: ValueEvent, row: list[int]) -> None:
     if ev.value > 0 and ev.ts > st.last[LAST_VALUE]:
         st.last[LAST_VALUE] = ev.ts
 
+
+# Whether a day row had the event of each `LAST_*` slot, in slot order (for `vector_at`).
+_SEEN: tuple[Callable[[list[int]], bool], ...] = (
+    lambda r: True,  # a row exists only for a day with a behaviour or value event
+    lambda r: r[b.LOGINS] > 0,
+    lambda r: r[b.VIDEOS] > 0,
+    lambda r: r[b.SYNCS] > 0,
+    lambda r: r[b.SYNCS] > r[b.SYNC_ERRORS],
+    lambda r: r[b.JOBS] > 0,
+    lambda r: r[b.VALUE_CENTS] > 0,
+)
+if len(_SEEN) != N_LAST:
+    raise ImportError("features.state._SEEN is out of date with the LAST_* slots")
 
 _HANDLERS: dict[type, Callable[[UserState, Event, list[int]], None]] = {
     VideoView: _video,  # type: ignore[dict-item]

@@ -76,10 +76,11 @@ class AlertConfig:
     # scores high on silence alone, which flooded a replay with alerts at signup.
     risk_warmup_s: float = 1 * DAY_S
     # A risk episode is raised only once a later score, at least this much event time after
-    # the first, still holds >= warning (and none between fell below): a lone spike, such as
-    # the score at a login after days away or at a renewal, is not raised. On the simulator it
-    # cut never-churning learners alerted from 30% to 21% for 0.3 days of median lead.
-    risk_hold_s: float = 600.0
+    # the first, still holds >= warning (and none between fell below). It was 600 s when risk
+    # was scored at every event, to skip lone spikes such as the score at a login after days
+    # away. Risk is now decided on daily rows made from complete days, where no such spike
+    # exists, and holding one would delay every alert by a whole day: off by default.
+    risk_hold_s: float = 0.0
     roi_threshold: float = 1.0
     # 0.5 / 1.25 chosen on the simulator: at 0.4 / 1.1 weekly value noise alone alerted twice
     # as many quiet SaaS accounts; planted drops (60-90%) are caught as well and as fast.

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from churnstream.model.labels import LABEL_MODES, LabelMode
 from churnstream.model.rules import RulesScore, logit
 from churnstream.stream.contract.events import DAY_S, SEGMENTS
 
@@ -17,6 +18,14 @@ ESTIMATORS: Final = ("logistic", "hoeffding", "arf")
 # a month). They are only starting points: the model's intercept learns the real rate.
 DEFAULT_BASE_RATES: Final[dict[str, float]] = {"course": 0.08, "saas": 0.04, "docs": 0.04}
 DEFAULT_HORIZON_DAYS: Final[dict[str, float]] = {"course": 7.0, "saas": 14.0, "docs": 14.0}
+# What churn within the horizon means (model/labels.py). A learner who stops watching has left
+# without cancelling anything, so a course label is a cancel or no activity at all; SaaS and
+# document accounts are contract-bound: quiet weeks are normal, churn is the cancel.
+DEFAULT_LABEL_MODES: Final[dict[str, LabelMode]] = {
+    "course": "either",
+    "saas": "cancel",
+    "docs": "cancel",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +100,7 @@ class ModelConfig:
     estimator: str = "logistic"
     base_rates: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_BASE_RATES))
     horizons_days: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_HORIZON_DAYS))
+    label_modes: Mapping[str, LabelMode] = field(default_factory=lambda: dict(DEFAULT_LABEL_MODES))
     # A segment switches from rules to model once it learned this many labels (both classes).
     min_labels: int = 200
     # The logistic model caps standardised inputs at +-clip_z (0: no cap), see learner.ClipZ.
@@ -116,6 +126,9 @@ class ModelConfig:
             horizon = self.horizons_days.get(seg)
             if horizon is None or horizon <= 0:
                 raise ValueError(f"horizon for {seg!r} must be > 0 days, got {horizon!r}")
+            mode = self.label_modes.get(seg)
+            if mode not in LABEL_MODES:
+                raise ValueError(f"label mode for {seg!r} must be one of {LABEL_MODES}: {mode!r}")
         if self.clip_z < 0:
             raise ValueError(f"clip_z must be >= 0 (0: no clipping), got {self.clip_z!r}")
         if self.min_labels < 0 or self.quality_window < 2 or self.drift_warmup < 0:
@@ -124,6 +137,10 @@ class ModelConfig:
     def horizon_s(self, segment: str) -> float:
         """Label horizon of `segment` in seconds."""
         return float(self.horizons_days[segment]) * DAY_S
+
+    def label_mode(self, segment: str) -> LabelMode:
+        """Label mode of `segment`; an unknown segment churns by cancelling."""
+        return self.label_modes.get(segment, "cancel")
 
     def rules_for(self, segment: str) -> RulesScore:
         """The segment's rule score; an unknown segment gets a bias-only rule."""
@@ -150,6 +167,7 @@ class ModelConfig:
         for key, defaults in (
             ("base_rates", DEFAULT_BASE_RATES),
             ("horizons_days", DEFAULT_HORIZON_DAYS),
+            ("label_modes", DEFAULT_LABEL_MODES),
         ):
             if key in kwargs:
                 kwargs[key] = {**defaults, **kwargs[key]}

@@ -1,5 +1,11 @@
 """The detector: one code path from a validated event to features, score, labels and alerts.
 
+Two kinds of score: an `event` score whenever a user's event arrives (the newest view, and the
+`roi_drop` alert), and a `daily` score of every user at risk as of each day boundary, made once
+the watermark reaches it from the complete days before it. Daily rows are the ones labelled
+and the ones that raise `churn_risk`, so a user who goes quiet is still scored and alerted, and
+the model learns from exactly the rows that decide the alerts.
+
 Used unchanged by the live Faust worker (agents/) and by `churnstream replay`, so the same events
 in the same order give the same scores. It knows nothing of Kafka: the caller owns storage
 through a `UserRepository` and ships `Outputs` wherever they go.
@@ -15,10 +21,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from churnstream.features import FEATURE_NAMES, Applied, FeatureConfig
-from churnstream.model.alerts import AlertPolicy
+from churnstream.features.buckets import LAST_EVENT
+from churnstream.model.alerts import Alert, AlertPolicy
 from churnstream.model.config import ModelConfig
-from churnstream.model.labels import DueIndex, Example, PendingLabels
-from churnstream.model.scoring import Scorer
+from churnstream.model.labels import (
+    DueIndex,
+    Example,
+    PendingLabels,
+    active_after,
+    is_activity,
+)
+from churnstream.model.scoring import Score, Scorer
 from churnstream.model.user_record import UserRecord
 from churnstream.model.watermark import Watermark
 from churnstream.stream.contract.events import DAY_S, Event, Lifecycle
@@ -42,6 +55,12 @@ class EngineConfig:
     watermark_idle_s: float = 86400.0
     # False: keep features only (no scores, labels or alerts).
     scoring: bool = True
+    # False: publish daily scores only (no per-event scoring; roi_drop is then read daily).
+    score_events: bool = True
+    # Daily boundaries are midnights UTC plus this offset (seconds of event time).
+    day_offset_s: float = 0.0
+    # A user silent for longer than this is gone: no daily scores until their next event.
+    gone_after_s: float = 30 * DAY_S
 
 
 @dataclass(slots=True)
@@ -82,6 +101,7 @@ class Detector:
         self.alerts = alerts
         self.repo = repo
         self.due = DueIndex()
+        self.days = DueIndex()  # (next daily boundary, user_id)
         self.watermark = Watermark(config.features.lateness_s, config.watermark_idle_s)
         self.out = Outputs()
         # Only `scored_at` reads it: the contract marks that field as wall-clock, for latency.
@@ -97,6 +117,15 @@ class Detector:
 
         Returns the result for metrics: ok, late, too_late, duplicate or redelivered.
         """
+        result = self._apply(event, source)
+        # Daily rows are made at the event that moves the watermark past their boundary, not
+        # at the caller's next sweep, so the events they hold do not depend on the sweep cadence
+        # (per batch live, every N events in a replay).
+        if self.days.earliest <= self.watermark.value:
+            self._sweep_days(self.watermark.value)
+        return result
+
+    def _apply(self, event: Event, source: Source | None) -> str:
         rec = self.repo.get(event.user_id)
         if rec is None:
             rec = UserRecord.new(event.user_id, self.config.features)
@@ -121,10 +150,23 @@ class Detector:
             rec.pending = None  # snapshots and horizon belonged to the old segment
         if isinstance(event, Lifecycle):
             self._lifecycle(rec, event)
-        if self.config.scoring and applied is not Applied.TOO_LATE and not state.churned:
-            self._score(rec)
+        if self.config.scoring and applied is not Applied.TOO_LATE:
+            segment = state.segment or self.config.default_segment
+            if rec.pending is not None and is_activity(event, segment):
+                rec.pending.on_activity(event.ts)
+            if not state.churned:
+                if rec.next_daily is None:  # new, back after going quiet, or reactivated
+                    rec.next_daily = self._boundary_after(event.ts)
+                    self.days.schedule(rec.user_id, rec.next_daily)
+                if self.config.score_events:
+                    self._score(rec)
         self.repo.put(rec)
         return result
+
+    def _boundary_after(self, ts: float) -> float:
+        """The first day boundary strictly after `ts`."""
+        off = self.config.day_offset_s
+        return ((ts - off) // DAY_S + 1) * DAY_S + off
 
     def _lifecycle(self, rec: UserRecord, event: Lifecycle) -> None:
         if event.event == "cancel" and rec.state.churned:
@@ -139,47 +181,90 @@ class Detector:
             self.alerts.on_reactivate(rec.alerts)
 
     def _score(self, rec: UserRecord) -> None:
-        state = rec.state
-        now = state.clock
+        """The event score: the user's newest view; only `roi_drop` (acute) is decided here."""
+        now = rec.state.clock
         if now - rec.last_scored_ts < self.config.score_min_interval_s:
             return
+        segment = rec.state.segment or self.config.default_segment
+        x = self._publish(rec, segment, now, rec.state.vector(now), "event")[0]
+        self._alert(self.alerts.on_roi(rec.user_id, segment, now, x, rec.alerts))
+
+    def _daily(self, rec: UserRecord, boundary: float) -> float | None:
+        """Score `rec` as of `boundary`, label and alert on it; returns the next boundary.
+
+        None ends the schedule: the user cancelled before the boundary (until a reactivation)
+        or is gone (silent for longer than `gone_after_s`, until their next event).
+        """
+        state = rec.state
+        if state.churned and state.cancel_ts is not None and state.cancel_ts < boundary:
+            return None
+        # Silent since the newest behaviour event or (re)subscription.
+        start = -math.inf if state.sub_start_ts is None else state.sub_start_ts
+        if boundary - max(state.last[LAST_EVENT], start) > self.config.gone_after_s:
+            return None
+        if state.prev_sub is not None and state.prev_sub[1] < boundary <= start:
+            return boundary + DAY_S  # between a cancel and the reactivation
         segment = state.segment or self.config.default_segment
-        vector = state.vector(now)
+        vector = state.vector_at(boundary)
+        x, s, horizon_s = self._publish(rec, segment, boundary, vector, "daily")
+        if rec.pending is None:
+            rec.pending = PendingLabels(rec.user_id, segment)
+        # The state may already hold what followed the boundary (it runs ahead of the
+        # watermark by about the lateness, less than a horizon, so activity seen after the
+        # boundary is taken as inside it); later cancels and activity come through handle().
+        cancel = state.cancel_ts
+        rec.pending.add(
+            boundary,
+            vector,
+            s.score,
+            s.model_version,
+            horizon_s,
+            cancelled=cancel is not None and boundary < cancel <= boundary + horizon_s,
+            active=active_after(state.last, segment, boundary),
+        )
+        self.due.schedule(rec.user_id, rec.pending.next_due())
+        self._alert(
+            self.alerts.on_score(rec.user_id, segment, boundary, s.score, s.drivers, rec.alerts)
+        )
+        if not self.config.score_events:
+            self._alert(self.alerts.on_roi(rec.user_id, segment, boundary, x, rec.alerts))
+        return boundary + DAY_S
+
+    def _publish(
+        self, rec: UserRecord, segment: str, ts: float, vector: list[float], trigger: str
+    ) -> tuple[dict[str, float], Score, float]:
+        """Score `vector`, append the score record and keep the newest score in `rec.last`."""
         x = dict(zip(FEATURE_NAMES, vector, strict=True))
         s = self.scorer.score(segment, x)
         drivers = [d.to_dict() for d in s.drivers]
         horizon_s = self.config.model.horizon_s(segment)
-        ts = rfc3339(now)
         self.out.scores.append(
             {
                 "user_id": rec.user_id,
                 "segment": segment,
-                "ts": ts,
+                "ts": rfc3339(ts),
                 "score": s.score,
                 "source": s.source,
                 "model_version": s.model_version,
                 "horizon_days": horizon_s / DAY_S,
                 "drivers": drivers,
+                "trigger": trigger,
                 "scored_at": self._scored_at(),
             }
         )
-        rec.last = {
-            "ts": now,
-            "score": s.score,
-            "source": s.source,
-            "model_version": s.model_version,
-            "drivers": drivers,
-        }
-        if rec.pending is None:
-            rec.pending = PendingLabels(rec.user_id, segment)
-        rec.pending.add(now, vector, s.score, s.model_version, horizon_s)
-        self.due.schedule(rec.user_id, rec.pending.next_due())
-        for alert in (
-            self.alerts.on_score(rec.user_id, segment, now, s.score, s.drivers, rec.alerts),
-            self.alerts.on_roi(rec.user_id, segment, now, x, rec.alerts),
-        ):
-            if alert is not None:
-                self.out.alerts.append(alert.to_dict())
+        if ts >= rec.last_scored_ts:
+            rec.last = {
+                "ts": ts,
+                "score": s.score,
+                "source": s.source,
+                "model_version": s.model_version,
+                "drivers": drivers,
+            }
+        return x, s, horizon_s
+
+    def _alert(self, alert: Alert | None) -> None:
+        if alert is not None:
+            self.out.alerts.append(alert.to_dict())
 
     def _scored_at(self) -> str:
         # Formatting a timestamp costs more than scoring; one string per wall-clock ms.
@@ -188,19 +273,24 @@ class Detector:
             self._last_wall = (now, rfc3339(now))
         return self._last_wall[1]
 
-    # -- labels of silent users ---------------------------------------------------------------
+    # -- the watermark: daily scores and labels of silent users -------------------------------
 
     def sweep(self) -> int:
-        """Turn snapshots whose horizon passed under the watermark into negatives."""
+        """Make the daily scores the watermark reached, then release the labels it passed.
+
+        `handle` makes the daily scores as the watermark moves; here they catch up after
+        `reschedule`. Returns the examples released.
+        """
         wm = self.watermark.value
         if wm == -math.inf:
             return 0
+        self._sweep_days(wm)
         n = 0
         for user_id in self.due.pop_due(wm):
             rec = self.repo.get(user_id)
             if rec is None or rec.pending is None:
                 continue
-            examples = rec.pending.due(wm)
+            examples = rec.pending.due(wm, self.config.model.label_mode(rec.pending.segment))
             n += len(examples)
             self.out.examples.extend(examples)
             if len(rec.pending) == 0:
@@ -210,9 +300,31 @@ class Detector:
             self.repo.put(rec)
         return n
 
+    def _sweep_days(self, wm: float) -> None:
+        """Score every user as of each boundary <= `wm`, earliest first, one row per boundary:
+        a watermark that jumped several days yields each user's rows in order."""
+        while (entry := self.days.pop_next(wm)) is not None:
+            boundary, user_id = entry
+            rec = self.repo.get(user_id)
+            if rec is None or rec.next_daily is None:
+                continue  # erased, or the schedule ended
+            if rec.next_daily != boundary:  # a stale entry (erased and back): follow the record
+                self.days.schedule(user_id, rec.next_daily)
+                continue
+            rec.next_daily = self._daily(rec, boundary)
+            self.days.schedule(user_id, rec.next_daily)
+            self.repo.put(rec)
+
     def reschedule(self, records: Iterable[UserRecord]) -> None:
-        """Rebuild the due index from stored users (after recovery or a rebalance)."""
+        """Rebuild the due and daily indexes from stored users (after recovery or a rebalance)."""
         self.due = DueIndex()
+        self.days = DueIndex()
         for rec in records:
             if rec.pending is not None:
                 self.due.schedule(rec.user_id, rec.pending.next_due())
+            self.days.schedule(rec.user_id, rec.next_daily)
+
+    def forget(self, user_id: str) -> None:
+        """Stop tracking an erased user."""
+        self.due.discard(user_id)
+        self.days.discard(user_id)

@@ -1,25 +1,69 @@
 """Delayed labels: per-user pending prediction snapshots and a per-worker due-time index.
 
-Contract: a prediction made at t (segment horizon H) is positive if the user cancels in
-(t, t + H], negative once event time (the low watermark) passes t + H without a cancel.
+Contract: a prediction made at t (segment horizon H) is labelled once event time (the low
+watermark) passes t + H. What counts as churn in (t, t + H] is the segment's label mode:
+`cancel` (a cancel), `inactivity` (no activity of the segment's kind) or `either`.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import struct
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-from churnstream.stream.contract.events import DAY_S
+from churnstream.features.buckets import LAST_JOB, LAST_LOGIN, LAST_SYNC, LAST_VIDEO
+from churnstream.stream.contract.events import (
+    DAY_S,
+    DocumentJob,
+    Event,
+    IntegrationSync,
+    Login,
+    VideoView,
+)
 
-_FORMAT: Final = 2
+LabelMode = Literal["cancel", "inactivity", "either"]
+LABEL_MODES: Final = ("cancel", "inactivity", "either")
+
+# Activity of each segment's kind (the `inactivity` label): using the product, e.g. a learner
+# logging in or watching; paying or failing to log in is not activity. Unknown segments: any.
+_SLOT: Final[dict[type, int]] = {
+    Login: LAST_LOGIN,
+    VideoView: LAST_VIDEO,
+    IntegrationSync: LAST_SYNC,
+    DocumentJob: LAST_JOB,
+}
+_ACTIVITY: Final[dict[str, tuple[type, ...]]] = {
+    "course": (Login, VideoView),
+    "saas": (Login, IntegrationSync),
+    "docs": (Login, DocumentJob),
+}
+
+
+def is_activity(event: Event, segment: str) -> bool:
+    """Whether `event` is activity of `segment`'s kind."""
+    kinds = _ACTIVITY.get(segment, tuple(_SLOT))
+    return isinstance(event, kinds) and (not isinstance(event, Login) or event.success)
+
+
+def active_after(last: Sequence[float], segment: str, ts: float) -> bool:
+    """Whether last-seen times (`UserState.last`) show activity of `segment`'s kind after `ts`."""
+    return any(last[_SLOT[k]] > ts for k in _ACTIVITY.get(segment, tuple(_SLOT)))
+
+
+# Format 3 turned the snapshot's last byte from "positive" into flags; a format-2 positive (1)
+# is exactly a format-3 "cancelled", so both decode with one layout.
+_FORMAT: Final = 3
+_READS: Final = (2, 3)
+_CANCELLED: Final = 1
+_ACTIVE: Final = 2
 _HEAD = struct.Struct("<BHH")  # format, len(user_id), len(segment)
 _COUNT = struct.Struct("<H")
 # day, made_at, due, score, model_version, n features
-_SNAP = struct.Struct("<qddfQHB")  # ..., n features, positive
+_SNAP = struct.Struct("<qddfQHB")  # ..., n features, flags (_CANCELLED | _ACTIVE)
 # array("f") bytes are native-endian; the table payload is little-endian everywhere.
 _LITTLE: Final = array("H", [1]).tobytes() == b"\x01\x00"
 
@@ -75,11 +119,19 @@ class _Snapshot:
     vector: array  # array('f'): 4 bytes per feature, half of a list of floats' payload
     score: float
     version: int
-    positive: bool = False  # the user cancelled inside the horizon; released at `due`
+    cancelled: bool = False  # the user cancelled inside the horizon; released at `due`
+    active: bool = False  # the user was active inside the horizon
+
+    def label(self, mode: LabelMode) -> bool:
+        if mode == "cancel":
+            return self.cancelled
+        if mode == "inactivity":
+            return not self.active
+        return self.cancelled or not self.active
 
 
 class PendingLabels:
-    """Unlabelled prediction snapshots of ONE user, at most one per UTC event day.
+    """Unlabelled prediction snapshots of ONE user, at most one per UTC day (the daily rows).
 
     Bounded by construction: a snapshot is removed once labelled and its due time is at most
     horizon_days after it was made, so a user holds <= horizon_days + 1 snapshots. Serialised
@@ -101,11 +153,21 @@ class PendingLabels:
         return len(self._snaps)
 
     def add(
-        self, ts: float, vector: Sequence[float], score: float, version: int, horizon_s: float
+        self,
+        ts: float,
+        vector: Sequence[float],
+        score: float,
+        version: int,
+        horizon_s: float,
+        *,
+        cancelled: bool = False,
+        active: bool = False,
     ) -> bool:
         """Store the prediction made at `ts`, replacing any earlier one of the same day.
 
-        Returns True when a new day was opened (the caller then schedules `next_due()`).
+        `cancelled` / `active`: what the caller already knows of (ts, ts + horizon_s], since
+        the state may hold events newer than the prediction; later ones arrive through
+        `on_cancel` / `on_activity`. Returns True when a new day was opened.
         """
         day = int(ts // DAY_S)
         is_new = day not in self._snaps
@@ -115,8 +177,16 @@ class PendingLabels:
             vector=array("f", vector),
             score=score,
             version=version,
+            cancelled=cancelled,
+            active=active,
         )
         return is_new
+
+    def on_activity(self, ts: float) -> None:
+        """Mark the snapshots whose horizon holds an activity at `ts` (made_at < ts <= due)."""
+        for snap in self._snaps.values():
+            if snap.made_at < ts <= snap.due:
+                snap.active = True
 
     def on_cancel(self, cancel_ts: float) -> None:
         """Label the pending snapshots at a cancel; they are released by `due` as usual.
@@ -135,20 +205,20 @@ class PendingLabels:
             del self._snaps[day]
         for snap in self._snaps.values():
             if snap.made_at < cancel_ts <= snap.due:
-                snap.positive = True
+                snap.cancelled = True
 
-    def due(self, watermark: float) -> list[Example]:
+    def due(self, watermark: float, mode: LabelMode = "cancel") -> list[Example]:
         """Labelled examples of snapshots whose horizon event time has passed (due < watermark).
 
-        Strict: at watermark == due a cancel exactly at due could still arrive and would be
-        positive, so the snapshot stays pending.
+        Strict: at watermark == due a cancel or activity exactly at due could still arrive and
+        would count, so the snapshot stays pending. `mode` is the segment's label mode.
         """
         ripe = [d for d, s in self._snaps.items() if s.due < watermark]
         ripe.sort()
         out = []
         for d in ripe:
             snap = self._snaps.pop(d)
-            out.append(self._example(snap, label=snap.positive))
+            out.append(self._example(snap, label=snap.label(mode)))
         return out
 
     def next_due(self) -> float | None:
@@ -182,8 +252,9 @@ class PendingLabels:
         parts = [_HEAD.pack(_FORMAT, len(uid), len(seg)), uid, seg, _COUNT.pack(len(self._snaps))]
         for day in sorted(self._snaps):
             s = self._snaps[day]
+            flags = (_CANCELLED if s.cancelled else 0) | (_ACTIVE if s.active else 0)
             parts.append(
-                _SNAP.pack(day, s.made_at, s.due, s.score, s.version, len(s.vector), s.positive)
+                _SNAP.pack(day, s.made_at, s.due, s.score, s.version, len(s.vector), flags)
             )
             parts.append(s.vector.tobytes() if _LITTLE else _swapped(s.vector))
         return b"".join(parts)
@@ -193,7 +264,7 @@ class PendingLabels:
         """Inverse of `to_bytes`; raises ValueError on a foreign or truncated payload."""
         try:
             fmt, nu, ns = _HEAD.unpack_from(data, 0)
-            if fmt != _FORMAT:
+            if fmt not in _READS:
                 raise ValueError(f"unknown PendingLabels format {fmt}")
             pos = _HEAD.size
             uid = data[pos : pos + nu].decode()
@@ -204,14 +275,22 @@ class PendingLabels:
             pos += _COUNT.size
             out = cls(uid, seg)
             for _ in range(count):
-                day, made_at, due, score, version, n, positive = _SNAP.unpack_from(data, pos)
+                day, made_at, due, score, version, n, flags = _SNAP.unpack_from(data, pos)
                 pos += _SNAP.size
                 vec = array("f")
                 vec.frombytes(data[pos : pos + 4 * n])
                 if not _LITTLE:
                     vec.byteswap()
                 pos += 4 * n
-                out._snaps[day] = _Snapshot(made_at, due, vec, score, version, bool(positive))
+                out._snaps[day] = _Snapshot(
+                    made_at,
+                    due,
+                    vec,
+                    score,
+                    version,
+                    bool(flags & _CANCELLED),
+                    bool(flags & _ACTIVE),
+                )
         except (struct.error, UnicodeDecodeError) as exc:
             raise ValueError(f"corrupt PendingLabels payload: {exc}") from exc
         if pos != len(data):
@@ -258,6 +337,25 @@ class DueIndex:
     def discard(self, user_id: str) -> None:
         """Stop tracking a user (cancel, erasure); its heap entry goes stale."""
         self._scheduled.pop(user_id, None)
+
+    @property
+    def earliest(self) -> float:
+        """The earliest entry's time, possibly a stale one (inf when empty): a cheap check."""
+        return self._heap[0][0] if self._heap else math.inf
+
+    def pop_next(self, limit: float) -> tuple[float, str] | None:
+        """The earliest live entry due at or before `limit`, removed from the index (or None).
+
+        Inclusive, unlike `pop_due`: the daily scores use it, and a row as of boundary B only
+        reads events before B, so B may be scored once the watermark reaches it.
+        """
+        heap = self._heap
+        while heap and heap[0][0] <= limit:
+            due_ts, user_id = heapq.heappop(heap)
+            if self._scheduled.get(user_id) == due_ts:
+                del self._scheduled[user_id]
+                return due_ts, user_id
+        return None
 
     def pop_due(self, watermark: float) -> list[str]:
         """Users with an entry due < `watermark`, earliest first, each removed from the index.

@@ -11,6 +11,7 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -165,8 +166,8 @@ class Replay:
         out = self.detector.out.drain()
         for score in out.scores:
             self.segments[score["segment"]].scores += 1
-            if score["score"] < self._clear[score["segment"]]:
-                # The alert episode ended (hysteresis cleared): lead time restarts.
+            if score["trigger"] == "daily" and score["score"] < self._clear[score["segment"]]:
+                # The alert episode ended (hysteresis cleared on a daily row): lead restarts.
                 self._first_alert.pop(score["user_id"], None)
             if self.scores_out is not None:
                 self.scores_out.write(orjson.dumps(score) + b"\n")
@@ -175,9 +176,10 @@ class Replay:
             seg.alerts[f"{alert['kind']}/{alert['severity']}"] += 1
             if alert["kind"] == "churn_risk":
                 seg.alerted_users.add(alert["user_id"])
-                rec = self.repo.get(alert["user_id"])
-                if rec is not None:
-                    self._first_alert.setdefault(alert["user_id"], rec.state.clock)
+                # The alert's own event time: a daily alert of a quiet user is later than its
+                # last event.
+                ts = datetime.fromisoformat(alert["ts"]).timestamp()
+                self._first_alert.setdefault(alert["user_id"], ts)
             if self.alerts_out is not None:
                 self.alerts_out.write(orjson.dumps(alert) + b"\n")
         for example in out.examples:

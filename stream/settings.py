@@ -76,6 +76,18 @@ class Settings:
     """Minimum event-time seconds between two published scores of one user (0 = every event)."""
     scoring: bool = True
     """False: keep per-user features only (read API, changelog); no scores, labels or alerts."""
+    score_events: bool = True
+    """False: publish only the daily scores (no score per event; cheaper)."""
+    day_offset_s: float = 0.0
+    """Daily scores are made as of each UTC midnight plus this offset, seconds in [0, 86400)."""
+    gone_after_days: float = 30.0
+    """Event-time days of silence after which a user gets no daily scores until it is back."""
+    label_course: str = "either"
+    """What churn means for course labels: cancel, inactivity or either."""
+    label_saas: str = "cancel"
+    """What churn means for saas labels: cancel, inactivity or either."""
+    label_docs: str = "cancel"
+    """What churn means for docs labels: cancel, inactivity or either."""
     min_labels: int = 200
     """Labels a segment's model must learn (both classes) before it replaces the rules score."""
     estimator: str = "logistic"
@@ -145,6 +157,14 @@ class Settings:
         for seg in SEGMENTS:
             need(getattr(self, f"horizon_{seg}_days") > 0, f"horizon_{seg}_days", "must be > 0")
         need(self.score_min_interval_s >= 0, "score_min_interval_s", "must be >= 0")
+        need(0 <= self.day_offset_s < 86400, "day_offset_s", "must be in [0, 86400) seconds")
+        need(self.gone_after_days > 0, "gone_after_days", "must be > 0")
+        for seg in ("course", "saas", "docs"):
+            need(
+                getattr(self, f"label_{seg}") in {"cancel", "inactivity", "either"},
+                f"label_{seg}",
+                "one of cancel, inactivity, either",
+            )
         need(self.min_labels >= 2, "min_labels", "must be >= 2")
         need(self.snapshot_every >= 1, "snapshot_every", "must be >= 1")
         need(self.alert_cooldown_days >= 0, "alert_cooldown_days", "must be >= 0")

@@ -137,8 +137,10 @@ def test_alerts_are_rarer_among_users_who_stay(course: History) -> None:
     churned = [u for u, t in history.truth.users.items() if t.cancel_ts is not None]
     share_stayed = sum(u in risk for u in stayed) / len(stayed)
     share_churned = sum(u in risk for u in churned) / len(churned)
-    # Measured: 21% of the learners who stay, 39% of those who churn (cold start included).
-    assert share_stayed <= 0.3
+    # Measured: 32% of the learners who stay, 59% of those who churn (cold start included).
+    # Risk is decided on daily rows since quiet learners are scored too: both shares rose
+    # (from 21% and 39% with risk decided at events); the thresholds were tuned for those.
+    assert share_stayed <= 0.35
     assert share_stayed < 0.6 * share_churned
 
 

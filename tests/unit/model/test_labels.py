@@ -179,3 +179,55 @@ def test_a_positive_waits_for_its_horizon_like_a_negative() -> None:
     p.on_cancel(made + DAY_S)
     assert p.due(made + H) == []  # known positive, but not released before made_at + horizon
     assert labels(p.due(made + H + 1)) == [(made, True)]
+
+
+@pytest.mark.parametrize(
+    ("mode", "quiet", "quiet_cancelled", "busy", "busy_cancelled"),
+    [
+        ("cancel", False, True, False, True),
+        ("inactivity", True, True, False, False),
+        ("either", True, True, False, True),
+    ],
+)
+def test_label_modes(
+    mode: str, quiet: bool, quiet_cancelled: bool, busy: bool, busy_cancelled: bool
+) -> None:
+    def label(active_at: float | None, cancel_at: float | None) -> bool:
+        p = pending_with(T0)
+        if active_at is not None:
+            p.on_activity(active_at)
+        if cancel_at is not None:
+            p.on_cancel(cancel_at)
+        (example,) = p.due(float("inf"), mode)  # type: ignore[arg-type]
+        return example.label
+
+    assert label(None, None) is quiet
+    assert label(None, T0 + DAY_S) is quiet_cancelled
+    assert label(T0 + DAY_S, None) is busy
+    assert label(T0 + DAY_S, T0 + 2 * DAY_S) is busy_cancelled
+
+
+def test_activity_counts_only_inside_the_horizon() -> None:
+    p = pending_with(T0, T0 + 3 * DAY_S)
+    p.on_activity(T0 + H + 1.0)  # after the first horizon, inside the second
+    p.on_activity(T0)  # at the first prediction: not after it
+    assert labels(p.due(float("inf"), "inactivity")) == [(T0, True), (T0 + 3 * DAY_S, False)]
+
+
+def test_known_outcomes_can_be_given_when_adding() -> None:
+    p = PendingLabels("u1", "course")
+    p.add(T0, [1.0], 0.2, 1, H, cancelled=True, active=True)
+    restored = PendingLabels.from_bytes(p.to_bytes())
+    assert labels(restored.due(float("inf"), "cancel")) == [(T0, True)]
+    p.add(T0, [1.0], 0.2, 1, H, active=True)
+    assert labels(p.due(float("inf"), "inactivity")) == [(T0, False)]
+
+
+def test_format_2_payload_still_decodes() -> None:
+    p = pending_with(T0, T0 + DAY_S)
+    p.on_cancel(T0 + 2 * DAY_S)
+    data = bytearray(p.to_bytes())
+    assert data[0] == 3
+    data[0] = 2  # format 2: same layout, the flags byte was "positive" (1)
+    old = PendingLabels.from_bytes(bytes(data))
+    assert labels(old.due(float("inf"), "cancel")) == [(T0, True), (T0 + DAY_S, True)]

@@ -162,13 +162,19 @@ def test_cli_writes_scores_state_and_report(
     assert without_wall_clock(cli_scores) == without_wall_clock(scores)
     for s in cli_scores[:50]:
         assert set(s) == {"user_id", "segment", "ts", "score", "source", "model_version",
-                          "horizon_days", "drivers", "scored_at"}  # fmt: skip
+                          "horizon_days", "drivers", "trigger", "scored_at"}  # fmt: skip
+        assert s["trigger"] in ("event", "daily")
         assert 0.0 <= s["score"] <= 1.0 and len(s["drivers"]) <= 3
 
     states = [orjson.loads(x) for x in out["state"].read_bytes().splitlines()]
     assert len(states) == report["users"] == len({s["user_id"] for s in states})
     by_user = {s["user_id"]: s for s in states}
-    last = {s["user_id"]: s for s in cli_scores}
+    # The read API keeps the newest score of either kind: a daily row is older than the events
+    # that were applied before the watermark reached its boundary.
+    last: dict[str, dict[str, Any]] = {}
+    for s in cli_scores:
+        if s["ts"] >= last.get(s["user_id"], s)["ts"]:
+            last[s["user_id"]] = s
     for user_id, score in last.items():
         state = by_user[user_id]
         assert set(state) >= {"segment", "churned", "clock", "features", "last_score"}
