@@ -9,9 +9,11 @@ it with `model.replay` (the live code path, no Kafka) and prints per segment:
 - published AUC: the score that was actually published when the snapshot was made (an older
   model, installed every `snapshot_every` examples, as live workers see it);
 - rules AUC: the transparent rules score on the same examples;
-- oracle AUC: the generator's own hazard for that user and day (stream.devtools.simulator ground
-truth)
-  against the same labels, the ceiling for any model that only sees events;
+- oracle AUC: the simulator's honest oracle for that user and day (`UserTruth.oracle`: the
+  probability of churn within the horizon given only the hidden state at the start of the day)
+  against the same labels, roughly the ceiling for a model that only sees events. The oracle
+  counts churn per the simulator's default label mode (course: cancel or silent dropout), so
+  where the product labels cancels only, silent dropouts lower it;
 plus replay events/s (file read, validation, features, labels, learning, scoring, alerts).
 """
 
@@ -62,18 +64,21 @@ class RecordingTrainer(Trainer):
 def oracle_scores(
     truth: GroundTruth, examples: list[tuple[Example, float, float]]
 ) -> tuple[list[float], list[bool], int]:
-    """Ground-truth hazard of each example's user and day; also how many had none."""
+    """Ground-truth oracle of each example's user and local day; also how many had none."""
     scores: list[float] = []
     labels: list[bool] = []
     missing = 0
     for ex, _, _ in examples:
         user = truth.users.get(ex.user_id)
-        day = int((ex.made_at - truth.start) // DAY_S)
-        h = None if user is None or not 0 <= day < len(user.hazard) else user.hazard[day]
-        if h is None:
+        if user is None:
             missing += 1
             continue
-        scores.append(h)
+        day = int((ex.made_at - truth.start + user.utc_offset_h * 3600.0) // DAY_S)
+        o = user.oracle[day] if 0 <= day < len(user.oracle) else None
+        if o is None:
+            missing += 1
+            continue
+        scores.append(o)
         labels.append(ex.label)
     return scores, labels, missing
 
@@ -152,7 +157,7 @@ def main() -> None:
     print(
         "\npreq = prequential AUC over all examples, preq2 = its second half, publ = AUC of the "
         "published scores (publM: only those a model made, not the rules), oracle = simulator "
-        "hazard vs the same labels."
+        "oracle (hidden state at the start of the day) vs the same labels."
     )
 
 

@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--churn-rate", type=float, default=0.25)
+    p.add_argument("--course-silent-share", type=float, default=0.7)
+    p.add_argument("--silent-share", type=float, default=0.1, help="SaaS and docs")
     p.add_argument("--bad-fraction", type=float, default=0.0)
     p.add_argument("--roi-drop-fraction", type=float, default=0.1)
     p.add_argument("--segments", default="course,saas,docs", help="comma-separated")
@@ -31,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         days=args.days,
         seed=args.seed,
         churn_rate=args.churn_rate,
+        course_silent_share=args.course_silent_share,
+        silent_share=args.silent_share,
         bad_fraction=args.bad_fraction,
         roi_drop_fraction=args.roi_drop_fraction,
         segments=tuple(s.strip() for s in args.segments.split(",") if s.strip()),

@@ -4,6 +4,10 @@ Stress (0 healthy .. 1 about to leave) lowers activity and raises friction in ea
 less and shallower viewing with more seeks, rewinds and abandoned videos (course); failing
 integration syncs and falling value (SaaS); failing and slower document jobs (docs); failed
 logins everywhere.
+
+A silent dropout's churn day ends with one last visit exactly at the churn moment (its
+`churn_ts`, so the truth's last activity is known at plan time) and nothing follows it; a
+returning dropout's first visit is exactly at its return moment.
 """
 
 from __future__ import annotations
@@ -47,9 +51,10 @@ class DayWriter:
 
     __slots__ = ("c", "days", "out", "rng", "start")
 
-    def __init__(self, c: Customer, start: float, days: int) -> None:
+    def __init__(self, c: Customer, day: int, start: float, days: int) -> None:
         self.c = c
-        self.rng = c.rng
+        # A stream per customer-day: any day can be regenerated alone (ground truth does).
+        self.rng = random.Random(f"{c.rng_key}/day/{day}")
         self.start = start
         self.days = days
         self.out: list[SimRecord] = []
@@ -83,9 +88,8 @@ class DayWriter:
 
 def customer_day(c: Customer, day: int, start: float, days: int) -> list[SimRecord]:
     """All records of customer `c` on its local day `day`, unordered."""
-    w = DayWriter(c, start, days)
-    rng = c.rng
-    stress = min(1.0, max(0.0, c.stress[day] + rng.gauss(0.0, 0.05)))
+    w = DayWriter(c, day, start, days)
+    stress = min(1.0, max(0.0, c.stress[day] + w.rng.gauss(0.0, 0.05)))
     weekend = WEEKEND_FACTOR if day % 7 >= 5 else 1.0
     day0 = start + day * 86_400.0 - c.tz_hours * 3600.0
     if c.segment == "course":
@@ -94,6 +98,9 @@ def customer_day(c: Customer, day: int, start: float, days: int) -> list[SimReco
         _saas_day(w, day, day0, stress, weekend)
     else:
         _docs_day(w, day0, stress, weekend)
+    if c.churn_kind == "silent" and day in (c.churn_day, c.return_day):
+        local_s = c.churn_local_s if day == c.churn_day else c.return_local_s
+        _visit(w, c.utc(start, day, local_s, days), stress)
     _lifecycle_day(w, day)
     return _clip_to_subscription(c, day, start, days, w.out)
 
@@ -105,32 +112,34 @@ def _session_starts(rng: random.Random, day0: float, n: int) -> list[float]:
 def _course_day(w: DayWriter, day0: float, stress: float, weekend: float) -> None:
     c, rng = w.c, w.rng
     sessions = poisson(rng, 1.2 * c.activity * weekend * (1.0 - 0.75 * stress))
-    course_id = f"course-{int(c.user_id[-5:]) % 12:02d}"
     abandon_p = 0.06 + 0.45 * stress
     for t in _session_starts(rng, day0, sessions):
         t = w.login(t, c.base_error + 0.3 * stress)
         for _ in range(1 + poisson(rng, 3.0 * (1.0 - 0.4 * stress))):
-            duration = float(rng.randrange(240, 1800, 30))
-            if rng.random() < abandon_p:
-                frac = rng.uniform(0.02, 0.3)
-            else:
-                frac = min(1.0, max(0.3, rng.gauss(0.92 - 0.3 * stress, 0.1)))
-            watched = round(duration * frac, 1)
-            w.emit(
-                VIDEO_VIEWS,
-                t + watched,
-                {
-                    "video_id": f"v{rng.randrange(400):03d}",
-                    "course_id": course_id,
-                    "watched_s": watched,
-                    "duration_s": duration,
-                    "seeks": poisson(rng, 0.7 + 4.0 * stress),
-                    "rewinds": poisson(rng, 0.4 + 2.5 * stress),
-                    "pauses": poisson(rng, 1.0 + stress),
-                    "completed": watched >= 0.9 * duration,
-                },
-            )
-            t += watched + rng.uniform(5.0, 90.0)
+            view = _video_view(c, rng, stress, abandon_p)
+            t += view["watched_s"]
+            w.emit(VIDEO_VIEWS, t, view)
+            t += rng.uniform(5.0, 90.0)
+
+
+def _video_view(c: Customer, rng: random.Random, stress: float, abandon_p: float) -> dict[str, Any]:
+    """Body of one video view; the event time is the end of the watching."""
+    duration = float(rng.randrange(240, 1800, 30))
+    if rng.random() < abandon_p:
+        frac = rng.uniform(0.02, 0.3)
+    else:
+        frac = min(1.0, max(0.3, rng.gauss(0.92 - 0.3 * stress, 0.1)))
+    watched = round(duration * frac, 1)
+    return {
+        "video_id": f"v{rng.randrange(400):03d}",
+        "course_id": f"course-{int(c.user_id[-5:]) % 12:02d}",
+        "watched_s": watched,
+        "duration_s": duration,
+        "seeks": poisson(rng, 0.7 + 4.0 * stress),
+        "rewinds": poisson(rng, 0.4 + 2.5 * stress),
+        "pauses": poisson(rng, 1.0 + stress),
+        "completed": watched >= 0.9 * duration,
+    }
 
 
 def _saas_day(w: DayWriter, day: int, day0: float, stress: float, weekend: float) -> None:
@@ -171,25 +180,40 @@ def _docs_day(w: DayWriter, day0: float, stress: float, weekend: float) -> None:
     fail_p = c.base_error + 0.4 * stress
     ok_docs = 0
     for _ in range(poisson(rng, 5.0 * mult)):
-        documents = 1 + int(rng.expovariate(1 / 8))
-        ok = rng.random() >= fail_p
-        body: dict[str, Any] = {
-            "job_id": f"j{rng.getrandbits(40):010x}",
-            "status": "ok" if ok else "failed",
-            "documents": documents,
-            "processing_ms": round(
-                documents * rng.lognormvariate(6.5, 0.4) * (1.0 + 2.5 * stress), 1
-            ),
-        }
-        if ok:
-            ok_docs += documents
-        else:
-            body["error"] = rng.choice(JOB_ERRORS)
+        body = _document_job(rng, stress, fail_p)
+        if body["status"] == "ok":
+            ok_docs += body["documents"]
         w.emit(DOC_JOBS, day0 + waking_second(rng), body)
     if ok_docs:
         # Value tracks successful throughput; a typical user processes ~45 documents a day.
         value = c.value_per_day * ok_docs / 45.0 * rng.lognormvariate(0.0, 0.2)
         w.emit(VALUE, day0 + 86_000.0, {"value": round(value, 2), "kind": "hours_saved"})
+
+
+def _document_job(rng: random.Random, stress: float, fail_p: float) -> dict[str, Any]:
+    documents = 1 + int(rng.expovariate(1 / 8))
+    ok = rng.random() >= fail_p
+    body: dict[str, Any] = {
+        "job_id": f"j{rng.getrandbits(40):010x}",
+        "status": "ok" if ok else "failed",
+        "documents": documents,
+        "processing_ms": round(documents * rng.lognormvariate(6.5, 0.4) * (1.0 + 2.5 * stress), 1),
+    }
+    if not ok:
+        body["error"] = rng.choice(JOB_ERRORS)
+    return body
+
+
+def _visit(w: DayWriter, ts: float, stress: float) -> None:
+    """One record of the segment's own kind exactly at `ts`: a silent dropout's last activity
+    or a returner's first (a video left early, a login, a document job)."""
+    c, rng = w.c, w.rng
+    if c.segment == "course":
+        w.emit(VIDEO_VIEWS, ts, _video_view(c, rng, stress, abandon_p=1.0))
+    elif c.segment == "saas":
+        w.emit(LOGINS, ts, {"success": True, "channel": rng.choice(CHANNELS)})
+    else:
+        w.emit(DOC_JOBS, ts, _document_job(rng, stress, c.base_error + 0.4 * stress))
 
 
 def _lifecycle_day(w: DayWriter, day: int) -> None:
@@ -205,32 +229,34 @@ def _lifecycle_day(w: DayWriter, day: int) -> None:
 
     if day == c.signup_day:
         life("signup", c.signup_local_s, c.plan_price)
+    cancelled = c.churn_kind == "cancel"
+    # A reactivation starts a new billing cycle; a silent returner never left its old one.
     anchor = c.signup_day
-    if c.reactivate_day is not None and day >= c.reactivate_day:
-        anchor = c.reactivate_day
+    if cancelled and c.return_day is not None and day >= c.return_day:
+        anchor = c.return_day
     if day > anchor and (day - anchor) % 30 == 0:
         life("renewal", c.signup_local_s, c.price_on(day))
     if day == c.plan_change_day:
         life("plan_change", waking_second(w.rng), c.new_plan_price)
-    if day == c.cancel_day:
-        life("cancel", c.cancel_local_s, None)
-    if day == c.reactivate_day:
-        life("reactivate", c.reactivate_local_s, c.price_on(day))
+    if cancelled and day == c.churn_day:
+        life("cancel", c.churn_local_s, None)
+    if cancelled and day == c.return_day:
+        life("reactivate", c.return_local_s, c.price_on(day))
 
 
 def _clip_to_subscription(
     c: Customer, day: int, start: float, days: int, out: list[SimRecord]
 ) -> list[SimRecord]:
-    """Drop behaviour outside the period and the subscription (before signup or reactivation,
-    after cancel)."""
+    """Drop records outside the period and the user's presence (before signup or a return,
+    after the churn moment)."""
     lo = start
     hi = start + days * 86_400.0
     if day == c.signup_day:
         lo = c.utc(start, day, c.signup_local_s, days)
-    if day == c.reactivate_day:
-        lo = c.utc(start, day, c.reactivate_local_s, days)
-    if day == c.cancel_day:
-        hi = c.utc(start, day, c.cancel_local_s, days)
-    if day not in (0, days - 1, c.signup_day, c.reactivate_day, c.cancel_day):
+    if day == c.return_day:
+        lo = c.utc(start, day, c.return_local_s, days)
+    if day == c.churn_day:
+        hi = c.utc(start, day, c.churn_local_s, days)
+    if day not in (0, days - 1, c.signup_day, c.return_day, c.churn_day):
         return out
     return [r for r in out if lo <= r.ts <= hi and r.ts < start + days * 86_400.0]

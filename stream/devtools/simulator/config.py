@@ -18,9 +18,16 @@ SYNCS: Final = INPUT_TOPICS["integration_syncs"]
 DOC_JOBS: Final = INPUT_TOPICS["document_jobs"]
 VALUE: Final = INPUT_TOPICS["value"]
 LIFECYCLE: Final = INPUT_TOPICS["subscriptions"]
+# What counts as a user's activity (not value reports, not lifecycle events).
+BEHAVIOUR_TOPICS: Final = frozenset((VIDEO_VIEWS, LOGINS, SYNCS, DOC_JOBS))
 
 # Contract default churn horizons, in days.
 HORIZON_DAYS: Final[dict[str, int]] = {"course": 7, "saas": 14, "docs": 14}
+
+# What counts as churn when judging a prediction (see truth.churned_within): a lifecycle cancel,
+# going quiet for good, or either. Learners rarely cancel, they stop; accounts cancel.
+LABEL_MODES: Final = ("cancel", "inactivity", "either")
+DEFAULT_LABEL_MODE: Final[dict[str, str]] = {"course": "either", "saas": "cancel", "docs": "cancel"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +41,11 @@ class SimConfig:
     seed: int = 0
     """Seed of every random choice."""
     churn_rate: float = 0.25
-    """Approximate fraction of users that cancel within the period."""
+    """Approximate fraction of users that churn (cancel or drop out) within the period."""
+    course_silent_share: float = 0.7
+    """Share of course churners that stop coming without cancelling (silent dropouts)."""
+    silent_share: float = 0.1
+    """Share of SaaS and docs churners that stop without cancelling."""
     segments: tuple[str, ...] = SEGMENTS
     """Businesses to simulate; users are spread over them."""
     start: float = DEFAULT_START
@@ -49,6 +60,12 @@ class SimConfig:
             raise ValueError("users and days must be >= 1")
         if not self.segments or any(s not in SEGMENTS for s in self.segments):
             raise ValueError(f"segments must be a non-empty subset of {SEGMENTS}")
-        for name in ("churn_rate", "bad_fraction", "roi_drop_fraction"):
+        for name in (
+            "churn_rate",
+            "course_silent_share",
+            "silent_share",
+            "bad_fraction",
+            "roi_drop_fraction",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")

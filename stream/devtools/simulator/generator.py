@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from operator import attrgetter
 
 from churnstream.stream.devtools.simulator.behaviour import customer_day
-from churnstream.stream.devtools.simulator.config import SimConfig
-from churnstream.stream.devtools.simulator.customers import DAY, plan_customers
+from churnstream.stream.devtools.simulator.config import BEHAVIOUR_TOPICS, SimConfig
+from churnstream.stream.devtools.simulator.customers import DAY, churn_params, plan_customers
 from churnstream.stream.devtools.simulator.faults import FaultInjector
 from churnstream.stream.devtools.simulator.records import SimRecord
 from churnstream.stream.devtools.simulator.truth import GroundTruth, build_truth
@@ -28,8 +28,19 @@ def generate(config: SimConfig) -> Iterator[SimRecord]:
 
 
 def ground_truth(config: SimConfig) -> GroundTruth:
-    """The truth behind `generate(config)` (cheap: plans customers, makes no events)."""
-    return build_truth(config, plan_customers(config))
+    """The truth behind `generate(config)`: plans the customers and regenerates, per user, only
+    the few days needed to find the last activity before its churn (cheap)."""
+    customers = plan_customers(config)
+    last_active: dict[str, float] = {}
+    for c in customers:
+        end = config.days - 1 if c.churn_day is None else c.churn_day
+        for day in range(end, c.signup_day - 1, -1):
+            records = customer_day(c, day, config.start, config.days)
+            active = [r.ts for r in records if r.topic in BEHAVIOUR_TOPICS]
+            if active:
+                last_active[c.user_id] = max(active)
+                break
+    return build_truth(config, customers, churn_params(config), last_active)
 
 
 def _clean_stream(config: SimConfig) -> Iterator[SimRecord]:

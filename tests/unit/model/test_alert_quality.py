@@ -28,7 +28,9 @@ from churnstream.stream.devtools.simulator.customers import plan_customers
 DAY = 86_400.0
 WINDOW = 28 * DAY  # an alert counts for a cancel that follows within 4 weeks
 RANK = {"warning": 1, "critical": 2}
-COURSE = SimConfig(users=200, days=60, seed=3, segments=("course",))
+# Lead time before a cancel: learners who drop out silently (the default mix) are not the
+# subject here, so every course churner cancels.
+COURSE = SimConfig(users=200, days=60, seed=3, segments=("course",), course_silent_share=0.0)
 SAAS = SimConfig(users=60, days=60, seed=3, segments=("saas",), roi_drop_fraction=0.6)
 BOOTSTRAP_DAYS = 40
 
