@@ -13,6 +13,7 @@ instead of stalling its partition.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,6 +56,7 @@ class EventProcessor:
         self.alerts_topic = settings.topic(t.ALERTS)
         self.examples_topic = settings.topic(t.EXAMPLES)
         self.max_bytes = settings.max_record_bytes
+        self.max_future_s = settings.max_future_skew_s
         security = security_settings(settings)
         self.pseudo = security.pseudonymizer()
         self.blocked = security.blocked_users().__contains__
@@ -94,7 +96,13 @@ class EventProcessor:
         else:
             kind = self.kinds.get(topic)
         value = message.value
-        result = parse(kind, value, self.max_bytes) if kind else Invalid("unknown_kind", topic)
+        # Event time may run ahead of the wall clock at intake by the allowed skew, no more.
+        not_after = time.time() + self.max_future_s
+        result = (
+            parse(kind, value, self.max_bytes, not_after=not_after)
+            if kind
+            else Invalid("unknown_kind", topic)
+        )
         if isinstance(result, Invalid):
             self.dead_letter(message, result.error, result.detail, out)
             metrics.consumed(self.short(topic), "invalid").inc()

@@ -69,6 +69,9 @@ class Settings:
     # Domain (event time)
     lateness_s: float = 86400.0
     """Allowed lateness of events, seconds of event time."""
+    max_future_skew_s: float = 86400.0
+    """Seconds an event's time may run ahead of the worker's wall clock; later events go to the
+    dead-letter topic (`future_timestamp`)."""
     horizon_course_days: float = 7.0
     horizon_saas_days: float = 14.0
     horizon_docs_days: float = 14.0
@@ -154,6 +157,7 @@ class Settings:
         need(0 <= self.order_grace_s <= 10, "order_grace_s", "must be in [0, 10] seconds")
         need(1 <= self.output_timeout_s <= 600, "output_timeout_s", "must be in [1, 600] seconds")
         need(self.lateness_s >= 0, "lateness_s", "must be >= 0")
+        need(self.max_future_skew_s >= 0, "max_future_skew_s", "must be >= 0")
         for seg in SEGMENTS:
             need(getattr(self, f"horizon_{seg}_days") > 0, f"horizon_{seg}_days", "must be > 0")
         need(self.score_min_interval_s >= 0, "score_min_interval_s", "must be >= 0")

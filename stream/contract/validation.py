@@ -1,13 +1,16 @@
 """Decode and validate input records against the public contract (pure, no Kafka, no I/O).
 
 `parse(kind, value)` turns raw record bytes into one of the `stream.contract.events` dataclasses or
-an
-`Invalid(error, detail)` destined for the dead-letter topic. It never raises for bad input.
+an `Invalid(error, detail)` destined for the dead-letter topic. It never raises for bad input.
 Checks are hand-written on top of orjson because this runs once per consumed record.
+
+Validation stays pure: the one bound that depends on the wall clock (event time may not run
+ahead of it by more than an allowed skew, so one record dated decades ahead cannot drag the
+event-time clocks with it) is passed in by the caller as `not_after`.
 
 Error codes (exact strings, stable: dashboards and DLQ tooling match on them):
 `too_large`, `empty`, `not_json`, `not_object`, `missing_field:<name>`, `bad_type:<name>`,
-`out_of_range:<name>`, `bad_timestamp`, `bad_enum:<name>`.
+`out_of_range:<name>`, `bad_timestamp`, `future_timestamp`, `bad_enum:<name>`.
 `detail` never echoes field values (they may be personal data), only names and types.
 """
 
@@ -222,7 +225,7 @@ def _opt_enum(
 
 
 def _common(
-    d: dict[str, Any], segment_required: bool = False
+    d: dict[str, Any], not_after: float | None, segment_required: bool = False
 ) -> tuple[str, str, float, str | None]:
     event_id = _id(d, "event_id")
     user_id = _id(d, "user_id")
@@ -236,6 +239,10 @@ def _common(
             f"'ts' ({_type_name(raw_ts)}) must be RFC 3339 with a time zone or epoch seconds, "
             "years 2000..2100",
         )
+    if not_after is not None and ts > not_after:
+        raise _Reject(
+            "future_timestamp", "'ts' is further ahead of the receiver's clock than allowed"
+        )
     segment = (_req_enum if segment_required else _opt_enum)(d, "segment", SEGMENTS)
     return event_id, user_id, ts, segment
 
@@ -243,8 +250,8 @@ def _common(
 # --- one builder per event type ------------------------------------------------------------
 
 
-def _video_view(d: dict[str, Any]) -> VideoView:
-    event_id, user_id, ts, segment = _common(d)
+def _video_view(d: dict[str, Any], not_after: float | None) -> VideoView:
+    event_id, user_id, ts, segment = _common(d, not_after)
     video_id = _req_str(d, "video_id")
     watched = _req_num(d, "watched_s", minimum=0.0)
     duration = _req_num(d, "duration_s", minimum=0.0, exclusive=True)
@@ -265,8 +272,8 @@ def _video_view(d: dict[str, Any]) -> VideoView:
     )
 
 
-def _login(d: dict[str, Any]) -> Login:
-    event_id, user_id, ts, segment = _common(d)
+def _login(d: dict[str, Any], not_after: float | None) -> Login:
+    event_id, user_id, ts, segment = _common(d, not_after)
     success = _bool(d, "success")
     return Login(
         event_id=event_id,
@@ -278,8 +285,8 @@ def _login(d: dict[str, Any]) -> Login:
     )
 
 
-def _integration_sync(d: dict[str, Any]) -> IntegrationSync:
-    event_id, user_id, ts, segment = _common(d)
+def _integration_sync(d: dict[str, Any], not_after: float | None) -> IntegrationSync:
+    event_id, user_id, ts, segment = _common(d, not_after)
     integration = _req_str(d, "integration")
     status = _req_enum(d, "status", _SYNC_STATUS)
     return IntegrationSync(
@@ -295,8 +302,8 @@ def _integration_sync(d: dict[str, Any]) -> IntegrationSync:
     )
 
 
-def _document_job(d: dict[str, Any]) -> DocumentJob:
-    event_id, user_id, ts, segment = _common(d)
+def _document_job(d: dict[str, Any], not_after: float | None) -> DocumentJob:
+    event_id, user_id, ts, segment = _common(d, not_after)
     job_id = _req_str(d, "job_id")
     status = _req_enum(d, "status", _JOB_STATUS)
     documents = _int(d, "documents", minimum=1)
@@ -313,8 +320,8 @@ def _document_job(d: dict[str, Any]) -> DocumentJob:
     )
 
 
-def _value(d: dict[str, Any]) -> ValueEvent:
-    event_id, user_id, ts, segment = _common(d)
+def _value(d: dict[str, Any], not_after: float | None) -> ValueEvent:
+    event_id, user_id, ts, segment = _common(d, not_after)
     value = _req_num(d, "value", minimum=0.0)
     return ValueEvent(
         event_id=event_id,
@@ -326,8 +333,8 @@ def _value(d: dict[str, Any]) -> ValueEvent:
     )
 
 
-def _lifecycle(d: dict[str, Any]) -> Lifecycle:
-    event_id, user_id, ts, segment = _common(d, segment_required=True)
+def _lifecycle(d: dict[str, Any], not_after: float | None) -> Lifecycle:
+    event_id, user_id, ts, segment = _common(d, not_after, segment_required=True)
     event = _req_enum(d, "event", LIFECYCLE_EVENTS)
     return Lifecycle(
         event_id=event_id,
@@ -340,7 +347,7 @@ def _lifecycle(d: dict[str, Any]) -> Lifecycle:
     )
 
 
-_BUILDERS: Final[dict[str, Callable[[dict[str, Any]], Event]]] = {
+_BUILDERS: Final[dict[str, Callable[[dict[str, Any], float | None], Event]]] = {
     "video_views": _video_view,
     "logins": _login,
     "integration_syncs": _integration_sync,
@@ -351,11 +358,18 @@ _BUILDERS: Final[dict[str, Callable[[dict[str, Any]], Event]]] = {
 assert _BUILDERS.keys() == EVENT_TYPES.keys(), "a builder per contract event type"
 
 
-def parse(kind: str, value: bytes | None, max_bytes: int = 65536) -> Event | Invalid:
+def parse(
+    kind: str, value: bytes | None, max_bytes: int = 65536, *, not_after: float | None = None
+) -> Event | Invalid:
     """Decode one record value of input `kind` (a key of `EVENT_TYPES`).
 
     Returns the typed event, or `Invalid` for anything that breaks the contract. Raises only
     `ValueError` for an unknown `kind`, which is a wiring bug, not bad data.
+
+    `not_after` is the latest accepted event time: a live receiver passes its wall clock at
+    intake plus the allowed skew (`future_timestamp` beyond it). None turns the bound off, as
+    `replay` does: a history is read long after it happened, so only the future bound makes
+    sense there, and no wall clock may decide what an offline run accepts.
     """
     try:
         build = _BUILDERS[kind]
@@ -374,7 +388,7 @@ def parse(kind: str, value: bytes | None, max_bytes: int = 65536) -> Event | Inv
     if type(doc) is not dict:
         return Invalid("not_object", f"expected a JSON object, got {_type_name(doc)}")
     try:
-        return build(doc)
+        return build(doc, not_after)
     except _Reject as r:
         return Invalid(r.error, r.detail)
 

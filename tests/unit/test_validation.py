@@ -519,3 +519,26 @@ def test_numbers_accept_ints_and_floats() -> None:
     a = run("value", doc("value", value=3))
     b = run("value", doc("value", value=3.0))
     assert isinstance(a, ValueEvent) and a == b and isinstance(a.value, float)
+
+
+# --- event time against the receiver's clock ------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(MINIMAL))
+def test_event_time_beyond_the_allowed_skew_is_its_own_error(kind: str) -> None:
+    value = orjson.dumps(doc(kind, ts=TS + 86_401))
+    result = parse(kind, value, not_after=TS + 86_400)
+    assert isinstance(result, Invalid)
+    assert result.error == "future_timestamp"
+    assert PII not in result.detail
+    assert isinstance(
+        parse(kind, orjson.dumps(doc(kind, ts=TS + 86_400)), not_after=TS + 86_400), Event
+    )
+
+
+def test_without_a_clock_bound_history_of_any_age_is_accepted() -> None:
+    # `replay` passes no bound: old events (and the contract's whole time range) stay valid.
+    assert isinstance(parse("logins", orjson.dumps(doc("logins", ts=MIN_TS))), Login)
+    assert isinstance(parse("logins", orjson.dumps(doc("logins", ts=MAX_TS - 1))), Login)
+    old = orjson.dumps(doc("logins", ts=MIN_TS))
+    assert isinstance(parse("logins", old, not_after=TS), Login)
