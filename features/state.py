@@ -154,19 +154,21 @@ class UserState:
                 status = Applied.LATE_APPLIED
             else:
                 return Applied.TOO_LATE
+            idx = day % RING_DAYS
+            row = self.rows[idx]
+            # The fold works on copies that the state takes only once it has succeeded: an
+            # event that raises half-way leaves the state as it was (all or nothing per event).
+            row = [0] * b.N_COUNTERS if self.days[idx] != day or row is None else row.copy()
+            last = self.last.copy()
+            handler(event, row, last)
+            if ts > last[LAST_EVENT]:
+                last[LAST_EVENT] = ts
             agg = self._agg
             if agg is not None and day < agg[1]:
                 self._agg = None
-            idx = day % RING_DAYS
-            row = self.rows[idx]
-            if self.days[idx] != day or row is None:
-                row = [0] * b.N_COUNTERS
-                self.rows[idx] = row
-                self.days[idx] = day
-            handler(self, event, row)
-            last = self.last
-            if ts > last[LAST_EVENT]:
-                last[LAST_EVENT] = ts
+            self.rows[idx] = row
+            self.days[idx] = day
+            self.last = last
         ids[self._id_pos] = h
         self._id_pos = (self._id_pos + 1) % len(ids)
         if ts > clock:
@@ -178,12 +180,14 @@ class UserState:
         return status
 
     def _lifecycle(self, ev: Lifecycle) -> None:
+        # Every value is worked out before the first assignment (all or nothing per event).
         ts = ev.ts
         kind = ev.event
+        price = None if ev.plan_price is None else float(ev.plan_price)
         if ts < self.lifecycle_ts:
             # Older than what we know: only fill facts still unknown.
-            if self.plan_price is None and ev.plan_price is not None:
-                self.plan_price = float(ev.plan_price)
+            if self.plan_price is None and price is not None:
+                self.plan_price = price
             if kind == "signup" and self.signup_ts is None:
                 self.signup_ts = ts
             if self.segment is None and ev.segment:
@@ -192,8 +196,8 @@ class UserState:
         self.lifecycle_ts = ts
         if ev.segment:
             self.segment = ev.segment
-        if ev.plan_price is not None:
-            self.plan_price = float(ev.plan_price)
+        if price is not None:
+            self.plan_price = price
         if kind == "signup" or kind == "reactivate":
             if kind == "signup":
                 self.signup_ts = ts
@@ -305,9 +309,10 @@ class UserState:
 
 
 # -- per-kind folds (module functions: one dict lookup, no bound-method allocation) ---------
+# Each folds one event into a day row and the `last` times, both copies owned by `apply`.
 
 
-def _video(st: UserState, ev: VideoView, row: list[int]) -> None:
+def _video(ev: VideoView, row: list[int], last: list[float]) -> None:
     watched = ev.watched_s
     duration = ev.duration_s
     row[b.ACTIVE] = 1
@@ -323,36 +328,36 @@ def _video(st: UserState, ev: VideoView, row: list[int]) -> None:
     row[b.REWINDS] += ev.rewinds
     row[b.PAUSES] += ev.pauses
     row[b.VIDEO_BITS] |= id_bit(ev.video_id)
-    if ev.ts > st.last[LAST_VIDEO]:
-        st.last[LAST_VIDEO] = ev.ts
+    if ev.ts > last[LAST_VIDEO]:
+        last[LAST_VIDEO] = ev.ts
 
 
-def _login(st: UserState, ev: Login, row: list[int]) -> None:
+def _login(ev: Login, row: list[int], last: list[float]) -> None:
     if ev.success:
         row[b.ACTIVE] = 1
         row[b.LOGINS] += 1
-        if ev.ts > st.last[LAST_LOGIN]:
-            st.last[LAST_LOGIN] = ev.ts
+        if ev.ts > last[LAST_LOGIN]:
+            last[LAST_LOGIN] = ev.ts
     else:
         row[b.FAILED_LOGINS] += 1
 
 
-def _sync(st: UserState, ev: IntegrationSync, row: list[int]) -> None:
+def _sync(ev: IntegrationSync, row: list[int], last: list[float]) -> None:
     row[b.ACTIVE] = 1
     row[b.SYNCS] += 1
     if not ev.ok:
         row[b.SYNC_ERRORS] += 1
-    elif ev.ts > st.last[LAST_OK_SYNC]:
-        st.last[LAST_OK_SYNC] = ev.ts
+    elif ev.ts > last[LAST_OK_SYNC]:
+        last[LAST_OK_SYNC] = ev.ts
     if ev.latency_ms is not None:
         row[b.LATENCY_MS] += round(ev.latency_ms)
         row[b.LATENCY_N] += 1
     row[b.INTEGRATION_BITS] |= id_bit(ev.integration)
-    if ev.ts > st.last[LAST_SYNC]:
-        st.last[LAST_SYNC] = ev.ts
+    if ev.ts > last[LAST_SYNC]:
+        last[LAST_SYNC] = ev.ts
 
 
-def _job(st: UserState, ev: DocumentJob, row: list[int]) -> None:
+def _job(ev: DocumentJob, row: list[int], last: list[float]) -> None:
     row[b.ACTIVE] = 1
     row[b.JOBS] += 1
     if not ev.ok:
@@ -364,15 +369,15 @@ def _job(st: UserState, ev: DocumentJob, row: list[int]) -> None:
         row[b.PROC_N] += 1
         if ms > row[b.PROC_MS_MAX]:
             row[b.PROC_MS_MAX] = ms
-    if ev.ts > st.last[LAST_JOB]:
-        st.last[LAST_JOB] = ev.ts
+    if ev.ts > last[LAST_JOB]:
+        last[LAST_JOB] = ev.ts
 
 
-def _value(st: UserState, ev: ValueEvent, row: list[int]) -> None:
+def _value(ev: ValueEvent, row: list[int], last: list[float]) -> None:
     row[b.VALUE_CENTS] += round(ev.value * 100)
     row[b.VALUE_EVENTS] += 1
-    if ev.value > 0 and ev.ts > st.last[LAST_VALUE]:
-        st.last[LAST_VALUE] = ev.ts
+    if ev.value > 0 and ev.ts > last[LAST_VALUE]:
+        last[LAST_VALUE] = ev.ts
 
 
 # Whether a day row had the event of each `LAST_*` slot, in slot order (for `vector_at`).
@@ -388,7 +393,7 @@ _SEEN: tuple[Callable[[list[int]], bool], ...] = (
 if len(_SEEN) != N_LAST:
     raise ImportError("features.state._SEEN is out of date with the LAST_* slots")
 
-_HANDLERS: dict[type, Callable[[UserState, Event, list[int]], None]] = {
+_HANDLERS: dict[type, Callable[[Event, list[int], list[float]], None]] = {
     VideoView: _video,  # type: ignore[dict-item]
     Login: _login,  # type: ignore[dict-item]
     IntegrationSync: _sync,  # type: ignore[dict-item]

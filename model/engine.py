@@ -135,12 +135,13 @@ class Detector:
             if state.seen_offset(topic, partition, offset):
                 self.out.results["redelivered"] += 1
                 return "redelivered"
-            state.mark_offset(topic, partition, offset)
             self.watermark.observe((topic, partition), event.ts)
         else:
             self.watermark.observe(type(event).kind, event.ts)
         old_segment = state.segment
         applied = state.apply(event)
+        if source is not None:  # only once applied: an event that raised left no trace
+            state.mark_offset(*source)
         result = _RESULT[applied]
         self.out.results[result] += 1
         if applied is Applied.DUPLICATE:

@@ -16,7 +16,6 @@ Error codes (exact strings, stable: dashboards and DLQ tooling match on them):
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -38,13 +37,30 @@ from churnstream.stream.contract.events import (
     VideoView,
 )
 
-__all__ = ["MAX_TS", "MIN_TS", "Invalid", "event_to_dict", "parse", "parse_ts"]
+__all__ = ["MAXIMA", "MAX_TS", "MIN_TS", "Invalid", "event_to_dict", "parse", "parse_ts"]
 
 ID_MAX_CHARS: Final = 128
 # Accepted event-time range: 2000-01-01T00:00:00Z inclusive .. 2101-01-01T00:00:00Z exclusive.
 # Anything outside is almost certainly a unit bug (milliseconds, microseconds) or garbage.
 MIN_TS: Final = 946_684_800.0
 MAX_TS: Final = 4_133_980_800.0
+
+# Largest accepted value of every numeric field (`out_of_range:<name>` above it): far above
+# anything real, far below what could overflow a feature (counters are summed over 28 days as
+# integers and must still convert to floats; 1e307 used to break a user's state for weeks).
+MAXIMA: Final[dict[str, float]] = {
+    "watched_s": 1e6,  # seconds: 11.6 days of one video
+    "duration_s": 1e6,
+    "seeks": 1e6,
+    "rewinds": 1e6,
+    "pauses": 1e6,
+    "records": 1e12,
+    "latency_ms": 1e9,  # 11.6 days
+    "documents": 1e9,
+    "processing_ms": 1e9,
+    "value": 1e12,  # money, in the customer's currency
+    "plan_price": 1e9,
+}
 
 _SYNC_STATUS: Final = {"ok": True, "error": False}
 _JOB_STATUS: Final = {"ok": True, "failed": False}
@@ -178,9 +194,13 @@ def _opt_num(
     if t is not int and t is not float:  # `type is` also rules out bool
         raise _Reject(f"bad_type:{name}", f"'{name}' must be a number, got {_type_name(v)}")
     f = float(v)
-    if not math.isfinite(f) or f < minimum or (exclusive and f == minimum):
+    # NaN fails every comparison, so `not f <= maximum` also rejects it.
+    if not f <= MAXIMA[name] or f < minimum or (exclusive and f == minimum):
         op = ">" if exclusive else ">="
-        raise _Reject(f"out_of_range:{name}", f"'{name}' must be a finite number {op} {minimum:g}")
+        raise _Reject(
+            f"out_of_range:{name}",
+            f"'{name}' must be a number {op} {minimum:g} and <= {MAXIMA[name]:g}",
+        )
     return f
 
 
@@ -190,8 +210,10 @@ def _int(d: dict[str, Any], name: str, *, minimum: int) -> int | None:
         return None
     if type(v) is not int:  # 1.5, 2.0, true and huge ints (decoded as float) are all rejected
         raise _Reject(f"bad_type:{name}", f"'{name}' must be an integer, got {_type_name(v)}")
-    if v < minimum:
-        raise _Reject(f"out_of_range:{name}", f"'{name}' must be an integer >= {minimum}")
+    if not minimum <= v <= MAXIMA[name]:
+        raise _Reject(
+            f"out_of_range:{name}", f"'{name}' must be an integer in {minimum}..{MAXIMA[name]:g}"
+        )
     return v
 
 

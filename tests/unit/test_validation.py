@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from churnstream.stream.contract.events import (
 )
 from churnstream.stream.contract.validation import (
     MAX_TS,
+    MAXIMA,
     MIN_TS,
     Invalid,
     event_to_dict,
@@ -87,9 +89,20 @@ def error_of(kind: str, /, **overrides: Any) -> str:
 ids = st.text(min_size=1, max_size=128)
 opt_text = st.none() | st.text(max_size=16)
 ts_values = st.floats(min_value=MIN_TS, max_value=MAX_TS, exclude_max=True)
-non_neg = st.floats(min_value=0, max_value=1e12)
-opt_non_neg = st.none() | non_neg
-counts = st.integers(min_value=0, max_value=2**53)
+
+
+def non_neg(name: str) -> st.SearchStrategy[float]:
+    return st.floats(min_value=0, max_value=MAXIMA[name])
+
+
+def opt_non_neg(name: str) -> st.SearchStrategy[float | None]:
+    return st.none() | non_neg(name)
+
+
+def counts(name: str) -> st.SearchStrategy[int]:
+    return st.integers(min_value=0, max_value=int(MAXIMA[name]))
+
+
 opt_segment = st.none() | st.sampled_from(SEGMENTS)
 
 
@@ -102,12 +115,12 @@ EVENTS: dict[str, st.SearchStrategy[Event]] = {
         VideoView,
         **_common(),
         video_id=st.text(max_size=16),
-        watched_s=non_neg,
-        duration_s=st.floats(min_value=0, max_value=1e9, exclude_min=True),
+        watched_s=non_neg("watched_s"),
+        duration_s=st.floats(min_value=0, max_value=MAXIMA["duration_s"], exclude_min=True),
         course_id=opt_text,
-        seeks=counts,
-        rewinds=counts,
-        pauses=counts,
+        seeks=counts("seeks"),
+        rewinds=counts("rewinds"),
+        pauses=counts("pauses"),
         completed=st.booleans(),
     ),
     "logins": st.builds(Login, **_common(), success=st.booleans(), channel=opt_text),
@@ -116,8 +129,8 @@ EVENTS: dict[str, st.SearchStrategy[Event]] = {
         **_common(),
         integration=st.text(max_size=16),
         ok=st.booleans(),
-        records=st.none() | counts,
-        latency_ms=opt_non_neg,
+        records=st.none() | counts("records"),
+        latency_ms=opt_non_neg("latency_ms"),
         error_code=opt_text,
     ),
     "document_jobs": st.builds(
@@ -126,15 +139,15 @@ EVENTS: dict[str, st.SearchStrategy[Event]] = {
         job_id=st.text(max_size=16),
         ok=st.booleans(),
         documents=st.integers(min_value=1, max_value=10**6),
-        processing_ms=opt_non_neg,
+        processing_ms=opt_non_neg("processing_ms"),
         error=opt_text,
     ),
-    "value": st.builds(ValueEvent, **_common(), value=non_neg, value_kind=opt_text),
+    "value": st.builds(ValueEvent, **_common(), value=non_neg("value"), value_kind=opt_text),
     "subscriptions": st.builds(
         Lifecycle,
         **{**_common(), "segment": st.sampled_from(SEGMENTS)},
         event=st.sampled_from(LIFECYCLE_EVENTS),
-        plan_price=opt_non_neg,
+        plan_price=opt_non_neg("plan_price"),
         currency=opt_text,
     ),
 }
@@ -542,3 +555,35 @@ def test_without_a_clock_bound_history_of_any_age_is_accepted() -> None:
     assert isinstance(parse("logins", orjson.dumps(doc("logins", ts=MAX_TS - 1))), Login)
     old = orjson.dumps(doc("logins", ts=MIN_TS))
     assert isinstance(parse("logins", old, not_after=TS), Login)
+
+
+# --- every number bounded -------------------------------------------------------------------
+
+KIND_OF_FIELD = {
+    name: kind
+    for kind, cls in EVENT_TYPES.items()
+    for name in (f.name for f in fields(cls))
+    if name in MAXIMA
+}
+
+
+def test_every_numeric_field_of_the_contract_has_an_upper_bound() -> None:
+    numeric = {
+        f.name
+        for cls in EVENT_TYPES.values()
+        for f in fields(cls)
+        if str(f.type).split(" |")[0] in {"int", "float"} and f.name != "ts"
+    }
+    assert numeric == set(MAXIMA)
+
+
+@pytest.mark.parametrize("field", sorted(MAXIMA))
+def test_numbers_above_their_bound_are_out_of_range(field: str) -> None:
+    kind = KIND_OF_FIELD[field]
+    top = MAXIMA[field]
+    integral = field in {"seeks", "rewinds", "pauses", "records", "documents"}
+    extremes = [10**18, int(top) + 1] if integral else [1e307, 1.7e307, 1.5e306, top * 1.000001]
+    for bad in extremes:
+        assert error_of(kind, **{field: bad}) == f"out_of_range:{field}"
+    at_top = run(kind, doc(kind, **{field: int(top) if integral else top}))
+    assert isinstance(at_top, Event), at_top
