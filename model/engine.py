@@ -6,6 +6,12 @@ the watermark reaches it from the complete days before it. Daily rows are the on
 and the ones that raise `churn_risk`, so a user who goes quiet is still scored and alerted, and
 the model learns from exactly the rows that decide the alerts.
 
+Decisions wait for the data they read (docs/architecture.md, "Progress per source"): a
+`roi_drop` decision waits until the `value` sources passed its time, the daily rows of a
+boundary until every counted source passed it (model.watermark), and until the scorer holds a
+model snapshot that learned every label released before the boundary (the model as of the
+boundary, `held`); the caller gives up waiting at its limit (`decide_held`).
+
 Used unchanged by the live Faust worker (agents/) and by `churnstream replay`, so the same events
 in the same order give the same scores. It knows nothing of Kafka: the caller owns storage
 through a `UserRepository` and ships `Outputs` wherever they go.
@@ -34,7 +40,7 @@ from churnstream.model.labels import (
 from churnstream.model.scoring import Score, Scorer
 from churnstream.model.user_record import UserRecord
 from churnstream.model.watermark import Watermark
-from churnstream.stream.contract.events import DAY_S, Event, Lifecycle
+from churnstream.stream.contract.events import DAY_S, EVENT_TYPES, Event, Lifecycle, ValueEvent
 from churnstream.stream.contract.timefmt import rfc3339
 
 # Where an event came from: (topic, partition, offset); None in replays without offsets.
@@ -53,6 +59,15 @@ class EngineConfig:
     default_segment: str = "course"
     score_min_interval_s: float = 0.0
     watermark_idle_s: float = 86400.0
+    # A source's progress moves at most this far beyond the freshest one without a second
+    # event (inf: unbounded; the worker and `replay` take it from the settings).
+    watermark_max_step_s: float = math.inf
+    # True (live): a lagging or not yet started source is waited for until the caller marks it
+    # idle; False (replay, a file in event-time order): a lagging source is idle at once.
+    wait_for_sources: bool = False
+    # True where a trainer learns the released labels (the worker, `replay`): daily rows wait
+    # for the model as of their boundary. False: score with whatever model is installed.
+    model_as_of: bool = False
     # False: keep features only (no scores, labels or alerts).
     scoring: bool = True
     # False: publish daily scores only (no per-event scoring; roi_drop is then read daily).
@@ -71,10 +86,14 @@ class Outputs:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     examples: list[Example] = field(default_factory=list)
     results: Counter[str] = field(default_factory=Counter)
+    # Decisions held back (roi_source, daily_source, daily_model) or taken at the limit
+    # without what they waited for (daily_model_limit), for metrics.
+    held: Counter[str] = field(default_factory=Counter)
 
     def drain(self) -> Outputs:
-        out = Outputs(self.scores, self.alerts, self.examples, self.results)
-        self.scores, self.alerts, self.examples, self.results = [], [], [], Counter()
+        out = Outputs(self.scores, self.alerts, self.examples, self.results, self.held)
+        self.scores, self.alerts, self.examples = [], [], []
+        self.results, self.held = Counter(), Counter()
         return out
 
 
@@ -102,7 +121,20 @@ class Detector:
         self.repo = repo
         self.due = DueIndex()
         self.days = DueIndex()  # (next daily boundary, user_id)
-        self.watermark = Watermark(config.features.lateness_s, config.watermark_idle_s)
+        self.watermark = Watermark(
+            config.features.lateness_s,
+            config.watermark_idle_s,
+            wait=config.wait_for_sources,
+            max_step_s=config.watermark_max_step_s,
+            expect=(cls.kind for cls in EVENT_TYPES.values()),
+        )
+        # Per segment, the latest label due time among the examples released so far: the model
+        # as of a boundary must have learned them (Scorer.covers).
+        self.released_until: dict[str, float] = {}
+        # The boundary whose daily rows wait for a model snapshot, if any.
+        self.held: float | None = None
+        self._decide_through = -math.inf  # boundaries the caller decided without waiting
+        self._source_held = -math.inf  # last boundary counted as held by a lagging source
         self.out = Outputs()
         # Only `scored_at` reads it: the contract marks that field as wall-clock, for latency.
         self._wall_clock = wall_clock
@@ -118,11 +150,17 @@ class Detector:
         Returns the result for metrics: ok, late, too_late, duplicate or redelivered.
         """
         result = self._apply(event, source)
-        # Daily rows are made at the event that moves the watermark past their boundary, not
-        # at the caller's next sweep, so the events they hold do not depend on the sweep cadence
-        # (per batch live, every N events in a replay).
-        if self.days.earliest <= self.watermark.value:
-            self._sweep_days(self.watermark.value)
+        # Daily rows and labels are made at the event that moves the watermark past their
+        # time, not at the caller's next sweep, so what they hold does not depend on the sweep
+        # cadence (per batch live, every N events in a replay).
+        wm = self.watermark.value
+        if self.days.earliest <= wm or self.due.earliest < wm:
+            self._advance(wm)
+        nxt = self.days.earliest
+        if wm < nxt <= self.watermark.freshest and nxt > self._source_held:
+            # The rows of this boundary would be made now if no source lagged: count it once.
+            self._source_held = nxt
+            self.out.held["daily_source"] += 1
         return result
 
     def _apply(self, event: Event, source: Source | None) -> str:
@@ -135,9 +173,9 @@ class Detector:
             if state.seen_offset(topic, partition, offset):
                 self.out.results["redelivered"] += 1
                 return "redelivered"
-            self.watermark.observe((topic, partition), event.ts)
+            self.watermark.observe((topic, partition), event.ts, type(event).kind)
         else:
-            self.watermark.observe(type(event).kind, event.ts)
+            self.watermark.observe(type(event).kind, event.ts, type(event).kind)
         old_segment = state.segment
         applied = state.apply(event)
         if source is not None:  # only once applied: an event that raised left no trace
@@ -188,6 +226,11 @@ class Detector:
             return
         segment = rec.state.segment or self.config.default_segment
         x = self._publish(rec, segment, now, rec.state.vector(now), "event")[0]
+        if self.watermark.waiting_for(ValueEvent.kind, now):
+            # ROI read now would miss value records still on their way: no decision (neither
+            # raise nor clear); a later event decides once the value sources caught up.
+            self.out.held["roi_source"] += 1
+            return
         self._alert(self.alerts.on_roi(rec.user_id, segment, now, x, rec.alerts))
 
     def _daily(self, rec: UserRecord, boundary: float) -> float | None:
@@ -207,7 +250,7 @@ class Detector:
             return boundary + DAY_S  # between a cancel and the reactivation
         segment = state.segment or self.config.default_segment
         vector = state.vector_at(boundary)
-        x, s, horizon_s = self._publish(rec, segment, boundary, vector, "daily")
+        x, s, horizon_s = self._publish(rec, segment, boundary, vector, "daily", as_of=boundary)
         if rec.pending is None:
             rec.pending = PendingLabels(rec.user_id, segment)
         # The state may already hold what followed the boundary (it runs ahead of the
@@ -232,11 +275,18 @@ class Detector:
         return boundary + DAY_S
 
     def _publish(
-        self, rec: UserRecord, segment: str, ts: float, vector: list[float], trigger: str
+        self,
+        rec: UserRecord,
+        segment: str,
+        ts: float,
+        vector: list[float],
+        trigger: str,
+        as_of: float | None = None,
     ) -> tuple[dict[str, float], Score, float]:
-        """Score `vector`, append the score record and keep the newest score in `rec.last`."""
+        """Score `vector` (with the model as of `as_of`, else the newest), append the score
+        record and keep the newest score in `rec.last`."""
         x = dict(zip(FEATURE_NAMES, vector, strict=True))
-        s = self.scorer.score(segment, x)
+        s = self.scorer.score(segment, x, as_of)
         drivers = [d.to_dict() for d in s.drivers]
         horizon_s = self.config.model.horizon_s(segment)
         self.out.scores.append(
@@ -277,29 +327,61 @@ class Detector:
     # -- the watermark: daily scores and labels of silent users -------------------------------
 
     def sweep(self) -> int:
-        """Make the daily scores the watermark reached, then release the labels it passed.
-
-        `handle` makes the daily scores as the watermark moves; here they catch up after
-        `reschedule`. Returns the examples released.
-        """
+        """Make the daily rows and release the labels the watermark reached (after a model
+        arrived, `reschedule` or a source marked idle). Returns the examples released."""
+        before = len(self.out.examples)
         wm = self.watermark.value
-        if wm == -math.inf:
-            return 0
-        self._sweep_days(wm)
-        n = 0
+        if wm != -math.inf:
+            self._advance(wm)
+        return len(self.out.examples) - before
+
+    def decide_held(self) -> None:
+        """The caller's limit passed: make the held rows with the models at hand (counted)."""
+        if self.held is not None:
+            self.out.held["daily_model_limit"] += 1
+            self._decide_through = self.held
+            self.held = None
+            self.sweep()
+
+    def _advance(self, wm: float) -> None:
+        """Boundary by boundary up to `wm`: release the labels due before it, then make its
+        daily rows with the model as of it, holding them while no installed snapshot has
+        learned the released labels (the trainer learns them and publishes one)."""
+        while (boundary := self.days.earliest) <= wm:
+            self._release_labels(boundary)
+            if (
+                self.config.model_as_of
+                and boundary > self._decide_through
+                and not self.scorer.covers(self.released_until)
+            ):
+                if self.held != boundary:
+                    self.out.held["daily_model"] += 1
+                self.held = boundary
+                return
+            self.held = None
+            self._sweep_days(boundary)
+        self.held = None
+        self._release_labels(wm)
+
+    def _release_labels(self, wm: float) -> None:
+        """Release the labels whose horizon ends before `wm`."""
         for user_id in self.due.pop_due(wm):
             rec = self.repo.get(user_id)
             if rec is None or rec.pending is None:
                 continue
-            examples = rec.pending.due(wm, self.config.model.label_mode(rec.pending.segment))
-            n += len(examples)
+            segment = rec.pending.segment
+            examples = rec.pending.due(wm, self.config.model.label_mode(segment))
+            if examples:
+                until = max(e.made_at for e in examples) + self.config.model.horizon_s(segment)
+                self.released_until[segment] = max(
+                    self.released_until.get(segment, -math.inf), until
+                )
             self.out.examples.extend(examples)
             if len(rec.pending) == 0:
                 rec.pending = None
             else:
                 self.due.schedule(user_id, rec.pending.next_due())
             self.repo.put(rec)
-        return n
 
     def _sweep_days(self, wm: float) -> None:
         """Score every user as of each boundary <= `wm`, earliest first, one row per boundary:

@@ -94,6 +94,9 @@ class SegmentModel:
     `model_version` attached to a score identifies exactly which model state produced it and
     the engine can keep the newest of two snapshots by comparing versions.
 
+    `labels_until` is the latest label due time (event time) it learned: the model as of a
+    boundary is the newest one whose labels all fell due before it (model.scoring).
+
     Inputs are restricted to `feature_names` (missing ones count as 0.0), so a model scored
     with a full feature dict and trained from a stored vector sees the same inputs.
     """
@@ -118,6 +121,7 @@ class SegmentModel:
         self.n_pos = 0
         self.n_neg = 0
         self.n_resets = 0
+        self.labels_until = -math.inf
         self._model = build_estimator(estimator, self.base_rate, seed, clip_z)
         self._linear: _LinearView | None = None
         self._linear_asked = -1  # version of the last predict that found no view
@@ -267,6 +271,7 @@ class SegmentModel:
             "n_pos": self.n_pos,
             "n_neg": self.n_neg,
             "n_resets": self.n_resets,
+            "labels_until": self.labels_until,
             "model": self._model,
         }
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -288,6 +293,8 @@ class SegmentModel:
         m.n_pos = state["n_pos"]
         m.n_neg = state["n_neg"]
         m.n_resets = state["n_resets"]
+        # Snapshots from before the field: what they learned is unknown, so they cover nothing.
+        m.labels_until = state.get("labels_until", -math.inf)
         m._model = state["model"]
         m._linear = None
         m._linear_asked = -1

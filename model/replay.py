@@ -7,6 +7,7 @@ learned examples, as the live trainer publishes snapshots that workers hot-swap.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -76,7 +77,8 @@ class Replay:
         alerts_out: IO[bytes] | None = None,
         wall_clock: Callable[[], float] | None = None,
     ) -> None:
-        self.config = config
+        # The inline trainer learns every released label: rows use the model as of their day.
+        config = self.config = dataclasses.replace(config, model_as_of=True)
         self.repo = MemoryRepository()
         self.scorer = Scorer(config.model, FEATURE_NAMES)
         kw = {"wall_clock": wall_clock} if wall_clock else {}
@@ -139,11 +141,26 @@ class Replay:
         if self.applied % SWEEP_EVERY == 0:
             self.detector.sweep()
         self._drain()
+        self._model_as_of()
+
+    def _model_as_of(self) -> None:
+        """Daily rows held for the model as of their boundary get it here: the inline trainer
+        has learned every released label, the snapshot the live trainer would publish."""
+        while (held := self.detector.held) is not None:
+            for segment, model in self.trainer.models.items():
+                current = self.scorer.models.get(segment)
+                if current is None or model.version > current.version:
+                    self.scorer.install_snapshot(self.trainer.snapshot(segment))
+            self.detector.sweep()
+            if self.detector.held == held:
+                self.detector.decide_held()  # labels the trainer does not learn (no segment)
+            self._drain()
 
     def finish(self) -> None:
         self._apply_ties()
         self.detector.sweep()
         self._drain()
+        self._model_as_of()
 
     def _lifecycle(self, event: Lifecycle) -> None:
         if event.event == "cancel":
@@ -182,16 +199,19 @@ class Replay:
                 self._first_alert.setdefault(alert["user_id"], ts)
             if self.alerts_out is not None:
                 self.alerts_out.write(orjson.dumps(alert) + b"\n")
-        for example in out.examples:
-            self._learn(example)
+        last = {e.segment: i for i, e in enumerate(out.examples)}
+        for i, example in enumerate(out.examples):
+            self._learn(example, closes=last[example.segment] == i)
 
-    def _learn(self, example: Example) -> None:
+    def _learn(self, example: Example, closes: bool = False) -> None:
         seg = self.segments[example.segment]
         seg.published.update(example.score, example.label)
         rules = self.scorer.rules(example.segment)
         x = dict(zip(FEATURE_NAMES, example.features, strict=False))
         seg.rules.update(rules.predict(x), example.label)
         step = self.trainer.learn(example)
+        if closes:
+            self.trainer.close(example)
         if step.snapshot_due:
             self.scorer.install_snapshot(self.trainer.snapshot(step.segment))
 

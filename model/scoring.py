@@ -1,4 +1,11 @@
-"""Scoring a user: the segment's model once it is ready, the transparent rules score before."""
+"""Scoring a user: the segment's model once it is ready, the transparent rules score before.
+
+Model as of a decision: every snapshot records `labels_until`, the latest label due time (event
+time) it learned. A daily row at boundary D is scored with the newest snapshot whose labels all
+fell due before D (`score(..., as_of=D)`), and the engine holds the rows of D until an installed
+snapshot has learned every label released before D (`covers`), so the live worker, whose
+snapshots arrive in wall time, uses the same model as a replay, whose trainer runs inline.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +36,9 @@ class Scorer:
     def __init__(self, config: ModelConfig, feature_names: Sequence[str]) -> None:
         self.config = config
         self.feature_names: tuple[str, ...] = tuple(feature_names)
-        self.models: dict[str, SegmentModel] = {}
+        self.models: dict[str, SegmentModel] = {}  # newest per segment (event scores)
+        # Snapshots still selectable as of a later boundary, oldest first, per segment.
+        self._history: dict[str, list[SegmentModel]] = {}
         self._rules: dict[str, RulesScore] = {}
 
     def install(self, model: SegmentModel) -> bool:
@@ -38,7 +47,28 @@ class Scorer:
         if current is not None and current.version >= model.version:
             return False
         self.models[model.segment] = model
+        self._history.setdefault(model.segment, []).append(model)
         return True
+
+    def covers(self, released: Mapping[str, float]) -> bool:
+        """True if, per segment, an installed snapshot learned labels due up to `released`."""
+        for segment, until in released.items():
+            model = self.models.get(segment)
+            if model is None or model.labels_until < until:
+                return False
+        return True
+
+    def as_of(self, segment: str, ts: float) -> SegmentModel | None:
+        """The newest snapshot whose labels all fell due before `ts` (the oldest kept if none:
+        another worker's labels made every snapshot newer). Boundaries only grow, so older
+        snapshots are dropped once a newer one qualifies."""
+        history = self._history.get(segment)
+        if not history:
+            return None
+        n = sum(1 for m in history if m.labels_until < ts)
+        if n > 1:
+            del history[: n - 1]
+        return history[0]
 
     def install_snapshot(self, data: bytes) -> SegmentModel:
         model = SegmentModel.from_snapshot(data)
@@ -51,8 +81,9 @@ class Scorer:
             rules = self._rules[segment] = self.config.rules_for(segment)
         return rules
 
-    def score(self, segment: str, x: Mapping[str, float]) -> Score:
-        model = self.models.get(segment)
+    def score(self, segment: str, x: Mapping[str, float], as_of: float | None = None) -> Score:
+        """Score with the newest model, or with the model as of `as_of` (a daily boundary)."""
+        model = self.models.get(segment) if as_of is None else self.as_of(segment, as_of)
         if model is not None and model.ready(self.config.min_labels):
             drivers = model.explain(x)
             return Score(model.predict(x), "model", model.version, drivers)

@@ -79,5 +79,13 @@ class Trainer:
             self._since_snapshot[seg] = 0
         return Learned(seg, due, drift)
 
+    def close(self, example: Example) -> None:
+        """`example`, learned, was the last of the labels a worker released together (all due
+        before one watermark): the model now covers their due time (made_at + horizon, when
+        model.labels releases a label). Many labels share a due time, so no single one can."""
+        model = self.models[example.segment]
+        due = example.made_at + self.config.horizon_s(example.segment)
+        model.labels_until = max(model.labels_until, due)
+
     def snapshot(self, segment: str) -> bytes:
         return self.models[segment].snapshot()

@@ -1,49 +1,176 @@
-"""The stream's low watermark in event time.
+"""The stream's low watermark in event time, with the progress of every source.
 
-Contract: event time "passes" t when the smallest of the per-partition maximum event times, less
-the allowed lateness, moves beyond t. A partition that stops receiving events would hold the
-watermark back forever (think of a `business.value` partition in a course-only deployment), so a
-source whose maximum lags the freshest source by more than `idle_after_s` of event time is
-treated as idle and left out until it catches up. Both rules use event time only, so a replay
-and the live stream move the watermark the same way for the same per-source streams.
+Contract: event time "passes" t when the smallest of the per-source maximum event times, less
+the allowed lateness, moves beyond t. A source is one input partition live ((topic, partition))
+and one input kind in a replay; every source also has a kind (the contract's topic kind), so a
+decision can ask whether the sources of one kind (e.g. `value`, for ROI) have passed its time.
+
+A source's progress is one of:
+- current: its maximum is within `idle_after_s` of the freshest source's;
+- not started: a kind the caller `expect`s from which no event arrived yet;
+- behind: it lags the freshest by more than `idle_after_s` (or has not started) and still
+  counts: decisions wait for it;
+- idle: left out of the watermark until it advances again.
+How a lagging source becomes idle is the caller's policy, the one difference between the two
+callers: a replay reads a file in event-time order, where a source that lags can only be idle
+(`wait=False`: idle at once, as before); the live worker cannot tell a source that is idle from
+one whose producer lags or has not started, so (`wait=True`) it waits for it and marks it idle
+(`mark_idle`) once it has not advanced for a limit of wall time (agents/processor.py). Any
+advance makes a source count again.
+
+One event dated far ahead must not move the watermark (every label would be released and every
+daily row made at once): a source's progress moves only by a bounded step, `max_step_s` beyond
+the freshest progress of all sources, or when a second event confirms the jump (within
+`max_step_s` of the first). Until then the far event is held as a candidate and counted in
+`outliers`. The event itself is applied to its user as usual; only the progress waits.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Iterable
+
+from churnstream.stream.contract.events import DAY_S
 
 
 class Watermark:
-    """Tracks per-source maximum event time; `value` is the low watermark."""
+    """Per-source progress in event time; `value` is the low watermark."""
 
-    __slots__ = ("_cached", "_max", "idle_after_s", "lateness_s")
+    __slots__ = (
+        "_cached",
+        "_candidate",
+        "_idle",
+        "_kind",
+        "_max",
+        "_started",
+        "expected",
+        "idle_after_s",
+        "lateness_s",
+        "max_step_s",
+        "outliers",
+        "wait",
+    )
 
-    def __init__(self, lateness_s: float, idle_after_s: float = 86400.0) -> None:
+    def __init__(
+        self,
+        lateness_s: float,
+        idle_after_s: float = DAY_S,
+        *,
+        wait: bool = False,
+        max_step_s: float = DAY_S,
+        expect: Iterable[str] = (),
+    ) -> None:
         self.lateness_s = lateness_s
         self.idle_after_s = idle_after_s
-        self._max: dict[object, float] = {}
+        self.wait = wait
+        self.max_step_s = max_step_s
+        self.expected: frozenset[str] = frozenset(expect)
+        self._max: dict[Hashable, float] = {}
+        self._kind: dict[Hashable, str] = {}
+        self._candidate: dict[Hashable, float] = {}
+        self._idle: set[Hashable] = set()
+        self._started: set[str] = set()
         self._cached: float | None = None
+        self.outliers = 0  # events held back from the progress as too far ahead
 
-    def observe(self, source: object, ts: float) -> None:
-        """Record an event of `source` (e.g. a (topic, partition) pair) at event time `ts`."""
-        if ts > self._max.get(source, -math.inf):
-            self._max[source] = ts
+    def observe(self, source: Hashable, ts: float, kind: str | None = None) -> None:
+        """Record an event of `source` (of `kind`) at event time `ts`."""
+        if kind is not None and source not in self._kind:
+            self._kind[source] = kind
+            self._started.add(kind)
             self._cached = None
+        current = self._max.get(source, -math.inf)
+        if ts <= current:
+            return
+        reach = max(current, self._freshest()) + self.max_step_s
+        if ts > reach and math.isfinite(reach):
+            first = self._candidate.get(source)
+            if first is None or abs(ts - first) > self.max_step_s:
+                # A lone far jump: held until a second event confirms it.
+                self._candidate[source] = ts if first is None else min(first, ts)
+                self.outliers += 1
+                return
+            ts = min(first, ts)  # confirmed: progress moves to the nearer of the two
+        self._candidate.pop(source, None)
+        self._max[source] = ts
+        self._idle.discard(source)
+        self._cached = None
 
-    def forget(self, sources: set[object]) -> None:
+    def _freshest(self) -> float:
+        return max(self._max.values(), default=-math.inf)
+
+    def forget(self, sources: Iterable[Hashable]) -> None:
         """Drop sources this worker no longer owns (after a rebalance)."""
         for s in sources:
             self._max.pop(s, None)
+            self._kind.pop(s, None)
+            self._candidate.pop(s, None)
+            self._idle.discard(s)
+        self._started = set(self._kind.values())
         self._cached = None
+
+    def mark_idle(self, source: Hashable) -> None:
+        """Leave `source` (or a kind that has not started) out until it advances."""
+        self._idle.add(source)
+        self._cached = None
+
+    def progress(self, source: Hashable) -> float:
+        """The source's confirmed maximum event time (-inf: nothing yet, or a kind not started)."""
+        return self._max.get(source, -math.inf)
+
+    def kind_of(self, source: Hashable) -> str | None:
+        return self._kind.get(source)
+
+    def lagging(self) -> list[Hashable]:
+        """Sources that hold the watermark back while lagging: kinds expected but not started,
+        and sources more than `idle_after_s` behind the freshest (only when `wait`)."""
+        if not self.wait:
+            return []
+        freshest = self._freshest()
+        out: list[Hashable] = [
+            k for k in sorted(self.expected - self._started) if k not in self._idle
+        ]
+        out += [
+            s
+            for s, m in self._max.items()
+            if freshest - m > self.idle_after_s and s not in self._idle
+        ]
+        return out
+
+    def waiting_for(self, kind: str, ts: float) -> list[Hashable]:
+        """Counted sources of `kind` that have not passed `ts` (less `idle_after_s`): a decision
+        at `ts` that reads this kind waits for them. Empty without `wait` (a replay)."""
+        if not self.wait:
+            return []
+        if kind in self.expected and kind not in self._started:
+            return [] if kind in self._idle else [kind]
+        edge = ts - self.idle_after_s
+        return [
+            s
+            for s, k in self._kind.items()
+            if k == kind and self._max.get(s, -math.inf) < edge and s not in self._idle
+        ]
+
+    @property
+    def freshest(self) -> float:
+        """The low watermark if no source lagged: the freshest progress less the lateness."""
+        return self._freshest() - self.lateness_s
 
     @property
     def value(self) -> float:
-        """The low watermark (-inf before any event)."""
+        """The low watermark (-inf before any event, or while a counted kind has not started)."""
         if self._cached is None:
-            if not self._max:
+            if not self._max or (self.wait and self.lagging() and self._unstarted_counted()):
                 self._cached = -math.inf
             else:
-                freshest = max(self._max.values())
-                active = [m for m in self._max.values() if freshest - m <= self.idle_after_s]
-                self._cached = min(active) - self.lateness_s
+                freshest = self._freshest()
+                counted = [
+                    m
+                    for s, m in self._max.items()
+                    if s not in self._idle and (self.wait or freshest - m <= self.idle_after_s)
+                ]
+                self._cached = min(counted, default=freshest) - self.lateness_s
         return self._cached
+
+    def _unstarted_counted(self) -> bool:
+        return any(k not in self._idle for k in self.expected - self._started)
