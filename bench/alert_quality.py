@@ -6,19 +6,20 @@ alert decisions never feed back into scores, re-running `AlertPolicy` on those i
 thresholds gives exactly the alerts a full replay with those thresholds would give; that makes
 the threshold sweep cheap. The simulator's ground truth judges the alerts:
 
-- precision: share of `churn_risk` alerts followed by the user's cancel within `--window` days
-  (alerts in the last `--window` days of the history are left out: their outcome is unknown);
-- recall: share of churners (all / those whose decline was visible, i.e. not `silent`) with an
-  alert in the `--window` days before their cancel; lead = cancel - first such alert;
+- judged with `model.evaluation.alert_quality`, the replay report's own definitions: precision
+  within the segment's horizon per its label mode (an alert on a silent dropout after its last
+  activity counts when the user did not come back), recall among all churners (silent dropouts
+  and churners without a visible decline included), the share of silent dropouts alerted
+  within 3 days of their last activity, lead before the churn;
 - ROI: planted SaaS value drops caught by a `roi_drop` within `--roi-days` of the drop, and
   alerts on stable SaaS accounts (no planted drop, no cancel).
 
-Sweeps: warning level, confirmation hold, critical level; and, for reference, the same policy
-fed the simulator's hidden stress (0..1) once a day instead of a score: what a detector that
-knew each customer's current state would achieve at a given lead time.
+Thresholds are chosen on one seed (`--tune-seed`) and reported on another (`--report-seed`),
+objective in `choose`. For reference, the same policy fed the simulator's hidden stress (0..1)
+once a day instead of a score: what a detector that knew each customer's state would achieve.
 
-Usage: .venv/bin/python bench/alert_quality.py [--users 3000 --days 90 --seed 7]
-       .venv/bin/python bench/alert_quality.py --file sim.jsonl   (reads sim.truth.json)
+Usage: .venv/bin/python bench/alert_quality.py [--users 3000 --days 90 --tune-seed 7
+           --report-seed 11 --cache /tmp]
        .venv/bin/python bench/alert_quality.py --clip-z 0   (model inputs not clipped)
 """
 
@@ -31,7 +32,7 @@ import sys
 import time
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -49,8 +50,9 @@ from churnstream.model.alerts import (
 )
 from churnstream.model.config import ModelConfig
 from churnstream.model.engine import EngineConfig
+from churnstream.model.evaluation import alert_quality
 from churnstream.model.replay import Replay
-from churnstream.model.replay_input import ReplayRecord, read_records
+from churnstream.model.replay_input import ReplayRecord
 from churnstream.stream.contract.events import DAY_S
 from churnstream.stream.contract.topics import KIND_BY_TOPIC
 from churnstream.stream.devtools.simulator import (
@@ -58,9 +60,9 @@ from churnstream.stream.devtools.simulator import (
     SimConfig,
     generate,
     ground_truth,
-    truth_path,
 )
 from churnstream.stream.devtools.simulator.customers import plan_customers
+from churnstream.stream.devtools.simulator.judge import SimulatorTruth
 
 ROI_KEYS: Final = (
     "value_7d",
@@ -200,77 +202,54 @@ def rerun(
 @dataclass(slots=True)
 class RiskQuality:
     alerts: int
-    judged: int  # alerts whose outcome window lies inside the history
-    precision: float | None
+    judged: int  # alerts whose horizon lies inside the history
+    precision: float | None  # churned within the horizon (or already gone silently)
     alerted_users: int
     never_churned_alerted: float  # share of never-churning users with an alert
-    churners: int
+    churners: int  # per the segment's label mode
     recall: float | None
-    warned: int
-    recall_warned: float | None
+    silent: int
+    silent_prompt: float | None  # silent dropouts alerted within 3 days of their last activity
     median_lead: float | None
 
 
 def risk_quality(
     alerts: Sequence[Raised],
-    truth: GroundTruth,
+    truth: SimulatorTruth,
     segment: str,
-    window_days: float,
+    engine: EngineConfig,
     severities: tuple[str, ...] = ("warning", "critical"),
     from_day: float = 0.0,
 ) -> RiskQuality:
-    """Judge one segment's churn_risk alerts against the simulator's truth.
+    """Judge one segment's churn_risk alerts with `model.evaluation` (the replay report's own
+    definitions): within the segment's horizon, per its label mode.
 
-    `from_day` judges only the steady state: alerts from that day of the history on, and
-    churners cancelling at least 14 days later (so they could have been alerted in time).
+    `from_day` judges only the steady state: alerts from that day of the history on.
     """
-    end = truth.start + truth.days * DAY_S
-    window = window_days * DAY_S
     begin = truth.start + from_day * DAY_S
-    users = {u: t for u, t in truth.users.items() if t.segment == segment}
     mine = [
-        a
+        (a.user_id, a.ts)
         for a in alerts
         if a.kind == CHURN_RISK
         and a.segment == segment
         and a.severity in severities
         and a.ts >= begin
     ]
-    judged = hits = 0
-    by_user: dict[str, list[float]] = {}
-    for a in mine:
-        by_user.setdefault(a.user_id, []).append(a.ts)
-        if a.ts + window > end:
-            continue
-        judged += 1
-        cancel = users[a.user_id].cancel_ts if a.user_id in users else None
-        hits += cancel is not None and a.ts < cancel <= a.ts + window
-    churners = [
-        u
-        for u, t in users.items()
-        if t.cancel_ts is not None and t.cancel_ts >= begin + 14 * DAY_S * (from_day > 0)
-    ]
-    warned = [u for u in churners if not users[u].silent]
-    leads: dict[str, float] = {}
-    for u in churners:
-        cancel = users[u].cancel_ts
-        assert cancel is not None
-        before = [ts for ts in by_user.get(u, ()) if cancel - window <= ts < cancel]
-        if before:
-            leads[u] = (cancel - min(before)) / DAY_S
-    never = [u for u, t in users.items() if t.cancel_ts is None]
-    caught_warned = [leads[u] for u in warned if u in leads]
+    horizon_s = engine.model.horizon_s(segment)
+    q = alert_quality(mine, truth, segment, horizon_s, engine.model.label_mode(segment))
+    alerted = {u for u, _ in mine}
+    never = [u for u, t in truth.truth.users.items() if t.segment == segment and not t.churn_kind]
     return RiskQuality(
-        alerts=len(mine),
-        judged=judged,
-        precision=hits / judged if judged else None,
-        alerted_users=len(by_user),
-        never_churned_alerted=sum(u in by_user for u in never) / len(never) if never else 0.0,
-        churners=len(churners),
-        recall=len(leads) / len(churners) if churners else None,
-        warned=len(warned),
-        recall_warned=len(caught_warned) / len(warned) if warned else None,
-        median_lead=statistics.median(caught_warned) if caught_warned else None,
+        alerts=q["alerts"],
+        judged=q["judged"],
+        precision=q["precision"],
+        alerted_users=len(alerted),
+        never_churned_alerted=sum(u in alerted for u in never) / len(never) if never else 0.0,
+        churners=q["churners"],
+        recall=q["recall"],
+        silent=q["silent_dropouts"],
+        silent_prompt=q["silent_alerted_within_3d"],
+        median_lead=q["median_lead_days"],
     )
 
 
@@ -344,7 +323,7 @@ def stress_inputs(config: SimConfig, truth: GroundTruth) -> dict[str, UserInputs
         inputs = users[c.user_id] = UserInputs(segment=c.segment)
         for day in range(c.signup_day, config.days):
             ts = truth.start + (day + 0.5) * DAY_S
-            churned = t.cancel_ts is not None and t.cancel_ts <= ts
+            churned = t.churn_ts is not None and t.churn_ts <= ts
             if churned and (t.reactivate_ts is None or ts < t.reactivate_ts):
                 continue
             inputs.codes.append(SCORE)
@@ -392,35 +371,116 @@ def print_risk_row(label: str, q: RiskQuality) -> None:
     print(
         f"  {label:22} {q.alerts:>6} {_f(q.precision, '.2f'):>6} {q.alerted_users:>7} "
         f"{q.never_churned_alerted:>8.1%} {_f(q.recall, '.0%'):>6} "
-        f"{_f(q.recall_warned, '.0%'):>7} {_f(q.median_lead, '.1f'):>6}"
+        f"{_f(q.silent_prompt, '.0%'):>7} {_f(q.median_lead, '.1f'):>6}"
     )
 
 
 RISK_HEAD = (
     f"  {'thresholds w/c/clr':22} {'alerts':>6} {'prec':>6} {'alerted':>7} "
-    f"{'loyal al':>8} {'recall':>6} {'rec-wrn':>7} {'lead d':>6}"
+    f"{'loyal al':>8} {'recall':>6} {'sil<=3d':>7} {'lead d':>6}"
 )
+
+
+@dataclass(slots=True)
+class History:
+    """One simulated history: the recorded alert inputs, the live alerts and the truth."""
+
+    seed: int
+    users: dict[str, UserInputs]
+    live: list[Raised]
+    report: dict[str, Any]
+    truth: SimulatorTruth
+    sim: SimConfig
+
+
+def load(args: argparse.Namespace, seed: int, engine: EngineConfig) -> History:
+    """Replay the simulated history of `seed`, or read its recorded inputs from the cache."""
+    sim = SimConfig(users=args.users, days=args.days, seed=seed)
+    truth = SimulatorTruth(ground_truth(sim))
+    cache = None
+    if args.cache is not None:
+        cache = args.cache / f"alert-inputs-{args.users}u-{args.days}d-s{seed}-z{args.clip_z:g}.pkl"
+    if cache is not None and cache.exists():
+        users, report = pickle.loads(cache.read_bytes())
+        return History(seed, users, rerun(users, AlertConfig()), report, truth, sim)
+    started = time.perf_counter()
+    policy, live, report = capture(sim_records(sim), AlertConfig(), engine)
+    print(
+        f"seed {seed}: replayed {report['events']:,} events of {report['users']:,} users in "
+        f"{time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+    )
+    if cache is not None:
+        cache.write_bytes(pickle.dumps((policy.users, report)))
+    return History(seed, policy.users, live, report, truth, sim)
+
+
+def choose(h: History, seg: str, engine: EngineConfig, args: argparse.Namespace) -> RiskThresholds:
+    """Per-segment thresholds on the tuning history, by the stated objective:
+
+    warning: the level with the highest recall among all churners whose precision within the
+    horizon is at least `--min-precision` (none: the most precise level); critical: the lowest
+    level at or above it whose critical alerts alone reach `--critical-precision` (none: the
+    most precise); clear at 0.6 x warning against flapping.
+    """
+    defaults = AlertConfig()
+    seg_users = {u: i for u, i in h.users.items() if i.segment == seg}
+    print(f" {seg} (seed {h.seed})")
+    print(RISK_HEAD)
+    rows: list[tuple[float, RiskQuality]] = []
+    for w in args.levels:
+        levels = RiskThresholds(w, w, round(w * 0.6, 3))
+        cfg = replace(defaults, segment_thresholds={seg: levels})
+        q = risk_quality(rerun(seg_users, cfg, (CHURN_RISK,)), h.truth, seg, engine)
+        rows.append((w, q))
+        print_risk_row(f"{w:.2f}/{w:.2f}/{levels.clear:.2f}", q)
+    ok = [(w, q) for w, q in rows if (q.precision or 0.0) >= args.min_precision]
+    if ok:
+        warning = max(ok, key=lambda r: (r[1].recall or 0.0, r[0]))[0]
+    else:
+        warning = max(rows, key=lambda r: r[1].precision or 0.0)[0]
+    crit_rows: list[tuple[float, RiskQuality]] = []
+    for crit in sorted({c for c in (*CRITICALS, *args.levels) if warning <= c < 1.0}):
+        levels = RiskThresholds(warning, crit, round(warning * 0.6, 3))
+        cfg = replace(defaults, segment_thresholds={seg: levels})
+        raised = rerun(seg_users, cfg, (CHURN_RISK,))
+        q = risk_quality(raised, h.truth, seg, engine, ("critical",))
+        crit_rows.append((crit, q))
+        print_risk_row(f"  critical {crit:g} (crit only)", q)
+    good = [c for c, q in crit_rows if (q.precision or 0.0) >= args.critical_precision]
+    critical = min(good) if good else max(crit_rows, key=lambda r: (r[1].precision or 0.0, r[0]))[0]
+    return RiskThresholds(warning, critical, round(warning * 0.6, 3))
+
+
+def print_quality(h: History, cfg: AlertConfig, engine: EngineConfig, steady_from: float) -> None:
+    raised = rerun(h.users, cfg, (CHURN_RISK,))
+    print(RISK_HEAD)
+    for seg in h.report["segments"]:
+        t = cfg.thresholds_for(seg)
+        name = f"{seg} {t.warning:g}/{t.critical:g}/{t.clear:g}"
+        print_risk_row(name, risk_quality(raised, h.truth, seg, engine))
+        print_risk_row("  critical only", risk_quality(raised, h.truth, seg, engine, ("critical",)))
+        print_risk_row(
+            f"  from day {steady_from:g}",
+            risk_quality(raised, h.truth, seg, engine, from_day=steady_from),
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--file", type=Path, default=None, help="replay this JSONL (+ .truth)")
     parser.add_argument("--users", type=int, default=3000)
     parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument(
-        "--window",
-        type=float,
-        default=28.0,
-        help="days within which an alert must precede the cancel",
-    )
+    parser.add_argument("--tune-seed", type=int, default=7, help="thresholds are chosen here")
+    parser.add_argument("--report-seed", type=int, default=11, help="and reported here")
     parser.add_argument(
         "--levels",
         type=float,
         nargs="+",
-        default=[0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 0.9],
+        default=[0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7],
         help="warning levels to sweep",
     )
+    parser.add_argument("--min-precision", type=float, default=0.45)
+    parser.add_argument("--critical-precision", type=float, default=0.6)
     parser.add_argument(
         "--steady-from",
         type=float,
@@ -434,11 +494,11 @@ def main() -> None:
         help="a planted drop counts as caught within this many days",
     )
     parser.add_argument(
-        "--inputs",
+        "--cache",
         type=Path,
         default=None,
-        help="cache of the recorded inputs: written after a replay, read "
-        "instead of replaying when it exists (re-sweeps in seconds)",
+        help="directory for the recorded inputs per seed: written after a replay, read "
+        "instead of replaying when present (re-sweeps in seconds)",
     )
     parser.add_argument(
         "--clip-z",
@@ -447,122 +507,50 @@ def main() -> None:
         help="model input cap in standard deviations (0: none); part of the cached inputs",
     )
     args = parser.parse_args()
-    started = time.perf_counter()
-    if args.file is not None:
-        records: Iterable[ReplayRecord] = read_records(args.file)
-        quiet = None
-        truth = GroundTruth.read(truth_path(args.file))
-    else:
-        sim = SimConfig(users=args.users, days=args.days, seed=args.seed)
-        records, truth = sim_records(sim), ground_truth(sim)
-        quiet = quiet_accounts(sim)
+    if args.tune_seed == args.report_seed:
+        sys.exit("--tune-seed and --report-seed must differ: thresholds are reported unseen")
+    engine = EngineConfig(model=ModelConfig(clip_z=args.clip_z))
+    tune = load(args, args.tune_seed, engine)
+    held_out = load(args, args.report_seed, engine)
     defaults = AlertConfig()
-    cached = args.inputs is not None and args.inputs.exists()
-    if cached:
-        users, report, clip_z = pickle.loads(args.inputs.read_bytes())
-        if clip_z != args.clip_z:
-            sys.exit(f"{args.inputs} was recorded with --clip-z {clip_z:g}")
-        live = rerun(users, defaults)
-    else:
-        engine = EngineConfig(model=ModelConfig(clip_z=args.clip_z))
-        policy, live, report = capture(records, defaults, engine)
-        users = policy.users
-        print(
-            f"replayed {report['events']:,} events of {report['users']:,} users in "
-            f"{time.perf_counter() - started:.0f} s",
-            file=sys.stderr,
-        )
-        if args.inputs is not None:
-            args.inputs.write_bytes(pickle.dumps((users, report, args.clip_z)))
-    again = rerun(users, defaults)
-    same = sorted((a.user_id, a.kind, a.ts, a.severity) for a in again) == sorted(
-        (a.user_id, a.kind, a.ts, a.severity) for a in live
+    same = sorted(astuple(a) for a in rerun(tune.users, defaults)) == sorted(
+        astuple(a) for a in tune.live
     )
-    print(f"re-run on recorded inputs reproduces the live alerts: {same} ({len(live)} alerts)")
+    print(f"re-run on recorded inputs reproduces the live alerts: {same} ({len(tune.live)})")
+
+    for h in (tune, held_out):
+        print(f"\nchurn_risk with the current defaults, seed {h.seed}")
+        print_quality(h, defaults, engine, args.steady_from)
 
     print(
-        f"\nchurn_risk with the defaults (window {args.window:g} d; the replay report's own "
-        "definitions in brackets)"
+        f"\nchoice on seed {tune.seed}: warning = max recall with precision >= "
+        f"{args.min_precision:g}, critical = lowest with critical precision >= "
+        f"{args.critical_precision:g}"
     )
+    chosen = {seg: choose(tune, seg, engine, args) for seg in tune.report["segments"]}
+    print(f"\nchosen: {chosen}")
+    tuned = replace(defaults, segment_thresholds=chosen)
+    for h in (tune, held_out):
+        print(f"\nchurn_risk with the chosen thresholds, seed {h.seed}")
+        print_quality(h, tuned, engine, args.steady_from)
+
+    print("\nreference: the hidden stress (0..1) as the score, once a day, no warm-up/hold")
     print(RISK_HEAD)
-    for seg, s in report["segments"].items():
-        q = risk_quality(live, truth, seg, args.window)
-        print_risk_row(seg, q)
-        if not cached:
-            print(
-                f"  {'':22} [replay: alerted users {s['alerted_users']}, precision "
-                f"{_f(s['alert_precision'], '.2f')}, recall {_f(s['alert_recall'], '.0%')}, "
-                f"lead {_f(s['median_lead_days'], '.1f')} d]"
-            )
-    for seg in report["segments"]:
-        print_risk_row(
-            f"{seg} critical only", risk_quality(live, truth, seg, args.window, ("critical",))
+    stress = stress_inputs(held_out.sim, held_out.truth.truth)
+    for level in STRESS_LEVELS:
+        levels = RiskThresholds(level, level, round(level * 0.6, 3))
+        cfg = AlertConfig(
+            thresholds=levels, segment_thresholds={}, risk_warmup_s=0.0, risk_hold_s=0.0
         )
-    for seg in report["segments"]:
-        print_risk_row(
-            f"{seg} from day {args.steady_from:g}",
-            risk_quality(live, truth, seg, args.window, from_day=args.steady_from),
-        )
-
-    print("\nthreshold sweep (warning = critical = w, clear = 0.6 w; per segment)")
-    for seg in report["segments"]:
-        target = SEGMENT_TARGETS.get(seg)
-        print(f" {seg} (lead target {'-' if target is None else f'>= {target:g} d'})")
-        print(RISK_HEAD)
-        seg_users = {u: i for u, i in users.items() if i.segment == seg}
-        for w in args.levels:
-            levels = RiskThresholds(w, w, round(w * 0.6, 3))
-            cfg = replace(defaults, segment_thresholds={seg: levels})
-            raised = rerun(seg_users, cfg, (CHURN_RISK,))
+        raised = rerun(stress, cfg, (CHURN_RISK,))
+        for seg in held_out.report["segments"]:
             print_risk_row(
-                f"{w:.2f}/{w:.2f}/{levels.clear:.2f}", risk_quality(raised, truth, seg, args.window)
+                f"{seg} stress {level:g}", risk_quality(raised, held_out.truth, seg, engine)
             )
-            print_risk_row(
-                f"  from day {args.steady_from:g}",
-                risk_quality(raised, truth, seg, args.window, from_day=args.steady_from),
-            )
-
-    print(f"\nconfirmation hold sweep (default levels; default {defaults.risk_hold_s:g} s)")
-    print(RISK_HEAD)
-    for hold in HOLDS_S:
-        raised = rerun(users, replace(defaults, risk_hold_s=hold), (CHURN_RISK,))
-        for seg in report["segments"]:
-            print_risk_row(f"{seg} hold {hold:g} s", risk_quality(raised, truth, seg, args.window))
-
-    print("\ncritical level sweep (default warning and hold; critical alerts only)")
-    print(RISK_HEAD)
-    for seg in report["segments"]:
-        levels = defaults.thresholds_for(seg)
-        seg_users = {u: i for u, i in users.items() if i.segment == seg}
-        for crit in CRITICALS:
-            cfg = replace(
-                defaults,
-                segment_thresholds={seg: replace(levels, critical=max(crit, levels.warning))},
-            )
-            raised = rerun(seg_users, cfg, (CHURN_RISK,))
-            print_risk_row(
-                f"{seg} critical {crit:g}",
-                risk_quality(raised, truth, seg, args.window, ("critical",)),
-            )
-
-    if args.file is None:
-        print("\nreference: the hidden stress (0..1) as the score, once a day, no warm-up/hold")
-        print(RISK_HEAD)
-        stress = stress_inputs(sim, truth)
-        for level in STRESS_LEVELS:
-            levels = RiskThresholds(level, level, round(level * 0.6, 3))
-            cfg = AlertConfig(
-                thresholds=levels, segment_thresholds={}, risk_warmup_s=0.0, risk_hold_s=0.0
-            )
-            raised = rerun(stress, cfg, (CHURN_RISK,))
-            for seg in report["segments"]:
-                print_risk_row(
-                    f"{seg} stress {level:g}", risk_quality(raised, truth, seg, args.window)
-                )
 
     print(
-        f"\nroi_drop on SaaS (caught within {args.roi_days:g} d of the planted drop; "
-        "rule drop/clear factor)"
+        f"\nroi_drop on SaaS, seed {held_out.seed} (caught within {args.roi_days:g} d of the "
+        "planted drop; rule drop/clear factor)"
     )
     print(
         f"  {'detector':26} {'planted':>7} {'caught':>7} {'median d':>8} {'early':>6} "
@@ -577,9 +565,10 @@ def main() -> None:
         "page_hinkley lambda 1": replace(defaults, roi_detector="page_hinkley"),
         "page_hinkley lambda 3": replace(defaults, roi_detector="page_hinkley", ph_threshold=3.0),
     }
-    saas = {u: i for u, i in users.items() if i.segment == "saas"}
+    saas = {u: i for u, i in held_out.users.items() if i.segment == "saas"}
+    quiet = quiet_accounts(held_out.sim)
     for name, cfg in detectors.items():
-        r = roi_quality(rerun(saas, cfg, (ROI_DROP,)), truth, args.roi_days, quiet)
+        r = roi_quality(rerun(saas, cfg, (ROI_DROP,)), held_out.truth.truth, args.roi_days, quiet)
         print(
             f"  {name:26} {r.planted:>7} {r.caught:>7} "
             f"{_f(statistics.median(r.delays) if r.delays else None, '.1f'):>8} {r.early:>6} "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import orjson
 from churnstream.features import FEATURE_NAMES
 from churnstream.model.alerts import AlertPolicy
 from churnstream.model.engine import Detector, EngineConfig
+from churnstream.model.evaluation import Truth, alert_quality, cold_start, daily_quality
 from churnstream.model.labels import Example
 from churnstream.model.quality import SegmentQuality
 from churnstream.model.replay_input import ReplayRecord, read_records
@@ -63,6 +65,11 @@ class _Segment:
     lead_days: list[float] = field(default_factory=list)
     alerted_users: set[str] = field(default_factory=set)
     alerted_churned: set[str] = field(default_factory=set)
+    # Kept only when judged against a truth: every daily row and churn_risk alert.
+    row_users: list[str] = field(default_factory=list)
+    row_ts: array = field(default_factory=lambda: array("d"))
+    row_scores: array = field(default_factory=lambda: array("d"))
+    risk_alerts: list[tuple[str, float]] = field(default_factory=list)
 
 
 class Replay:
@@ -76,6 +83,7 @@ class Replay:
         scores_out: IO[bytes] | None = None,
         alerts_out: IO[bytes] | None = None,
         wall_clock: Callable[[], float] | None = None,
+        truth: Truth | None = None,
     ) -> None:
         # The inline trainer learns every released label: rows use the model as of their day.
         config = self.config = dataclasses.replace(config, model_as_of=True)
@@ -87,9 +95,10 @@ class Replay:
         self.max_bytes = max_bytes
         self.scores_out = scores_out
         self.alerts_out = alerts_out
-        threshold = alerts.config.thresholds.warning
+        self.truth = truth
+        warning = {s: alerts.config.thresholds_for(s).warning for s in SEGMENTS}
         self.segments = {
-            s: _Segment(SegmentQuality(threshold=threshold), SegmentQuality(threshold=threshold))
+            s: _Segment(SegmentQuality(threshold=warning[s]), SegmentQuality(threshold=warning[s]))
             for s in SEGMENTS
         }
         self.results: Counter[str] = Counter()
@@ -182,10 +191,16 @@ class Replay:
     def _drain(self) -> None:
         out = self.detector.out.drain()
         for score in out.scores:
-            self.segments[score["segment"]].scores += 1
-            if score["trigger"] == "daily" and score["score"] < self._clear[score["segment"]]:
-                # The alert episode ended (hysteresis cleared on a daily row): lead restarts.
-                self._first_alert.pop(score["user_id"], None)
+            seg = self.segments[score["segment"]]
+            seg.scores += 1
+            if score["trigger"] == "daily":
+                if score["score"] < self._clear[score["segment"]]:
+                    # The alert episode ended (hysteresis cleared on a daily row): lead restarts.
+                    self._first_alert.pop(score["user_id"], None)
+                if self.truth is not None:
+                    seg.row_users.append(score["user_id"])
+                    seg.row_ts.append(datetime.fromisoformat(score["ts"]).timestamp())
+                    seg.row_scores.append(score["score"])
             if self.scores_out is not None:
                 self.scores_out.write(orjson.dumps(score) + b"\n")
         for alert in out.alerts:
@@ -197,6 +212,8 @@ class Replay:
                 # last event.
                 ts = datetime.fromisoformat(alert["ts"]).timestamp()
                 self._first_alert.setdefault(alert["user_id"], ts)
+                if self.truth is not None:
+                    seg.risk_alerts.append((alert["user_id"], ts))
             if self.alerts_out is not None:
                 self.alerts_out.write(orjson.dumps(alert) + b"\n")
         last = {e.segment: i for i, e in enumerate(out.examples)}
@@ -251,12 +268,27 @@ class Replay:
                 "model_version": self.trainer.models[name].version,
                 "model_ready": self.trainer.models[name].ready(self.config.model.min_labels),
             }
+            if self.truth is not None:
+                segments[name]["truth"] = self._judge(name, seg, self.truth)
         return {
             "events": self.events,
             "results": dict(self.results),
             "invalid_by_error": dict(self.invalid),
             "users": len(self.repo.records),
             "segments": segments,
+        }
+
+    def _judge(self, name: str, seg: _Segment, truth: Truth) -> dict[str, Any]:
+        """The segment's daily rows and churn_risk alerts against what really happened."""
+        horizon_s = self.config.model.horizon_s(name)
+        mode = self.config.model.label_mode(name)
+        rows = zip(seg.row_users, seg.row_ts, seg.row_scores, strict=True)
+        return {
+            "label_mode": mode,
+            "horizon_days": horizon_s / DAY_S,
+            "daily": daily_quality(rows, truth, horizon_s, mode),
+            "alerts": alert_quality(seg.risk_alerts, truth, name, horizon_s, mode),
+            "cold_start": cold_start(seg.risk_alerts, seg.row_ts, truth, horizon_s, mode),
         }
 
     def states(self) -> Iterable[dict[str, Any]]:
@@ -299,5 +331,20 @@ def summarize(report: dict[str, Any]) -> str:
             f"{f(s['prequential_log_loss']):>7} {f(s['precision_at_threshold']):>6} "
             f"{s['churners']:>8} {f(s['alert_recall'], '.0%'):>7} "
             f"{f(s['median_lead_days'], '.1f'):>6}"
+        )
+    judged = {name: s["truth"] for name, s in report["segments"].items() if "truth" in s}
+    if judged:
+        lines.append(
+            f"against the truth: {'segment':8} {'rows':>9} {'AUC':>6} {'oracle':>6} "
+            f"{'0-2d':>6} {'2-7d':>6} {'7+d':>6} {'prec':>6} {'recall':>6} {'silent<=3d':>10}"
+        )
+    for name, t in judged.items():
+        daily, alerts = t["daily"], t["alerts"]
+        lead = [daily["auc_by_lead"][k]["auc"] for k in ("0-2d", "2-7d", "7+d")]
+        lines.append(
+            f"{'':18} {name:8} {daily['rows']:>9,} {f(daily['auc']):>6} "
+            f"{f(daily['oracle_auc']):>6} {f(lead[0]):>6} {f(lead[1]):>6} {f(lead[2]):>6} "
+            f"{f(alerts['precision']):>6} {f(alerts['recall'], '.0%'):>6} "
+            f"{f(alerts['silent_alerted_within_3d'], '.0%'):>10}"
         )
     return "\n".join(lines)

@@ -14,6 +14,8 @@ from churnstream.agents.configure import alert_policy, engine_config
 from churnstream.model.replay import replay_file, summarize
 from churnstream.stream.cli.common import CommandError, check_output
 from churnstream.stream.cli.progress import Progress
+from churnstream.stream.devtools.simulator.judge import SimulatorTruth
+from churnstream.stream.devtools.simulator.truth import truth_path
 from churnstream.stream.settings import Settings
 
 
@@ -24,6 +26,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--alerts", type=Path, default=None, help="write alerts (JSONL)")
     p.add_argument("--state", type=Path, default=None, help="write final user states (JSONL)")
     p.add_argument("--report", type=Path, default=None, help="write the report (JSON)")
+    p.add_argument(
+        "--truth",
+        type=Path,
+        default=None,
+        help="judge predictions and alerts against this ground truth (the simulator's "
+        "*.truth.json; default: the one beside FILE, if any)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -32,6 +41,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"{args.file}: no such file")
     for option in ("scores", "alerts", "state", "report"):
         check_output(getattr(args, option), f"--{option}")
+    truth_file = args.truth
+    if truth_file is None and truth_path(args.file).is_file():
+        truth_file = truth_path(args.file)
+    elif truth_file is not None and not truth_file.is_file():
+        raise CommandError(f"{truth_file}: no such file")
+    truth = SimulatorTruth.read(truth_file) if truth_file is not None else None
     progress = Progress("replayed")
     with contextlib.ExitStack() as stack:
         scores = stack.enter_context(args.scores.open("wb")) if args.scores else None
@@ -45,6 +60,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             scores_out=scores,
             alerts_out=alerts,
             progress=progress if sys.stderr.isatty() else None,
+            truth=truth,
         )
     if sys.stderr.isatty():
         progress.done()

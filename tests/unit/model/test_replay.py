@@ -14,7 +14,7 @@ from churnstream.agents.configure import alert_policy, engine_config
 from churnstream.model.replay import Replay, summarize
 from churnstream.model.replay_input import read_records
 from churnstream.stream.cli.main import main
-from churnstream.stream.devtools.simulator import SimConfig, generate, write_jsonl
+from churnstream.stream.devtools.simulator import SimConfig, generate, ground_truth, write_jsonl
 from churnstream.stream.settings import Settings
 
 # Small enough for ~2 s per replay, large enough for the model to take over from the rules.
@@ -183,3 +183,35 @@ def test_cli_writes_scores_state_and_report(
     alerts = [orjson.loads(x) for x in out["alerts"].read_bytes().splitlines()]
     n_alerts = sum(sum(s["alerts"].values()) for s in report["segments"].values())
     assert len(alerts) == n_alerts
+
+
+def test_cli_judges_every_daily_row_against_the_truth(
+    tmp_path: Path,
+    sim_file: Path,
+    replayed: tuple[Replay, dict[str, Any], list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, report, scores = replayed
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    truth = tmp_path / "truth.json"
+    ground_truth(SIM).write(truth)
+    report_path = tmp_path / "report.json"
+    assert main(["replay", str(sim_file), "--truth", str(truth), "--report", str(report_path)]) == 0
+    assert "against the truth" in capsys.readouterr().out
+    judged = orjson.loads(report_path.read_bytes())
+    daily = Counter(s["segment"] for s in scores if s["trigger"] == "daily")
+    for name, seg in judged["segments"].items():
+        t = seg.pop("truth")
+        assert set(t) == {"label_mode", "horizon_days", "daily", "alerts", "cold_start"}
+        d = t["daily"]
+        # Every daily row is judged or counted as left out: no tail, no sample.
+        assert d["rows"] + d["left_out_not_at_risk"] + d["left_out_open"] == daily[name] > 0
+        assert sum(b["positives"] for b in d["auc_by_lead"].values()) == d["positives"]
+        assert d["oracle_rows"] <= d["rows"]
+        assert t["alerts"]["alerts"] == seg["alerts"].get("churn_risk/warning", 0) + seg[
+            "alerts"
+        ].get("churn_risk/critical", 0)
+    # The truth adds to the report and changes nothing else.
+    assert judged == orjson.loads(orjson.dumps(report))
