@@ -64,6 +64,8 @@ class Processor(Protocol):
 
     def reset(self, revoked: frozenset[TP]) -> None: ...
 
+    def waiting(self, now: float) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Clock:
@@ -134,8 +136,11 @@ class BatchLoop:
             return
         async with self.lock:
             await self._check_assignment()
-            if len(self.aligner):
-                await self._release_and_commit(self.checkpoints())
+            # Decisions waiting for a source or a model go on once it arrives or the limit
+            # passes, also when no input record comes.
+            waiting = self.processor.waiting(self.clock.monotonic())
+            if len(self.aligner) or waiting:
+                await self._release_and_commit(self.checkpoints(), resume=waiting)
             await self.committer.commit()
 
     async def _check_assignment(self) -> None:
@@ -151,8 +156,9 @@ class BatchLoop:
             self.metrics.rebalances.inc()
         await guard.watch()
 
-    async def _release_and_commit(self, checkpoint: Checkpoint) -> None:
-        """Apply what the aligner releases, then commit the checkpoint if a record is done."""
+    async def _release_and_commit(self, checkpoint: Checkpoint, resume: bool = False) -> None:
+        """Apply what the aligner releases, then commit the checkpoint if a record is done (or
+        `resume`: held decisions may go on without a new record)."""
         aligner, metrics, processor = self.aligner, self.metrics, self.processor
         forced = aligner.forced
         released = aligner.release(self.guard.lagging(), self.clock.monotonic())
@@ -164,7 +170,7 @@ class BatchLoop:
             ts = processor.apply(valid, event.message, checkpoint)
             if ts is not None:
                 appended.append(ts)
-        if not checkpoint.handled:
+        if not checkpoint.handled and not resume:
             return
         processor.finish(checkpoint)
         await checkpoint.commit()

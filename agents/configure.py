@@ -3,6 +3,8 @@ replay, so both run with identical parameters)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from churnstream.features import FeatureConfig
 from churnstream.model.alerts import AlertConfig, AlertPolicy
 from churnstream.model.config import ModelConfig
@@ -39,7 +41,15 @@ def engine_config(settings: Settings) -> EngineConfig:
         score_events=settings.score_events,
         day_offset_s=settings.day_offset_s,
         gone_after_s=settings.gone_after_days * DAY_S,
+        watermark_max_step_s=settings.watermark_max_step_s,
     )
+
+
+def live_engine_config(settings: Settings) -> EngineConfig:
+    """The worker's: its sources may lag or not have started (waited for, up to
+    `source_wait_s`), and a trainer learns its labels (rows wait for the model as of their day,
+    up to `model_wait_s`); see model/watermark.py and model/scoring.py."""
+    return dataclasses.replace(engine_config(settings), wait_for_sources=True, model_as_of=True)
 
 
 def alert_policy(settings: Settings) -> AlertPolicy:

@@ -8,7 +8,7 @@ from typing import Any
 
 import faust
 
-from churnstream.agents.configure import alert_policy, engine_config
+from churnstream.agents.configure import alert_policy, live_engine_config
 from churnstream.agents.metrics import METRICS, WorkerMetrics
 from churnstream.agents.outputs import OutputWriter
 from churnstream.agents.repository import TableRepository
@@ -61,7 +61,7 @@ class WorkerContext:
             # the key (murmur2, the same partitioner producers use for the input topics).
             use_partitioner=True,
         )
-        config = engine_config(settings)
+        config = live_engine_config(settings)
         repo = TableRepository(table, config.features, table.changelog_topic.get_topic_name())
         detector = Detector(
             config, Scorer(config.model, FEATURE_NAMES), alert_policy(settings), repo
@@ -88,6 +88,8 @@ class WorkerContext:
                     "request_timeout_ms": int(settings.output_timeout_s * 1000),
                 },
                 METRICS.output_send_retries.inc,
+                dlq_topic=name(t.DLQ),
+                on_refused=METRICS.refused,
             ),
             state_lock=asyncio.Lock(),
         )

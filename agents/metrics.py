@@ -2,7 +2,7 @@
 
 Naming follows Prometheus conventions: `churnstream_` prefix, base units (`_seconds`,
 `_bytes`), `_total` on counters. Labels are bounded: topic, segment, kind, severity, error,
-result, source, label, and partition (consumer lag only). No label ever carries a user id.
+result, source, label, reason, and partition (consumer lag only). No label ever carries a user id.
 
 The hot path goes through `WorkerMetrics`, whose methods return label children cached in a
 dict, so `metrics.consumed(topic, result).inc(n)` costs one dict lookup plus the increment
@@ -29,6 +29,8 @@ RESULTS: Final = ("ok", "invalid", "duplicate", "late", "too_late", "redelivered
 SCORE_SOURCES: Final = ("rules", "model")
 LABEL_VALUES: Final = ("positive", "negative")
 GAP_KINDS: Final = ("lost", "empty", "stalled")
+# Why the broker refused outputs for good (agents/outputs.py).
+REFUSALS: Final = ("message_too_large", "unknown_topic", "not_authorized")
 
 # 1 ms .. 10 s: sub-ms is noise for a Kafka round trip, >10 s is an outage anyway.
 LATENCY_BUCKETS: Final = (
@@ -206,6 +208,22 @@ class WorkerMetrics:
             namespace=ns,
             registry=r,
         )
+        self.outputs_refused = Counter(
+            "outputs_refused_total",
+            "Outputs the broker refused for a reason no retry fixes: message_too_large (the "
+            "record was dead-lettered, or a dead-letter record cut, instead), unknown_topic or "
+            "not_authorized (the worker stops).",
+            ["reason"],
+            namespace=ns,
+            registry=r,
+        )
+        self.state_quarantined = Counter(
+            "state_quarantined_total",
+            "Stored user records that could not be decoded: set aside (raw bytes in the "
+            "dead-letter topic as corrupt_state) so the worker goes on without them.",
+            namespace=ns,
+            registry=r,
+        )
         self.erasures = Counter(
             "erasures_total", "Users erased on request (privacy).", namespace=ns, registry=r
         )
@@ -298,6 +316,37 @@ class WorkerMetrics:
             namespace=ns,
             registry=r,
         )
+        self.decisions_held = Counter(
+            "decisions_held_total",
+            "Decisions held back: roi_source (a roi_drop decision while business.value lags), "
+            "daily_source (a boundary's daily rows while an input source lags or has not "
+            "started), daily_model (while no model snapshot learned the labels before it).",
+            ["reason"],
+            namespace=ns,
+            registry=r,
+        )
+        self.decisions_at_limit = Counter(
+            "decisions_at_limit_total",
+            "Decisions taken at the wait limit without what they waited for: daily_model "
+            "(rows scored without the model as of their day).",
+            ["reason"],
+            namespace=ns,
+            registry=r,
+        )
+        self.sources_given_up = Counter(
+            "sources_given_up_total",
+            "Input sources (topic kinds) counted idle after lagging for source_wait_s without "
+            "advancing: decisions went on without them.",
+            ["kind"],
+            namespace=ns,
+            registry=r,
+        )
+        self.sources_waited_for = Gauge(
+            "sources_waited_for",
+            "Input sources (partitions, or kinds not started) decisions are waiting for now.",
+            namespace=ns,
+            registry=r,
+        )
         self.events_held = Gauge(
             "events_held",
             "Valid events held back to be processed in event-time order.",
@@ -329,6 +378,8 @@ class WorkerMetrics:
         seg: tuple[str, ...] = SEGMENTS
         self._consumed: _Children[Counter] = _Children(self.records_consumed, (None, RESULTS))
         self._dlq: _Children[Counter] = _Children(self.dlq_records, (None,))
+        self._refused: _Children[Counter] = _Children(self.outputs_refused, (REFUSALS,))
+        self._refused.prebind((reason,) for reason in REFUSALS)
         self._lag: _Children[Gauge] = _Children(self.consumer_lag_records, (None, None))
         self._labels: _Children[Counter] = _Children(self.labels_learned, (seg, LABEL_VALUES))
         self._version: _Children[Gauge] = _Children(self.model_version, (seg,))
@@ -365,6 +416,10 @@ class WorkerMetrics:
     def dlq(self, error: str) -> Counter:
         """Counter child of dead-lettered records with `error` (stream.contract.validation code)."""
         return self._dlq.get(error)
+
+    def refused(self, reason: str) -> None:
+        """Count outputs the broker refused for good, by reason (one of REFUSALS)."""
+        self._refused.get(reason).inc()
 
     def lag(self, topic: str, partition: int) -> Gauge:
         """Gauge child of consumer lag of one topic partition."""

@@ -8,13 +8,18 @@ by the detector; `finish` sweeps due labels and turns the detector's outputs int
 output records go to the current batch's checkpoint (agents/checkpoint.py), sent before the
 batch's inputs count as done. A bug in validation or in the detector dead-letters the record
 instead of stalling its partition.
+
+`waiting` applies the wall-clock limits of the detector's waits (domain code has no wall
+clock): an input source that lags or has not started and does not advance for `source_wait_s`
+is marked idle, and daily rows held for the model as of their boundary for `model_wait_s` are
+scored with the models at hand; both are counted, and the sources waited for are logged.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 import orjson
@@ -35,6 +40,9 @@ from churnstream.stream.settings import Settings
 log = logging.getLogger(__name__)
 
 KIND_HEADER = "churnstream-kind"
+# On the last example of each segment in one release: the trainer's model then covers their
+# due time (model.trainer.Trainer.close).
+CLOSES_HEADER = "churnstream-closes"
 
 
 class EventProcessor:
@@ -62,6 +70,10 @@ class EventProcessor:
         self.blocked = security.blocked_users().__contains__
         # Tie-break of equal event times: the contract's topic order, then re-keyed records.
         self.rank = {name: i for i, name in enumerate([*self.kinds, self.rekeyed_topic])}
+        self.source_wait_s = settings.source_wait_s
+        self.model_wait_s = settings.model_wait_s
+        self._lagging: dict[Hashable, tuple[float, float]] = {}  # progress, wall time since
+        self._held_since: tuple[float, float] | None = None  # held boundary, wall time since
 
     def short(self, topic: str) -> str:
         prefix = self.prefix
@@ -148,6 +160,43 @@ class EventProcessor:
         self.metrics.consumed(self.short(message.topic), outcome).inc()
         return message.timestamp if len(detector.out.scores) > n_scores else None
 
+    def waiting(self, now: float) -> bool:
+        """Apply the wait limits at wall time `now`; True while decisions wait (or a limit just
+        passed), so the caller sweeps and commits what they now allow."""
+        detector, metrics = self.detector, self.metrics
+        wm = detector.watermark
+        lagging: dict[Hashable, tuple[float, float]] = {}
+        passed = False
+        for source in wm.lagging():
+            progress = wm.progress(source)
+            prev = self._lagging.get(source)
+            if prev is None or prev[0] != progress:
+                if prev is None:
+                    log.info("waiting for input source %s (behind or not started)", source)
+                lagging[source] = (progress, now)
+            elif now - prev[1] >= self.source_wait_s:
+                log.warning(
+                    "input source %s idle after %.0f s: going on without it", source, now - prev[1]
+                )
+                wm.mark_idle(source)
+                metrics.sources_given_up.labels(wm.kind_of(source) or str(source)).inc()
+                passed = True
+            else:
+                lagging[source] = prev
+        self._lagging = lagging
+        metrics.sources_waited_for.set(len(lagging))
+        held = detector.held
+        if held is None:
+            self._held_since = None
+        elif self._held_since is None or self._held_since[0] != held:
+            self._held_since = (held, now)
+        elif now - self._held_since[1] >= self.model_wait_s:
+            log.warning("no model snapshot as of a daily boundary after %.0f s", self.model_wait_s)
+            detector.decide_held()
+            self._held_since = None
+            passed = True
+        return passed or detector.held is not None
+
     def finish(self, out: Outbox) -> None:
         """Sweep due labels under the watermark, then hand the detector's outputs to `out`."""
         self.detector.sweep()
@@ -159,8 +208,18 @@ class EventProcessor:
         for alert in produced.alerts:
             out.produce(self.alerts_topic, alert["user_id"].encode(), orjson.dumps(alert))
             metrics.alert(alert["kind"], alert["severity"]).inc()
-        for example in produced.examples:
-            out.produce(self.examples_topic, example.segment.encode(), encode_example(example))
+        last = {e.segment: i for i, e in enumerate(produced.examples)}
+        closes = [(CLOSES_HEADER, b"1")]
+        for i, example in enumerate(produced.examples):
+            headers = closes if last[example.segment] == i else None
+            out.produce(
+                self.examples_topic, example.segment.encode(), encode_example(example), headers
+            )
+        for reason, n in produced.held.items():
+            if reason.endswith("_limit"):
+                metrics.decisions_at_limit.labels(reason.removesuffix("_limit")).inc(n)
+            else:
+                metrics.decisions_held.labels(reason).inc(n)
 
     def reset(self, revoked: Iterable[tuple[str, int]]) -> None:
         """After a rebalance the table is the only truth: drop cached and unacknowledged user

@@ -3,7 +3,9 @@
 Each batch of labelled examples is learned, then a snapshot of every segment that learned is
 published to the compacted `churn.models` topic (key = segment), and only then are the examples
 acked. The snapshot carries the highest example offset it covers in a header, so a restarted
-trainer resumes from the latest snapshot and skips the examples already inside it.
+trainer resumes from the latest snapshot and skips the examples already inside it, and the
+latest label due time it learned (`labels_until`, from the worker's `churnstream-closes`
+header), so workers score each day with the model as of that day (model/scoring.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from churnstream.agents.configure import model_config
 from churnstream.agents.context import WorkerContext
 from churnstream.agents.model_feed import COVERS_HEADER, latest_snapshots
 from churnstream.agents.outputs import Record
-from churnstream.agents.processor import decode_example
+from churnstream.agents.processor import CLOSES_HEADER, decode_example
 from churnstream.model.trainer import Trainer
 from churnstream.stream.contract.dlq import dead_letter_of
 from churnstream.stream.contract.topics import DLQ, MODELS
@@ -59,6 +61,8 @@ def register(ctx: WorkerContext) -> None:
                 if offset <= covered.get(example.segment, -1):
                     continue  # already inside the snapshot we resumed from
                 step = trainer.learn(example)
+                if any(k == CLOSES_HEADER for k, _ in event.message.headers or ()):
+                    trainer.close(example)  # its snapshot now covers the worker's release
                 learned[step.segment] = offset
                 metrics.label_learned(step.segment, example.label).inc()
                 if step.drift:

@@ -62,12 +62,21 @@ class Settings:
     order_grace_s: float = 0.25
     """Wall seconds an event waits for input partitions that look caught up but have not
     delivered anything as late yet (event-time order across partitions); 0 = no wait."""
+    source_wait_s: float = 120.0
+    """Wall seconds a decision waits for an input source that lags (or has not started) and
+    does not advance; then the source counts as idle and decisions go on without it."""
+    model_wait_s: float = 60.0
+    """Wall seconds the daily rows of a boundary wait for a model snapshot that learned every
+    label released before it; then they are scored with the models at hand."""
     output_timeout_s: float = 40.0
     """Wall seconds the broker has to acknowledge a batch of outputs and state writes before
     the worker sends it again (the worker waits, holding its inputs, until one succeeds)."""
 
     # Domain (event time)
     lateness_s: float = 86400.0
+    watermark_max_step_s: float = 86400.0
+    """Event-time seconds an input source's progress may jump beyond the freshest one on a
+    single event; a farther event moves it only once a second one confirms the jump."""
     """Allowed lateness of events, seconds of event time."""
     max_future_skew_s: float = 86400.0
     """Seconds an event's time may run ahead of the worker's wall clock; later events go to the
@@ -155,6 +164,9 @@ class Settings:
         need(self.flush_interval_s > 0, "flush_interval_s", "must be > 0")
         need(self.flush_max_events >= 1, "flush_max_events", "must be >= 1")
         need(0 <= self.order_grace_s <= 10, "order_grace_s", "must be in [0, 10] seconds")
+        need(self.source_wait_s >= 0, "source_wait_s", "must be >= 0")
+        need(self.model_wait_s >= 0, "model_wait_s", "must be >= 0")
+        need(self.watermark_max_step_s > 0, "watermark_max_step_s", "must be > 0")
         need(1 <= self.output_timeout_s <= 600, "output_timeout_s", "must be in [1, 600] seconds")
         need(self.lateness_s >= 0, "lateness_s", "must be >= 0")
         need(self.max_future_skew_s >= 0, "max_future_skew_s", "must be >= 0")

@@ -133,6 +133,10 @@ def _exercised() -> WorkerMetrics:
     m.alert("churn_risk", "critical").inc()
     m.worker_up.set(1)
     m.rebalances.inc()
+    m.decisions_held.labels("daily_source").inc()
+    m.decisions_at_limit.labels("daily_model").inc()
+    m.sources_given_up.labels("value").inc()
+    m.sources_waited_for.set(1)
     return m
 
 

@@ -97,6 +97,7 @@ class FakeProcessor:
         self.applied: list[tuple[int, int]] = []
         self.resets: list[frozenset[TP]] = []
         self._scored: list[bytes] = []
+        self.held: list[bytes] = []  # users whose decisions wait (for a source or a model)
 
     def validate(self, message: Msg, out: Outbox) -> Happened | None:
         if message.value == b"bad":
@@ -115,6 +116,13 @@ class FakeProcessor:
         for user in self._scored:
             out.produce("churn.risk-scores", user, b"score")
         self._scored.clear()
+
+    def waiting(self, now: float) -> bool:
+        # The wait ends: the held decisions are made and go out at the next finish.
+        self._scored += self.held
+        waited = bool(self.held)
+        self.held = []
+        return waited
 
     def reset(self, revoked: frozenset[TP]) -> None:
         self.resets.append(revoked)
@@ -263,5 +271,18 @@ def test_the_timer_waits_while_a_batch_or_an_erasure_holds_the_state_lock() -> N
         assert w.guard.synced is None  # it did not even look at the assignment
         await w.loop.tick()
         assert w.guard.synced is not None
+
+    run(scenario())
+
+
+def test_decisions_that_waited_go_out_at_a_tick_without_a_new_record() -> None:
+    async def scenario() -> None:
+        w = World()
+        await w.batch((0, 0, b"10"))
+        w.journal.clear()
+        w.processor.held = [b"u9"]
+        await w.loop.tick()
+        assert w.steps()[:2] == ["flush", "send"]
+        assert ("churn.risk-scores", b"u9") in w.journal[1][1]
 
     run(scenario())
