@@ -13,6 +13,9 @@ Concurrency stays 1: Faust can commit past in-flight records with more (faust-st
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 from functools import partial
 from typing import Any
 
@@ -25,9 +28,19 @@ from churnstream.agents.context import WorkerContext
 from churnstream.agents.input_guard import InputGuard
 from churnstream.agents.intake import batches
 from churnstream.agents.ordering import EventTimeAligner
+from churnstream.agents.outputs import OutputRefused
 from churnstream.agents.processor import EventProcessor
 
+log = logging.getLogger(__name__)
+
 RELEASE_INTERVAL_S = 0.1
+
+
+def stop_worker(exc: OutputRefused) -> None:
+    """Outputs the broker will never take: retrying would hold the inputs forever in silence,
+    so say why once and stop the worker the way SIGTERM does (nothing of the batch is acked)."""
+    log.critical("stopping the worker: %s", exc)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def register(ctx: WorkerContext) -> None:
@@ -61,12 +74,20 @@ def register(ctx: WorkerContext) -> None:
         metrics.worker_up.set(1)
         running[:] = [True]
         queue = stream.channel.queue
-        async for batch in batches(queue, settings.flush_max_events, settings.flush_interval_s):
-            await loop.run(batch)
+        try:
+            async for batch in batches(queue, settings.flush_max_events, settings.flush_interval_s):
+                await loop.run(batch)
+        except OutputRefused as exc:
+            running.clear()
+            stop_worker(exc)
 
     @app.timer(RELEASE_INTERVAL_S)
     async def release_held() -> None:
         """Held events must not wait for the next record: once their sources caught up or their
         hold time is over they go out, also when no record arrives any more."""
         if running:
-            await loop.tick()
+            try:
+                await loop.tick()
+            except OutputRefused as exc:
+                running.clear()
+                stop_worker(exc)

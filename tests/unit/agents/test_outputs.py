@@ -1,14 +1,23 @@
-"""OutputWriter: a failed send is sent again until the broker acknowledges it."""
+"""OutputWriter: a failed send is sent again until the broker acknowledges it, except what no
+retry can fix: a record too large for its topic is dead-lettered (or cut), a missing topic or a
+denied write is refused at once, each counted."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
 
 from churnstream.agents import outputs
-from churnstream.agents.outputs import OutputWriter, Record
+from churnstream.agents.outputs import OutputRefused, OutputWriter, Record
+from churnstream.stream.contract.dlq import decode_dlq, dlq_record
 
 
 class FlakyBroker(OutputWriter):
@@ -47,3 +56,107 @@ def test_other_errors_are_not_retried() -> None:
 
     with pytest.raises(ValueError, match="exceeds"):
         asyncio.run(Broken("127.0.0.1:9", {}).send([("t", None, b"v", None)]))
+
+
+# --- what no retry can fix -------------------------------------------------------------------
+
+
+class Refusing(OutputWriter):
+    """Raises `error` on every send; topics have a `max.message.bytes` of `limit`."""
+
+    def __init__(self, error: Exception | None = None, limit: int = 4096) -> None:
+        self.refusals: list[str] = []
+        super().__init__(
+            "127.0.0.1:9",
+            {},
+            sleep=self.wait,
+            dlq_topic="churn.dlq",
+            on_refused=self.refusals.append,
+        )
+        self.error = error
+        self.limit_bytes = limit
+        self.attempts = 0
+        self.waits: list[float] = []
+
+    async def wait(self, delay: float) -> None:
+        self.waits.append(delay)
+
+    async def _max_message_bytes(self, topic: str) -> int:
+        return self.limit_bytes
+
+    async def _send_once(self, records: list[Record]) -> dict[tuple[str, int], int]:
+        self.attempts += 1
+        if self.error is not None:
+            raise self.error
+        return {}
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (UnknownTopicOrPartitionError(), "unknown_topic"),
+        (TopicAuthorizationFailedError("churn.scores"), "not_authorized"),
+        (ClusterAuthorizationFailedError(), "not_authorized"),
+    ],
+)
+def test_a_missing_topic_or_denied_write_is_refused_at_once(error: Exception, reason: str) -> None:
+    writer = Refusing(error)
+    with pytest.raises(OutputRefused, match=reason) as raised:
+        asyncio.run(writer.send([("churn.scores", b"u", b"v", None)]))
+    assert "churn.scores" in str(raised.value)
+    assert writer.attempts == 1  # not retried forever in silence
+    assert writer.refusals == [reason]
+
+
+def test_a_record_too_large_for_its_topic_goes_to_the_dlq_instead() -> None:
+    writer = Refusing(limit=4096)
+    big = b'{"user_id": "u", "drivers": "' + b"x" * 20_000 + b'"}'
+    fitted = asyncio.run(writer._fit(("churn.scores", b"u", big, None)))
+    topic, key, value, headers = fitted
+    assert (topic, key, headers) == ("churn.dlq", b"u", None)
+    assert value is not None and len(value) + len(key) <= 4096
+    doc = decode_dlq(value)
+    assert (doc["error"], doc["source_topic"]) == ("output_too_large", "churn.scores")
+    assert doc["payload_truncated"] and doc["payload_size"] == len(big)
+    assert doc["payload"] == big[: len(doc["payload"])]
+    assert writer.refusals == ["message_too_large"]
+    small = ("churn.scores", b"u", b"{}", None)
+    assert asyncio.run(writer._fit(small)) == small  # what fits is left alone
+
+
+def test_a_dead_letter_record_too_large_for_the_dlq_is_cut_to_fit() -> None:
+    writer = Refusing(limit=4096)
+    payload = b"p" * 30_000
+    dead = dlq_record(
+        source_topic="behaviour.logins",
+        partition=1,
+        offset=9,
+        error="not_json",
+        detail="record value is not valid UTF-8 JSON",
+        payload=payload,
+        max_bytes=65536,
+        received_at=1_772_366_400.0,
+    )
+    topic, _, value, _ = asyncio.run(writer._fit(("churn.dlq", b"k", dead, None)))
+    assert topic == "churn.dlq" and value is not None and len(value) + 1 <= 4096
+    doc = decode_dlq(value)
+    assert (doc["error"], doc["partition"], doc["offset"]) == ("not_json", 1, 9)
+    assert doc["payload_truncated"] and doc["payload_size"] == len(payload)
+    assert doc["payload"] == payload[: len(doc["payload"])]
+
+
+def test_message_too_large_lowers_the_limit_and_tries_again() -> None:
+    class OnceTooLarge(Refusing):
+        async def _send_once(self, records: list[Record]) -> dict[tuple[str, int], int]:
+            self.attempts += 1
+            if self.attempts == 1:
+                raise MessageSizeTooLargeError()
+            return {("churn.scores", 0): 0}
+
+    writer = OnceTooLarge(limit=8192)
+    writer._limits["churn.scores"] = 8192  # what was read before the topic's limit changed
+    assert asyncio.run(writer.send([("churn.scores", b"u", b"v", None)])) == {
+        ("churn.scores", 0): 0
+    }
+    assert writer._limits["churn.scores"] == 4096  # read again, still too large: halved
+    assert writer.refusals == ["message_too_large"]
