@@ -1,6 +1,6 @@
 """Versioned binary encoding of `UserState` (once per user per flush, so it caps throughput).
 
-Layout v2: `version:u8 flags:u8 payload`; the payload is zlib-compressed only when it is
+Layout v3: `version:u8 flags:u8 payload`; the payload is zlib-compressed only when it is
 longer than `_ZLIB_ABOVE` (rare: compression costs more CPU than the rest of the codec and
 saves ~20 % on a typical state). Fixed-width little-endian fields packed with one `struct`
 call per group, no per-field varints:
@@ -14,6 +14,10 @@ call per group, no per-field varints:
     days      u8 count + one age byte per live day (clock day - day), then, if any,
               25 column codes and the columns: code 0 = all zero (nothing stored),
               1..4 = u8/u16/u32/u64 array, 5 = zigzag varints (negative or > 64 bits)
+
+v3 added the tenth optional time (the billing anchor, `renewal_ts`). v2 is the same layout
+without it, so a v2 state decodes unchanged (its mask never has that bit): states written
+before an upgrade stay readable, and a v2 reader rejects a v3 state by its version.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ if TYPE_CHECKING:
     from churnstream.features.config import FeatureConfig
     from churnstream.features.state import UserState
 
-VERSION = 2
+VERSION = 3
+_READABLE = (2, 3)
 _FLAG_ZLIB = 1
 _ZLIB_ABOVE = 1800  # keeps the worst case near the 2 KiB budget without taxing the usual one
 _HEAD = struct.Struct("<HBHB")
@@ -48,7 +53,7 @@ _VARINT = 5
 # any other), else the narrowest.
 _HINT = [1] * N_COUNTERS
 _HINT[b.VIDEO_BITS] = _HINT[b.INTEGRATION_BITS] = 4
-_N_OPT = 9
+_N_OPT = 10
 _INF = float("inf")
 _NEG_INF = float("-inf")
 
@@ -133,6 +138,7 @@ def encode(st: UserState) -> bytes:
         st.lifecycle_ts if st.lifecycle_ts != _NEG_INF else None,
         clock if clock != _NEG_INF else None,
         st.first_ts if st.first_ts != _INF else None,
+        st.renewal_ts,
     )
     mask = 1 if st.churned else 0
     doubles = []
@@ -195,7 +201,7 @@ def decode(data: bytes, cls: type[UserState], config: FeatureConfig) -> UserStat
     """Inverse of `encode`; raises ValueError on an unknown version or corrupt input."""
     if len(data) < 2:
         raise ValueError("state too short")
-    if data[0] != VERSION:
+    if data[0] not in _READABLE:
         raise ValueError(f"unknown state version {data[0]}")
     payload = data[2:]
     if data[1] & _FLAG_ZLIB:
@@ -245,6 +251,7 @@ def _decode_payload(data: bytes, cls: type[UserState], config: FeatureConfig) ->
         st._clock = opt[7]
     if opt[8] is not None:
         st.first_ts = opt[8]
+    st.renewal_ts = opt[9]
     st.last = [next(it) if lmask & (1 << i) else _NEG_INF for i in range(N_LAST)]
 
     (k,) = _U16.unpack_from(data, pos)

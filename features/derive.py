@@ -1,34 +1,45 @@
 """Turn window totals into the feature vector (order of `FEATURE_NAMES`).
 
-Never returns NaN or inf: every ratio has a guarded denominator, every unbounded value a cap.
+Never returns NaN or inf: every ratio has a guarded denominator, every unbounded value a cap
+or a log. Features mean the same on a user's second day as on their two hundredth: rates are
+taken over the days the state has actually observed, not over a window it has not filled yet.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from churnstream.features import buckets as b
-from churnstream.features.names import DAYS_SINCE_CAP, ROI_CAP, TREND_CAP
+from churnstream.features.names import (
+    DAYS_SINCE_CAP,
+    HISTORY_CAP,
+    LOG_SOURCES,
+    RENEWAL_CYCLE_DAYS,
+    RENEWAL_UNKNOWN,
+    ROI_CAP,
+    ROI_UNKNOWN,
+    TREND_CAP,
+)
 from churnstream.stream.contract.events import DAY_S
 
 if TYPE_CHECKING:
     from churnstream.features.state import UserState
 
 _INF = float("inf")
-
-
-def _trend(x7: float, x28: float) -> float:
-    # 7-day amount against the 28-day weekly average; neutral 1.0 without history.
-    if not x28:
-        return 1.0
-    return min(TREND_CAP, x7 * 4.0 / x28)
+_log1p = math.log1p
 
 
 def _roi(value: float, cost: float) -> float:
+    # No cost means no ROI, not the worst one: the neutral stand-in (`roi_known` says which).
     if cost <= 0:
-        return 0.0
+        return ROI_UNKNOWN
     return min(ROI_CAP, max(0.0, value / cost))
+
+
+def _signed_log1p(x: float) -> float:
+    return _log1p(x) if x >= 0.0 else -_log1p(-x)
 
 
 # derive() unpacks window rows positionally; this pins the counter layout it assumes.
@@ -70,11 +81,13 @@ def derive(
     r1: list[int] | None,
     w7: list[int],
     w28: list[int],
+    lo28: int,
     last: Sequence[float] | None = None,
 ) -> list[float]:
     """Feature vector from `now_day`'s row and the 7- and 28-day window totals ending there.
 
-    `last` are the last-seen times of the `LAST_*` slots (default: the state's own).
+    `lo28` is the first day of the 28-day window (`now_day - 27`, later when fewer days are
+    held). `last` are the last-seen times of the `LAST_*` slots (default: the state's own).
 
     Hot path (once per scored event): window counters are unpacked into locals and ratios
     (`num / den if den else 0.0`) and days-since (`(now - last) / DAY_S` clamped to
@@ -114,29 +127,54 @@ def derive(
         videos28,
         done28,
         watch_ds28,
-        _frac28,
-        _abandoned28,
-        _seeks28,
-        _rewinds28,
-        _pauses28,
+        frac_bp28,
+        abandoned28,
+        seeks28,
+        rewinds28,
+        pauses28,
         vbits28,
         syncs28,
         sync_err28,
-        _latency28,
-        _latency_n28,
+        latency28,
+        latency_n28,
         ibits28,
         cents28,
         value_n28,
         jobs28,
         jobs_failed28,
         _documents28,
-        _proc_ms28,
-        _proc_n28,
+        proc_ms28,
+        proc_n28,
         _proc_max28,
     ) = w28
 
     start = st.signup_ts if st.signup_ts is not None else st.first_ts
     tenure = max(0.0, (now - start) / DAY_S) if start != _INF else 0.0
+    # Days of each window the state has observed: from the day of the first event it saw
+    # (a user's start, or a deployment's) to now_day. Rates per observed day make a steady
+    # user's trend 1.0 from the first day instead of 4.0 until the 28-day window fills.
+    first_day = int(st.first_ts // DAY_S) if st.first_ts != _INF else now_day + 1
+    obs7 = max(0, now_day - max(now_day - 6, first_day) + 1)
+    obs28 = max(0, now_day - max(lo28, first_day) + 1)
+    history = float(min(HISTORY_CAP, max(0, now_day - first_day + 1)))
+
+    def trend(x7: float, x28: float) -> float:
+        # Rate over the last 7 observed days against the rate over the observed 28-day window;
+        # neutral 1.0 without activity in the window.
+        if not x28:
+            return 1.0
+        return min(TREND_CAP, x7 * obs28 / (obs7 * x28))
+
+    # Billing anchors repeat every cycle, so an anchor seen after `now` (the state runs ahead
+    # of a daily row) still gives the same phase. A cancelled user has no renewal to come.
+    anchor = st.renewal_ts
+    cancelled = st.churned and st.cancel_ts is not None and st.cancel_ts <= now
+    if anchor is None or cancelled:
+        renewal_known = 0.0
+        to_renewal = RENEWAL_UNKNOWN
+    else:
+        renewal_known = 1.0
+        to_renewal = RENEWAL_CYCLE_DAYS - ((now - anchor) / DAY_S) % RENEWAL_CYCLE_DAYS
     price = st.plan_price or 0.0
     per_day = price / 30.0
     cost7 = per_day * st.subscribed_days(now_day - 6, now_day) if per_day else 0.0
@@ -161,7 +199,7 @@ def derive(
     value7 = cents7 / 100.0
     value28 = cents28 / 100.0
 
-    return [
+    out = [
         tenure,
         float(price),
         *since,
@@ -207,11 +245,26 @@ def derive(
         jobs_failed28 / jobs28 if jobs28 else 0.0,
         proc_ms7 / proc_n7 if proc_n7 else 0.0,
         float(proc_max7),
-        _trend(logins7, logins28),
-        _trend(watch7, watch28),
-        _trend(videos7, videos28),
-        _trend(syncs7, syncs28),
-        _trend(value7, value28),
-        _trend(jobs7, jobs28),
-        _trend(active7, active28),
+        trend(logins7, logins28),
+        trend(watch7, watch28),
+        trend(videos7, videos28),
+        trend(syncs7, syncs28),
+        trend(value7, value28),
+        trend(jobs7, jobs28),
+        trend(active7, active28),
+        history,
+        to_renewal,
+        renewal_known,
+        1.0 if cost7 > 0 else 0.0,
+        # The 28-day frustration baselines: what is usual for this user, so a bad week stands
+        # out against it (the 7-day values alone mix "frustrated now" with "always like this").
+        frac_bp28 / 10000.0 / videos28 if videos28 else 0.0,
+        abandoned28 / videos28 if videos28 else 0.0,
+        seeks28 / watch28 if watch28 else 0.0,
+        rewinds28 / watch28 if watch28 else 0.0,
+        pauses28 / watch28 if watch28 else 0.0,
+        latency28 / latency_n28 if latency_n28 else 0.0,
+        proc_ms28 / proc_n28 if proc_n28 else 0.0,
     ]
+    out += [_signed_log1p(out[i]) for i in LOG_SOURCES]
+    return out

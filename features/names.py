@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-FEATURE_NAMES: Final[tuple[str, ...]] = (
+_NAMES: Final[tuple[str, ...]] = (
     "tenure_days",
     "plan_price",
     "days_since_event",
@@ -63,12 +63,64 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     "trend_value",
     "trend_jobs",
     "trend_active_days",
+    # Appended, never inserted: rows stored before (pending labels) keep their alignment.
+    "history_days",
+    "days_to_renewal",
+    "renewal_known",
+    "roi_known",
+    "watched_fraction_28d",
+    "abandoned_ratio_28d",
+    "seeks_per_min_28d",
+    "rewinds_per_min_28d",
+    "pauses_per_min_28d",
+    "sync_latency_ms_28d",
+    "processing_ms_mean_28d",
 )
+
+# Heavy-tailed counts and amounts: each gets a `log_<name>` companion, sign-preserving
+# log1p, appended in this order. The raw value stays for people (read API, messages, ROI);
+# the models learn from the companion (`SEGMENT_FEATURES`), where one power user would
+# otherwise set the scale of a standardised input.
+LOG_SCALED: Final[tuple[str, ...]] = (
+    "logins_1d",
+    "logins_7d",
+    "logins_28d",
+    "failed_logins_7d",
+    "failed_logins_28d",
+    "videos_started_7d",
+    "videos_started_28d",
+    "videos_completed_7d",
+    "videos_completed_28d",
+    "watch_minutes_1d",
+    "watch_minutes_7d",
+    "watch_minutes_28d",
+    "abandoned_7d",
+    "syncs_7d",
+    "syncs_28d",
+    "sync_latency_ms_7d",
+    "value_7d",
+    "value_28d",
+    "value_events_28d",
+    "jobs_7d",
+    "jobs_28d",
+    "documents_7d",
+    "processing_ms_mean_7d",
+    "processing_ms_max_7d",
+)
+FEATURE_NAMES: Final[tuple[str, ...]] = (*_NAMES, *(f"log_{n}" for n in LOG_SCALED))
+# Where each companion's source sits in the vector before the companions are appended.
+LOG_SOURCES: Final[tuple[int, ...]] = tuple(_NAMES.index(n) for n in LOG_SCALED)
 
 # Caps and neutral values shared by the derivation and the docs.
 DAYS_SINCE_CAP: Final = 60.0
 ROI_CAP: Final = 10.0
 TREND_CAP: Final = 4.0
+HISTORY_CAP: Final = 28.0  # the longest window: beyond it more history changes no window
+RENEWAL_CYCLE_DAYS: Final = 30.0  # contract: plan_price is per 30 days
+# Stand-ins for values that are unknown (their `*_known` flag is 0): the neutral middle, so an
+# unknown is never read as an extreme. ROI 1.0 is break-even, the rules' healthy center.
+ROI_UNKNOWN: Final = 1.0
+RENEWAL_UNKNOWN: Final = RENEWAL_CYCLE_DAYS / 2.0
 
 
 def _segment_features() -> dict[str, tuple[str, ...]]:
@@ -87,8 +139,11 @@ def _segment_features() -> dict[str, tuple[str, ...]]:
     def shared(name: str) -> bool:
         return not any(p in name for p in every)
 
+    raw = set(LOG_SCALED)  # learned through their log companions only
     return {
-        seg: tuple(n for n in FEATURE_NAMES if shared(n) or any(p in n for p in parts))
+        seg: tuple(
+            n for n in FEATURE_NAMES if n not in raw and (shared(n) or any(p in n for p in parts))
+        )
         for seg, parts in own.items()
     }
 

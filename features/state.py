@@ -72,6 +72,7 @@ class UserState:
         "offsets",
         "plan_price",
         "prev_sub",
+        "renewal_ts",
         "rows",
         "segment",
         "signup_ts",
@@ -89,6 +90,7 @@ class UserState:
         self.plan_price: float | None = None
         self.sub_start_ts: float | None = None  # start of the current subscription period
         self.prev_sub: tuple[float, float] | None = None  # last closed period (start, cancel)
+        self.renewal_ts: float | None = None  # latest billing anchor: signup, renewal, reactivate
         self.lifecycle_ts = _NEG_INF  # latest applied lifecycle event time
         self._clock = _NEG_INF
         self.first_ts = _INF
@@ -184,6 +186,9 @@ class UserState:
         ts = ev.ts
         kind = ev.event
         price = None if ev.plan_price is None else float(ev.plan_price)
+        # The newest anchor wins whatever the arrival order (it is a max, not a last write).
+        if kind in _ANCHORS and (self.renewal_ts is None or ts > self.renewal_ts):
+            self.renewal_ts = ts
         if ts < self.lifecycle_ts:
             # Older than what we know: only fill facts still unknown.
             if self.plan_price is None and price is not None:
@@ -227,8 +232,8 @@ class UserState:
         idx = nd % RING_DAYS
         r1 = self.rows[idx]
         if r1 is None or self.days[idx] != nd or nd < lo:
-            return derive(self, now, nd, None, agg[2], agg[3])
-        return derive(self, now, nd, r1, combine(agg[2], r1), combine(agg[3], r1))
+            return derive(self, now, nd, None, agg[2], agg[3], lo)
+        return derive(self, now, nd, r1, combine(agg[2], r1), combine(agg[3], r1), lo)
 
     def vector_at(self, boundary: float) -> list[float]:
         """Feature values as of event time `boundary`, from the complete UTC days before it.
@@ -265,7 +270,7 @@ class UserState:
                 day = next((d for d, r in rows if seen(r)), None)
             # As a time whole days before `boundary`, so derive() counts whole days.
             last.append(_NEG_INF if day is None else boundary - max(0, end - day) * DAY_S)
-        return derive(self, boundary, end, r1, w7, w28, last)
+        return derive(self, boundary, end, r1, w7, w28, lo, last)
 
     def _totals_before(self, lo: int, nd: int) -> tuple[int, int, list[int], list[int]]:
         lo7 = nd - 6
@@ -379,6 +384,9 @@ def _value(ev: ValueEvent, row: list[int], last: list[float]) -> None:
     if ev.value > 0 and ev.ts > last[LAST_VALUE]:
         last[LAST_VALUE] = ev.ts
 
+
+# Lifecycle events that start a billing cycle (renewals follow every 30 days from the latest).
+_ANCHORS = frozenset(("signup", "renewal", "reactivate"))
 
 # Whether a day row had the event of each `LAST_*` slot, in slot order (for `vector_at`).
 _SEEN: tuple[Callable[[list[int]], bool], ...] = (

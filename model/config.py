@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from churnstream.features.names import ROI_UNKNOWN
 from churnstream.model.labels import LABEL_MODES, LabelMode
 from churnstream.model.rules import RulesScore, logit
 from churnstream.stream.contract.events import DAY_S, SEGMENTS
@@ -42,7 +43,9 @@ class RulesParams:
 
 # Hand-set, deliberately few and readable. Days of silence and a collapsing usage trend are
 # the universal signals; each segment adds its own friction (abandoned videos, failing syncs
-# or jobs) and, where money is known, ROI below break-even.
+# or jobs) and, where money is known, ROI below break-even. Trends are rates per observed day
+# (docs/features.md), so their center 1.0 holds from a user's first day, not only from day 28;
+# an unknown ROI reads ROI_UNKNOWN, the break-even center, and so adds nothing.
 DEFAULT_RULES: Final[dict[str, RulesParams]] = {
     "course": RulesParams(
         weights={
@@ -71,7 +74,7 @@ DEFAULT_RULES: Final[dict[str, RulesParams]] = {
         centers={
             "days_since_event": 1.0,
             "trend_value": 1.0,
-            "roi_7d": 1.0,
+            "roi_7d": ROI_UNKNOWN,
             "trend_active_days": 1.0,
         },
     ),
@@ -86,7 +89,7 @@ DEFAULT_RULES: Final[dict[str, RulesParams]] = {
         centers={
             "days_since_event": 1.0,
             "trend_jobs": 1.0,
-            "roi_7d": 1.0,
+            "roi_7d": ROI_UNKNOWN,
             "trend_active_days": 1.0,
         },
     ),

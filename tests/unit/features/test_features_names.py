@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from churnstream.features import FEATURE_NAMES
+from churnstream.features.names import LOG_SCALED, SEGMENT_FEATURES
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "features.md"
 
@@ -13,7 +14,20 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "features.md"
 def test_names_are_unique_and_start_with_the_contract_order() -> None:
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
     assert FEATURE_NAMES[:3] == ("tenure_days", "plan_price", "days_since_event")
-    assert FEATURE_NAMES[-1] == "trend_active_days"
+    # Append-only: the vocabulary up to trend_active_days predates the normalised features,
+    # and pending labels stored then must still line up with the names.
+    assert FEATURE_NAMES.index("trend_active_days") == 57
+
+
+def test_models_learn_heavy_tailed_counts_through_their_log_companions() -> None:
+    for name in LOG_SCALED:
+        assert f"log_{name}" in FEATURE_NAMES
+    for seg, names in SEGMENT_FEATURES.items():
+        assert not set(LOG_SCALED) & set(names), seg
+    assert "log_watch_minutes_7d" in SEGMENT_FEATURES["course"]
+    assert "log_watch_minutes_7d" not in SEGMENT_FEATURES["saas"]
+    assert "log_value_7d" in SEGMENT_FEATURES["saas"]
+    assert {"history_days", "days_to_renewal"} <= set(SEGMENT_FEATURES["docs"])
 
 
 def test_every_feature_has_one_doc_row_with_meaning_and_unit() -> None:

@@ -25,7 +25,7 @@ def from_scratch(state: UserState, now: float) -> list[float]:
     r1 = next((r for d, r in rows if d == nd), None)
     w7 = aggregate([r for d, r in rows if d >= nd - 6])
     w28 = aggregate([r for _, r in rows])
-    return derive(state, now, nd, r1, w7, w28)
+    return derive(state, now, nd, r1, w7, w28, lo)
 
 
 @settings(max_examples=120, deadline=None)

@@ -16,7 +16,8 @@ def test_empty_state_has_all_names_and_neutral_values() -> None:
     assert f["days_since_event"] == 0.0  # never seen counts from the start (tenure 0)
     assert f["tenure_days"] == 0.0
     assert f["trend_logins"] == 1.0
-    assert f["roi_28d"] == 0.0
+    assert (f["roi_28d"], f["roi_known"]) == (1.0, 0.0)  # unknown: break-even, flagged
+    assert (f["history_days"], f["renewal_known"]) == (0.0, 0.0)
     assert all(math.isfinite(v) for v in f.values())
 
 
@@ -175,10 +176,14 @@ def test_cost_and_roi_prorate_price_per_subscribed_day() -> None:
     assert f40["roi_28d"] == 0.0  # value left the window
 
 
-def test_roi_is_capped_and_zero_without_cost() -> None:
-    assert state_of([value(at(0), 1e6)]).features()["roi_7d"] == 0.0
+def test_roi_is_capped_and_flagged_unknown_without_cost() -> None:
+    # No plan price: the ROI is unknown, not the worst: break-even with roi_known 0.
+    unknown = state_of([value(at(0), 1e6)]).features()
+    assert (unknown["roi_7d"], unknown["roi_28d"], unknown["roi_known"]) == (1.0, 1.0, 0.0)
     f = state_of([life(at(0), "signup", price=3.0), value(at(0), 1e6)]).features()
-    assert f["roi_7d"] == 10.0
+    assert (f["roi_7d"], f["roi_known"]) == (10.0, 1.0)
+    nothing = state_of([life(at(0), "signup", price=3.0), login(at(0))]).features()
+    assert (nothing["roi_7d"], nothing["roi_known"]) == (0.0, 1.0)  # known cost, no value
 
 
 def test_cost_stops_at_cancel_day() -> None:
@@ -188,14 +193,24 @@ def test_cost_stops_at_cancel_day() -> None:
 
 
 def test_trends() -> None:
-    # 28d: 8 logins (weekly average 2); 7d: 3 -> 1.5.
-    evs = [login(at(d)) for d in (-20, -20, -15, -15, -10)] + [login(at(0)) for _ in range(3)]
+    # A full window (first event 27 days back): 28d: 8 logins (weekly average 2); 7d: 3 -> 1.5.
+    evs = [login(at(d)) for d in (-27, -27, -15, -15, -10)] + [login(at(0)) for _ in range(3)]
     f = state_of(evs).features()
     assert f["trend_logins"] == pytest.approx(1.5)
     assert f["trend_syncs"] == 1.0  # no history: neutral
-    assert f["trend_active_days"] == pytest.approx(1 / (4 / 4))
-    only_recent = state_of([login(at(0))]).features()
-    assert only_recent["trend_logins"] == 4.0  # capped
+    assert f["trend_active_days"] == pytest.approx((1 / 7) / (4 / 28))
+    # Observed for 21 days only: the rate is per observed day, 3/7 against 8/21.
+    short = state_of([*evs[2:], login(at(-20)), login(at(-20))]).features()
+    assert short["trend_logins"] == pytest.approx((3 / 7) / (8 / 21))
+    # Observed for 28 days (signup), every login this week: the most a 7-day window can hold.
+    burst = state_of([life(at(-27), "signup"), login(at(0)), login(at(-1))]).features()
+    assert burst["trend_logins"] == 4.0
+
+
+def test_a_new_user_is_not_a_surge() -> None:
+    # One day of history: the 7-day and 28-day rates are the same days, so neutral (was 4.0).
+    only_recent = state_of([login(at(0)), view(at(0))]).features()
+    assert only_recent["trend_logins"] == only_recent["trend_active_days"] == 1.0
 
 
 def test_tenure_from_signup_else_first_event() -> None:

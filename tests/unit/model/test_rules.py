@@ -6,8 +6,16 @@ import math
 
 import pytest
 
+from churnstream.features import FEATURE_NAMES, UserState
 from churnstream.model.config import SEGMENTS, ModelConfig, RulesParams
 from churnstream.model.rules import RulesScore, logit, sigmoid
+from churnstream.stream.contract.events import (
+    DocumentJob,
+    IntegrationSync,
+    Login,
+    ValueEvent,
+    VideoView,
+)
 
 
 def test_score_is_sigmoid_of_weighted_sum() -> None:
@@ -100,3 +108,37 @@ def test_top_drivers_same_order_as_heap_selection_with_ties_by_name() -> None:
         assert [(d.contribution, d.feature, d.value) for d in got] == [
             (c, f, values[f]) for c, f in ref
         ]
+
+
+@pytest.mark.parametrize("segment", SEGMENTS)
+def test_a_steady_new_user_without_a_price_adds_no_trend_or_roi_risk(segment: str) -> None:
+    # Day 3 of a user who does the same every day and whose plan price is unknown: trends are
+    # rates per observed day (1.0, not the 4.0 "surge" of a window not yet full) and the
+    # unknown ROI is neutral (break-even, not the worst ROI): neither adds risk.
+    st = UserState.new("u")
+    for day in range(3):
+        ts = 20_500 * 86_400.0 + day * 86_400.0 + 43_200.0
+        for ev in (
+            Login(event_id=f"l{day}", user_id="u", ts=ts, success=True),
+            VideoView(
+                event_id=f"v{day}",
+                user_id="u",
+                ts=ts,
+                video_id="v",
+                watched_s=60.0,
+                duration_s=60.0,
+                completed=True,
+            ),
+            IntegrationSync(event_id=f"s{day}", user_id="u", ts=ts, integration="crm", ok=True),
+            DocumentJob(
+                event_id=f"j{day}", user_id="u", ts=ts, job_id=f"j{day}", ok=True, documents=1
+            ),
+            ValueEvent(event_id=f"x{day}", user_id="u", ts=ts, value=5.0),
+        ):
+            st.apply(ev)
+    x = dict(zip(FEATURE_NAMES, st.vector_at(20_503 * 86_400.0), strict=True))
+    rule = ModelConfig().rules_for(segment)
+    terms = dict(rule.contributions(x))
+    moved = {n: c for n, c in terms.items() if n.startswith(("trend_", "roi_")) and c != 0.0}
+    assert moved == {}
+    assert any(n.startswith("trend_") for n in terms)
