@@ -38,10 +38,6 @@ def _roi(value: float, cost: float) -> float:
     return min(ROI_CAP, max(0.0, value / cost))
 
 
-def _signed_log1p(x: float) -> float:
-    return _log1p(x) if x >= 0.0 else -_log1p(-x)
-
-
 # derive() unpacks window rows positionally; this pins the counter layout it assumes.
 _LAYOUT = (
     b.ACTIVE,
@@ -158,12 +154,14 @@ def derive(
     obs28 = max(0, now_day - max(lo28, first_day) + 1)
     history = float(min(HISTORY_CAP, max(0, now_day - first_day + 1)))
 
+    days_ratio = obs28 / obs7 if obs7 else 0.0
+
     def trend(x7: float, x28: float) -> float:
         # Rate over the last 7 observed days against the rate over the observed 28-day window;
-        # neutral 1.0 without activity in the window.
-        if not x28:
+        # neutral 1.0 without activity in the window (or nothing observed).
+        if not x28 or not days_ratio:
             return 1.0
-        return min(TREND_CAP, x7 * obs28 / (obs7 * x28))
+        return min(TREND_CAP, x7 * days_ratio / x28)
 
     # Billing anchors repeat every cycle, so an anchor seen after `now` (the state runs ahead
     # of a daily row) still gives the same phase. A cancelled user has no renewal to come.
@@ -266,5 +264,6 @@ def derive(
         latency28 / latency_n28 if latency_n28 else 0.0,
         proc_ms28 / proc_n28 if proc_n28 else 0.0,
     ]
-    out += [_signed_log1p(out[i]) for i in LOG_SOURCES]
+    # Sign-preserving log1p (a value can be negative), inline: this runs once per scored event.
+    out += [_log1p(v) if v >= 0.0 else -_log1p(-v) for v in map(out.__getitem__, LOG_SOURCES)]
     return out
