@@ -62,7 +62,13 @@ class WorkerContext:
             use_partitioner=True,
         )
         config = live_engine_config(settings)
-        repo = TableRepository(table, config.features, table.changelog_topic.get_topic_name())
+        repo = TableRepository(
+            table,
+            config.features,
+            table.changelog_topic.get_topic_name(),
+            dlq_topic=name(t.DLQ),
+            on_quarantine=METRICS.state_quarantined.inc,
+        )
         detector = Detector(
             config, Scorer(config.model, FEATURE_NAMES), alert_policy(settings), repo
         )

@@ -15,12 +15,19 @@ restores them unchanged. They reach the table's store only once the broker has a
 them (`written`): the store never holds a state the changelog lacks, so a RocksDB store can
 record how far it holds the changelog and a restart need read only what came after. Deletions
 return a tombstone the same way.
+
+A stored value that cannot be decoded (a corrupt changelog record, another writer) must not
+stop the worker: any bytes can sit in the table. Its key is quarantined: the raw bytes go to the
+dead-letter topic (`corrupt_state`) with a tombstone for the changelog in the next flush, the
+key leaves the store, it is counted, and the user starts again from an empty state.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from faust.types import TP
@@ -28,6 +35,9 @@ from faust.types import TP
 from churnstream.agents.faust_private import store_writer
 from churnstream.features import FeatureConfig
 from churnstream.model.user_record import UserRecord
+from churnstream.stream.contract.dlq import dlq_record
+
+log = logging.getLogger(__name__)
 
 CACHED_USERS = 10_000  # decoded records kept between batches (~5-10 KB of objects each)
 
@@ -37,7 +47,14 @@ ChangelogRecord = tuple[str, bytes, bytes | None, None]
 
 class TableRepository:
     def __init__(
-        self, table: Any, config: FeatureConfig, changelog: str, cached: int = CACHED_USERS
+        self,
+        table: Any,
+        config: FeatureConfig,
+        changelog: str,
+        cached: int = CACHED_USERS,
+        *,
+        dlq_topic: str = "churn.dlq",
+        on_quarantine: Callable[[], None] | None = None,
     ) -> None:
         self.table = table
         self.store = table.data  # the store itself: writing to it sends nothing
@@ -48,14 +65,23 @@ class TableRepository:
         self._cache: OrderedDict[str, UserRecord] = OrderedDict()
         self._dirty: set[str] = set()
         self._unacked: dict[bytes, bytes] = {}  # flushed, not yet acknowledged by the broker
+        self.dlq_topic = dlq_topic
+        self._on_quarantine = on_quarantine
+        # (topic, key, value, None) of quarantined keys: DLQ copies and changelog tombstones.
+        self._quarantined: list[tuple[str, bytes, bytes | None, None]] = []
 
     def get(self, user_id: str) -> UserRecord | None:
         rec = self._cache.get(user_id)
         if rec is None:
-            raw = self.table.get(user_id.encode())
+            key = user_id.encode()
+            raw = self.table.get(key)
             if raw is None:
                 return None
-            rec = self._cache[user_id] = UserRecord.from_bytes(user_id, raw, self.config)
+            rec = self._decode(key, raw)
+            if rec is None:
+                self._quarantine(key, raw)
+                return None
+            self._cache[user_id] = rec
         else:
             self._cache.move_to_end(user_id)
         return rec
@@ -86,7 +112,11 @@ class TableRepository:
             unacked[user_id.encode()] = self._cache[user_id].to_bytes()
         self._dirty.clear()
         changelog = self.changelog
-        return [(changelog, key, value, None) for key, value in unacked.items()]
+        # Quarantined keys first: a user back since then gets its new value after the tombstone.
+        return [
+            *self._quarantined,
+            *((changelog, key, value, None) for key, value in unacked.items()),
+        ]
 
     def written(self, last_offsets: Mapping[tuple[str, int], int]) -> None:
         """The broker acknowledged the flushed records: write them to the store.
@@ -100,6 +130,7 @@ class TableRepository:
         for key, value in self._unacked.items():
             put(key, value)
         self._unacked.clear()
+        self._quarantined.clear()
         for (topic, partition), offset in last_offsets.items():
             if topic == self.changelog:
                 self.store.set_persisted_offset(TP(topic, partition), offset)
@@ -115,9 +146,42 @@ class TableRepository:
         self._cache.clear()
         self._dirty.clear()
         self._unacked.clear()
+        self._quarantined.clear()
 
-    def records(self) -> list[UserRecord]:
-        """Every user record in this worker's local table partitions (for index rebuilds)."""
-        return [
-            UserRecord.from_bytes(k.decode(), v, self.config) for k, v in list(self.table.items())
-        ]
+    def records(self) -> Iterator[UserRecord]:
+        """Every readable user record in this worker's local table partitions, one at a time
+        (for index rebuilds); unreadable ones are quarantined once the scan is over."""
+        bad: list[tuple[bytes, bytes]] = []
+        for key, raw in self.table.items():
+            rec = self._decode(key, raw)
+            if rec is None:
+                bad.append((key, raw))
+            else:
+                yield rec
+        for key, raw in bad:  # not during the scan: quarantining deletes from the store
+            self._quarantine(key, raw)
+
+    def _decode(self, key: bytes, raw: bytes) -> UserRecord | None:
+        try:
+            return UserRecord.from_bytes(key.decode(), raw, self.config)
+        except Exception:  # any bytes can be stored: whatever the decoder raises means corrupt
+            return None
+
+    def _quarantine(self, key: bytes, raw: bytes) -> None:
+        # No key in the log: it is a user id (personal data); the DLQ record keeps it.
+        log.error("a stored user record could not be decoded; quarantined to the DLQ")
+        if key in self.store:
+            del self.store[key]
+        dead = dlq_record(
+            source_topic=self.changelog,
+            partition=-1,  # read from the store, where the changelog position is not known
+            offset=-1,
+            error="corrupt_state",
+            detail="stored user record could not be decoded; the user starts again empty",
+            payload=raw,
+            max_bytes=len(raw),
+            received_at=time.time(),
+        )
+        self._quarantined += [(self.dlq_topic, key, dead, None), (self.changelog, key, None, None)]
+        if self._on_quarantine is not None:
+            self._on_quarantine()

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 from faust.types import TP
 
+from churnstream.agents.faust_private import store_stats
 from churnstream.agents.repository import TableRepository
 from churnstream.features import FeatureConfig
 from churnstream.model.user_record import UserRecord
+from churnstream.stream.contract.dlq import decode_dlq
 
 CHANGELOG = "app-users-changelog"
 
@@ -91,3 +96,85 @@ def test_delete_sends_a_tombstone_also_for_a_user_only_flushed() -> None:
     assert repo.delete("u1") is None  # nothing stored, nothing pending: nothing to erase
     repo.written({})
     assert store == {}
+
+
+# --- unreadable stored users ------------------------------------------------------------------
+
+
+@dataclass
+class ItemsTable(DictTable):
+    def items(self) -> list[tuple[bytes, bytes]]:
+        return list(self.data.items())
+
+
+GARBAGE = b"\x02\xff\x00garbage that is no user record"
+
+
+def quarantining() -> tuple[TableRepository, DictStore, list[int]]:
+    counted: list[int] = []
+    table = ItemsTable()
+    repo = TableRepository(
+        table,
+        FeatureConfig(),
+        CHANGELOG,
+        dlq_topic="churn.dlq",
+        on_quarantine=lambda: counted.append(1),
+    )
+    return repo, table.data, counted
+
+
+def _quarantined(sent: list[tuple[str, bytes, bytes | None, None]], key: bytes) -> None:
+    dead = [value for topic, k, value, _ in sent if topic == "churn.dlq" and k == key]
+    assert len(dead) == 1 and dead[0] is not None
+    doc = decode_dlq(dead[0])
+    assert (doc["error"], doc["source_topic"]) == ("corrupt_state", CHANGELOG)
+    assert doc["payload"] == GARBAGE  # the raw bytes kept for inspection
+    assert (CHANGELOG, key, None, None) in sent  # and a tombstone, so a restart does not see it
+
+
+def test_an_unreadable_stored_user_is_quarantined_and_starts_again() -> None:
+    repo, store, counted = quarantining()
+    store[b"bad"] = GARBAGE
+    assert repo.get("bad") is None  # a new user to the caller, not an exception
+    assert b"bad" not in store
+    assert counted == [1]
+    changed(repo, "bad")
+    sent = repo.flush()
+    _quarantined(sent, b"bad")
+    assert [t for t, k, _, _ in sent if k == b"bad"][-1] == CHANGELOG  # new value after
+    repo.written({})
+    assert repo.flush() == []  # sent once
+
+
+def test_a_rebuild_skips_unreadable_users_and_quarantines_them() -> None:
+    repo, store, counted = quarantining()
+    changed(repo, "u1")
+    changed(repo, "u2")
+    repo.flush()
+    repo.written({})
+    store[b"bad"] = GARBAGE
+    store[b"\xff\xfe"] = GARBAGE  # not even a UTF-8 key
+    repo.forget()
+    assert sorted(r.user_id for r in repo.records()) == ["u1", "u2"]
+    assert counted == [1, 1]
+    assert set(store) == {b"u1", b"u2"}
+    sent = repo.flush()
+    _quarantined(sent, b"bad")
+    _quarantined(sent, b"\xff\xfe")
+
+
+def test_state_size_is_read_without_copying_every_value(tmp_path: Path) -> None:
+    """The lag monitor's state gauges: the memory store's dict, RocksDB's own estimates."""
+    memory = DictTable()
+    memory.data[b"a"], memory.data[b"b"] = b"123", b"45"
+    assert store_stats(memory) == (2, 5)
+    rocksdict = pytest.importorskip("rocksdict")
+    db = rocksdict.Rdict(str(tmp_path / "p0"))
+    for i in range(500):
+        db[f"user-{i}".encode()] = b"x" * 100
+    db.flush()
+    rocks = SimpleNamespace(_dbs={0: db})
+    users, size = store_stats(rocks)
+    assert users == 500
+    assert 0 < size <= 60_000  # an estimate of the data on disk (compressed)
+    db.close()
