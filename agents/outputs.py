@@ -242,7 +242,7 @@ class OutputWriter:
         producer = await self.start()
 
         def create(size: int) -> BatchBuilder:  # sized for its topic, not the producer's one
-            return BatchBuilder(size, None, is_transactional=False)
+            return BatchBuilder(size, 0, is_transactional=False)  # 0: no compression
 
         known = self._partitions
         full: list[tuple[str, int, Any]] = []
