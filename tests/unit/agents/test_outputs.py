@@ -5,6 +5,8 @@ denied write is refused at once, each counted."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from aiokafka.errors import (
@@ -159,4 +161,46 @@ def test_message_too_large_lowers_the_limit_and_tries_again() -> None:
         ("churn.scores", 0): 0
     }
     assert writer._limits["churn.scores"] == 4096  # read again, still too large: halved
+    assert writer.refusals == ["message_too_large"]
+
+
+def test_batches_stay_below_each_topics_limit() -> None:
+    """Through the real batching: a topic with a 4 KiB `max.message.bytes` gets batches that
+    fit it, another keeps the default; a record too large anywhere goes to the DLQ."""
+
+    class Producer:
+        def __init__(self) -> None:
+            self.batches: list[tuple[str, int, int]] = []  # topic, records, bytes
+
+        async def partitions_for(self, topic: str) -> set[int]:
+            return {0}
+
+        async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Any:
+            self.batches.append((topic, batch.record_count(), batch.size()))
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            done.set_result(SimpleNamespace(offset=100))
+            return done
+
+    class Writer(Refusing):
+        async def start(self) -> Any:
+            return producer
+
+        async def _max_message_bytes(self, topic: str) -> int:
+            return 4096 if topic == "small" else 1 << 20
+
+        async def _send_once(self, records: list[Record]) -> dict[tuple[str, int], int]:
+            return await OutputWriter._send_once(self, records)
+
+    producer = Producer()
+    records: list[Record] = [
+        (t, b"u%d" % i, b"v" * 200, None) for t in ("small", "big") for i in range(50)
+    ]
+    records.append(("big", b"u", b"w" * (2 << 20), None))
+    writer = Writer()
+    asyncio.run(writer.send(records))
+    small = [b for b in producer.batches if b[0] == "small"]
+    assert len(small) > 1 and all(size <= 4096 for _, _, size in small)
+    assert sum(n for _, n, _ in small) == 50
+    assert [n for t, n, _ in producer.batches if t == "big"] == [50]
+    assert [n for t, n, _ in producer.batches if t == "churn.dlq"] == [1]
     assert writer.refusals == ["message_too_large"]
