@@ -8,6 +8,7 @@ Thin wiring of the parts, which hold the logic:
 - agents/checkpoint.py (`Checkpoint`): the commit protocol, send outputs and changelog ->
   broker acknowledges -> write the store -> mark records done (agents/acks.py) -> commit
   offsets (agents/commits.py); nothing is acked until its effects are written.
+`GET /status/` on the worker's web port says which input source or model it waits for.
 Concurrency stays 1: Faust can commit past in-flight records with more (faust-streaming #606).
 """
 
@@ -16,8 +17,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from functools import partial
 from typing import Any
+
+from faust.web import Request, Response, View
 
 from churnstream.agents import faust_private
 from churnstream.agents.acks import AckLedger
@@ -80,6 +84,13 @@ def register(ctx: WorkerContext) -> None:
         except OutputRefused as exc:
             running.clear()
             stop_worker(exc)
+
+    @app.page("/status/")
+    class Status(View):
+        """What this worker's decisions wait for (`churnstream tail --status` shows it)."""
+
+        async def get(self, request: Request) -> Response:
+            return self.json(processor.status(time.monotonic()))
 
     @app.timer(RELEASE_INTERVAL_S)
     async def release_held() -> None:

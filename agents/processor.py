@@ -13,11 +13,14 @@ instead of stalling its partition.
 clock): an input source that lags or has not started and does not advance for `source_wait_s`
 is marked idle, and daily rows held for the model as of their boundary for `model_wait_s` are
 scored with the models at hand; both are counted, and the sources waited for are logged.
+`status` says what a worker waits for right now (the worker's `GET /status/`, shown by
+`churnstream tail --status`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Hashable, Iterable
 from typing import Any
@@ -33,6 +36,7 @@ from churnstream.model.labels import Example
 from churnstream.stream.contract import topics as t
 from churnstream.stream.contract.dlq import dead_letter_of
 from churnstream.stream.contract.events import Event
+from churnstream.stream.contract.timefmt import rfc3339
 from churnstream.stream.contract.validation import Invalid, parse
 from churnstream.stream.kafka.client import security_settings
 from churnstream.stream.settings import Settings
@@ -196,6 +200,38 @@ class EventProcessor:
             self._held_since = None
             passed = True
         return passed or detector.held is not None
+
+    def status(self, now: float) -> dict[str, Any]:
+        """What decisions wait for at wall time `now`, as of the last `waiting` call: each input
+        source waited for (topic/partition, or a kind that has not started) with its progress
+        and how long it has been waited for, and the daily boundary held for a model."""
+        wm = self.detector.watermark
+        sources = []
+        for source, (progress, since) in self._lagging.items():
+            if isinstance(source, tuple):
+                name, kind = f"{self.short(source[0])}/{source[1]}", wm.kind_of(source)
+            else:
+                name, kind = f"{source} (not started)", str(source)
+            sources.append(
+                {
+                    "source": name,
+                    "kind": kind,
+                    "progress": None if progress == -math.inf else rfc3339(progress),
+                    "waited_s": round(now - since, 1),
+                    "limit_s": self.source_wait_s,
+                }
+            )
+        held = self._held_since
+        return {
+            "waiting_for": sources,
+            "model_held": None
+            if held is None
+            else {
+                "boundary": rfc3339(held[0]),
+                "waited_s": round(now - held[1], 1),
+                "limit_s": self.model_wait_s,
+            },
+        }
 
     def finish(self, out: Outbox) -> None:
         """Sweep due labels under the watermark, then hand the detector's outputs to `out`."""

@@ -1,12 +1,21 @@
-"""`churnstream tail TOPIC`: print records of an output topic readably, one line each."""
+"""`churnstream tail TOPIC`: print records of an output topic readably, one line each.
+
+With `--status`, while no record arrives tail also says what the worker waits for (its
+`GET /status/`): an alert that does not come may be a decision held for a lagging input source
+or a model snapshot (docs/architecture.md, "Progress per source").
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+import urllib.request
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer
 
 from churnstream.stream.cli.formatting import format_record
@@ -27,7 +36,40 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="stop after this many seconds without a record",
     )
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="while no record arrives, print what the worker waits for (to stderr)",
+    )
     p.set_defaults(handler=run)
+
+
+STATUS_EVERY_S = 5.0
+
+
+def format_status(doc: dict[str, Any]) -> str:
+    """One line from a worker's `/status/` answer."""
+    parts = [
+        f"{s['source']} ({'at ' + s['progress'] if s.get('progress') else 'nothing yet'}, "
+        f"waited {s['waited_s']:.0f} of {s['limit_s']:.0f} s)"
+        for s in doc.get("waiting_for", ())
+    ]
+    held = doc.get("model_held")
+    if held:
+        parts.append(
+            f"a model snapshot as of {held['boundary']} "
+            f"(waited {held['waited_s']:.0f} of {held['limit_s']:.0f} s)"
+        )
+    return "worker waits for " + "; ".join(parts) if parts else "worker waits for nothing"
+
+
+def fetch_status(url: str) -> str:
+    """The worker's status line, or why it could not be read."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (http URL we build)
+            return format_status(orjson.loads(resp.read()))
+    except (OSError, ValueError) as exc:
+        return f"worker status unavailable at {url}: {exc}"
 
 
 async def tail(
@@ -40,8 +82,10 @@ async def tail(
     limit: int | None = None,
     idle_exit: float | None = None,
     out: Any = None,
+    status: Callable[[], str] | None = None,
+    err: Any = None,
 ) -> int:
-    out = out or sys.stdout
+    out, err = out or sys.stdout, err or sys.stderr
     color = not as_json and out.isatty()
     consumer = AIOKafkaConsumer(
         topic,
@@ -59,6 +103,9 @@ async def tail(
             batch = await consumer.getmany(timeout_ms=500, max_records=500)
             if not batch:
                 idle += 0.5
+                if status is not None and idle % STATUS_EVERY_S == 0:
+                    err.write(status() + "\n")
+                    err.flush()
                 if idle_exit is not None and idle >= idle_exit:
                     break
                 continue
@@ -80,6 +127,10 @@ async def tail(
     return n
 
 
+def status_url(settings: Settings) -> str:
+    return f"http://{settings.web_host}:{settings.web_port}/status/"
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     topic = args.topic
     if not topic.startswith(settings.topic_prefix):
@@ -94,6 +145,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 from_beginning=args.from_beginning,
                 limit=args.limit,
                 idle_exit=args.idle_exit,
+                status=partial(fetch_status, status_url(settings)) if args.status else None,
             )
         )
     except KeyboardInterrupt:
