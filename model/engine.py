@@ -76,6 +76,11 @@ class EngineConfig:
     day_offset_s: float = 0.0
     # A user silent for longer than this is gone: no daily scores until their next event.
     gone_after_s: float = 30 * DAY_S
+    # None: every daily row of a boundary is made at the event that moves the watermark past
+    # it (replay: nothing waits on it). n: a boundary's rows are spread so that intake does not
+    # stall: each sweep() makes at most n, handle() only those of the user it applies (see
+    # `_catch_up`). The rows are the same either way.
+    daily_rows_per_sweep: int | None = None
 
 
 @dataclass(slots=True)
@@ -135,6 +140,8 @@ class Detector:
         self.held: float | None = None
         self._decide_through = -math.inf  # boundaries the caller decided without waiting
         self._source_held = -math.inf  # last boundary counted as held by a lagging source
+        # The boundary whose daily rows are being made (every earlier one is done), if any.
+        self._opened: float | None = None
         self.out = Outputs()
         # Only `scored_at` reads it: the contract marks that field as wall-clock, for latency.
         self._wall_clock = wall_clock
@@ -155,7 +162,7 @@ class Detector:
         # cadence (per batch live, every N events in a replay).
         wm = self.watermark.value
         if self.days.earliest <= wm or self.due.earliest < wm:
-            self._advance(wm)
+            self._advance(wm, 0 if self.config.daily_rows_per_sweep is not None else math.inf)
         nxt = self.days.earliest
         if wm < nxt <= self.watermark.freshest and nxt > self._source_held:
             # The rows of this boundary would be made now if no source lagged: count it once.
@@ -165,6 +172,9 @@ class Detector:
 
     def _apply(self, event: Event, source: Source | None) -> str:
         rec = self.repo.get(event.user_id)
+        if rec is not None and self._behind(rec):
+            self._catch_up(rec)
+            rec = self.repo.get(event.user_id)  # the same record, now put back
         if rec is None:
             rec = UserRecord.new(event.user_id, self.config.features)
         state = rec.state
@@ -327,13 +337,20 @@ class Detector:
     # -- the watermark: daily scores and labels of silent users -------------------------------
 
     def sweep(self) -> int:
-        """Make the daily rows and release the labels the watermark reached (after a model
-        arrived, `reschedule` or a source marked idle). Returns the examples released."""
+        """Make the daily rows (at most `daily_rows_per_sweep`) and release the labels the
+        watermark reached: once per batch, and while `rows_due` or after a model arrived,
+        `reschedule` or a source marked idle. Returns the examples released."""
         before = len(self.out.examples)
         wm = self.watermark.value
         if wm != -math.inf:
-            self._advance(wm)
+            limit = self.config.daily_rows_per_sweep
+            self._advance(wm, math.inf if limit is None else limit)
         return len(self.out.examples) - before
+
+    @property
+    def rows_due(self) -> bool:
+        """True while daily rows the watermark passed wait for a sweep (spread or held)."""
+        return self.days.earliest <= self.watermark.value
 
     def decide_held(self) -> None:
         """The caller's limit passed: make the held rows with the models at hand (counted)."""
@@ -343,51 +360,112 @@ class Detector:
             self.held = None
             self.sweep()
 
-    def _advance(self, wm: float) -> None:
-        """Boundary by boundary up to `wm`: release the labels due before it, then make its
-        daily rows with the model as of it, holding them while no installed snapshot has
-        learned the released labels (the trainer learns them and publishes one)."""
+    def _advance(self, wm: float, budget: float) -> None:
+        """Boundary by boundary up to `wm`: open it (`_open`), then make its daily rows, at most
+        `budget` of them in this call; the labels due before `wm` once every row is made."""
         while (boundary := self.days.earliest) <= wm:
-            self._release_labels(boundary)
-            if (
-                self.config.model_as_of
-                and boundary > self._decide_through
-                and not self.scorer.covers(self.released_until)
-            ):
-                if self.held != boundary:
-                    self.out.held["daily_model"] += 1
-                self.held = boundary
+            if boundary != self._opened and not self._open(boundary):
                 return
-            self.held = None
-            self._sweep_days(boundary)
+            budget = self._sweep_days(boundary, budget)
+            if budget <= 0 and self.days.earliest <= boundary:
+                return  # rows of this boundary remain: the next call goes on
+            self._opened = None
         self.held = None
         self._release_labels(wm)
+
+    def _open(self, boundary: float) -> bool:
+        """Start the rows of `boundary`: release the labels due before it, then hold the rows
+        while no installed snapshot has learned them (the trainer learns them and publishes
+        one). False while held."""
+        self._release_labels(boundary)
+        if (
+            self.config.model_as_of
+            and boundary > self._decide_through
+            and not self.scorer.covers(self.released_until)
+        ):
+            if self.held != boundary:
+                self.out.held["daily_model"] += 1
+            self.held = boundary
+            return False
+        self.held = None
+        self._opened = boundary
+        return True
+
+    def _open_through(self, ts: float) -> bool:
+        """Open every boundary <= `ts`, finishing the rows of the earlier ones at once (only
+        when the watermark passed a second boundary while one was being spread). False if a
+        boundary is held."""
+        while self.days.earliest <= ts and not (
+            self._opened is not None and ts < self._opened + DAY_S
+        ):
+            boundary = self.days.earliest
+            if boundary == self._opened:
+                self._sweep_days(boundary, math.inf)
+                self._opened = None
+            elif not self._open(boundary):
+                return False
+        return True
+
+    def _behind(self, rec: UserRecord) -> bool:
+        """True if `rec` has a daily row or a label the watermark passed that is not made yet."""
+        wm = self.watermark.value
+        if rec.next_daily is not None and rec.next_daily <= wm:
+            return True
+        due = rec.pending.next_due() if rec.pending is not None else None
+        return due is not None and due < wm
+
+    def _catch_up(self, rec: UserRecord) -> None:
+        """Before a new event of `rec`'s user is applied, make their rows and release their
+        labels that the watermark already passed, as if made at the event that moved it.
+
+        While a boundary is spread, the rows not made yet read a state that no later event
+        changed: a late event, a cancel or a segment change of a user is applied only after
+        their rows as of every boundary the watermark passed, so each row and label is the one
+        made at once. Rows of a held boundary wait as they always did.
+        """
+        wm = self.watermark.value
+        user_id = rec.user_id
+        while (boundary := rec.next_daily) is not None and boundary <= wm:
+            if not self._open_through(boundary):
+                return
+            self.days.discard(user_id)
+            rec.next_daily = self._daily(rec, boundary)
+            self.days.schedule(user_id, rec.next_daily)
+            self.repo.put(rec)
+        while rec.pending is not None and (due := rec.pending.next_due()) is not None and due < wm:
+            if not self._open_through(due):
+                return
+            self.due.discard(user_id)
+            self._release(rec, math.nextafter(due, math.inf))
 
     def _release_labels(self, wm: float) -> None:
         """Release the labels whose horizon ends before `wm`."""
         for user_id in self.due.pop_due(wm):
             rec = self.repo.get(user_id)
-            if rec is None or rec.pending is None:
-                continue
-            segment = rec.pending.segment
-            examples = rec.pending.due(wm, self.config.model.label_mode(segment))
-            if examples:
-                until = max(e.made_at for e in examples) + self.config.model.horizon_s(segment)
-                self.released_until[segment] = max(
-                    self.released_until.get(segment, -math.inf), until
-                )
-            self.out.examples.extend(examples)
-            if len(rec.pending) == 0:
-                rec.pending = None
-            else:
-                self.due.schedule(user_id, rec.pending.next_due())
-            self.repo.put(rec)
+            if rec is not None and rec.pending is not None:
+                self._release(rec, wm)
 
-    def _sweep_days(self, wm: float) -> None:
-        """Score every user as of each boundary <= `wm`, earliest first, one row per boundary:
-        a watermark that jumped several days yields each user's rows in order."""
-        while (entry := self.days.pop_next(wm)) is not None:
-            boundary, user_id = entry
+    def _release(self, rec: UserRecord, wm: float) -> None:
+        """Release `rec`'s labels due before `wm` (its due entry already popped)."""
+        pending = rec.pending
+        assert pending is not None
+        segment = pending.segment
+        examples = pending.due(wm, self.config.model.label_mode(segment))
+        if examples:
+            until = max(e.made_at for e in examples) + self.config.model.horizon_s(segment)
+            self.released_until[segment] = max(self.released_until.get(segment, -math.inf), until)
+        self.out.examples.extend(examples)
+        if len(pending) == 0:
+            rec.pending = None
+        else:
+            self.due.schedule(rec.user_id, pending.next_due())
+        self.repo.put(rec)
+
+    def _sweep_days(self, boundary: float, budget: float) -> float:
+        """Score users as of `boundary`, at most `budget` of them; returns the budget left
+        (> 0: every row of the boundary is made)."""
+        while budget > 0 and (entry := self.days.pop_next(boundary)) is not None:
+            user_id = entry[1]
             rec = self.repo.get(user_id)
             if rec is None or rec.next_daily is None:
                 continue  # erased, or the schedule ended
@@ -397,6 +475,8 @@ class Detector:
             rec.next_daily = self._daily(rec, boundary)
             self.days.schedule(user_id, rec.next_daily)
             self.repo.put(rec)
+            budget -= 1
+        return budget
 
     def reschedule(self, records: Iterable[UserRecord]) -> None:
         """Rebuild the due and daily indexes from stored users (after recovery or a rebalance)."""

@@ -282,3 +282,127 @@ def test_an_old_record_without_a_boundary_is_scheduled_at_its_next_event() -> No
     old = bytes([1]) + bytes(data[1:13]) + bytes(data[21:])  # format 1: no boundary field
     restored = UserRecord.from_bytes("u", old, run.config.features)
     assert restored.next_daily is None and restored.state.clock == rec.state.clock
+
+
+# -- a boundary spread over sweeps (daily_rows_per_sweep) ---------------------------------------
+
+
+def _busy_history() -> Iterable[Event | None]:
+    """Twelve users over fifteen days with late events, cancels, reactivations and segment
+    changes after the watermark passed a boundary, some going quiet (alerts); None marks a
+    worker batch end."""
+    users = [f"u{n:02d}" for n in range(12)]
+    for user in users:
+        yield life(user, at(0, 1.0), "signup")
+        yield login(user, at(0, 2.0))
+    for day in range(1, 15):
+        yield login("pacer", at(day, 8.0))  # the watermark (lateness 12 h) passes day `day`
+        yield None
+        for n, user in enumerate(users):
+            if (n + day) % 4 == 0 and day < 8:
+                yield login(user, at(day - 1, 23.0))  # late: before the boundary just passed
+            if ((n + day) % 5 == 0 and day < 8) or (n >= 8 and day < 7):
+                yield view(user, at(day, 7.0))
+            if n == day:
+                yield life(user, at(day, 6.0), "cancel")
+            if n == day + 3:
+                yield life(user, at(day, 6.5), "reactivate")
+            if n == 2 * day:
+                yield life(user, at(day, 7.5), "signup", "saas")  # a segment change
+        yield login("pacer", at(day, 20.0))
+        yield None
+
+
+def _run_spread(per_sweep: int | None, sweep_every: int | None = None) -> Outputs:
+    """`_busy_history` with `per_sweep` rows per sweep; sweeps at batch ends, or every
+    `sweep_every` events; then sweeps until no row is due."""
+    run = Run(lateness_s=DAY_S / 2, daily_rows_per_sweep=per_sweep)
+    for i, ev in enumerate(_busy_history()):
+        if ev is not None:
+            run.feed(ev)
+        if (ev is None) if sweep_every is None else (i % sweep_every == 0):
+            run.sweep()
+    while run.detector.rows_due:
+        run.sweep()
+    run.sweep()
+    return run.out
+
+
+def canonical(out: Outputs) -> tuple[list[Any], list[Any], list[Any]]:
+    """Outputs in an order that does not depend on when each row was made."""
+    return (
+        sorted(out.scores, key=lambda s: (s["user_id"], s["ts"], s["trigger"])),
+        sorted(out.alerts, key=lambda a: (a["user_id"], a["ts"], a["kind"])),
+        sorted((stored(e) for e in out.examples), key=lambda e: (e["user_id"], e["made_at"])),
+    )
+
+
+def test_rows_spread_over_sweeps_equal_rows_made_at_once() -> None:
+    at_once = _run_spread(None)
+    assert len([s for s in at_once.scores if s["trigger"] == "daily"]) > 60
+    assert at_once.alerts and at_once.examples
+    for per_sweep in (1, 3, 1000):
+        assert canonical(_run_spread(per_sweep)) == canonical(at_once), per_sweep
+
+
+@pytest.mark.parametrize("sweep_every", [1, 7, 1000])
+def test_spread_rows_do_not_depend_on_the_sweep_cadence(sweep_every: int) -> None:
+    assert canonical(_run_spread(2, sweep_every)) == canonical(_run_spread(None))
+
+
+def _mid_spread(*late: Event) -> tuple[Run, Run]:
+    """Two runs, rows at once and one row per sweep: `z` and other users quiet since day 0,
+    the watermark just passed day 1; then `late` arrives before z's row is made (spread)."""
+    runs = Run(lateness_s=DAY_S), Run(lateness_s=DAY_S, daily_rows_per_sweep=1)
+    for run in runs:
+        for user in ("a", "b", "z"):
+            run.feed(life(user, at(0, 1.0), "signup"), login(user, at(0, 9.0)))
+        run.pace(at(2, 1.0))  # watermark day 1 01:00
+        z = run.repo.records["z"]
+        assert z.next_daily is not None
+        if run.config.daily_rows_per_sweep is not None:  # z's row is still to come
+            assert z.next_daily <= run.detector.watermark.value
+        run.feed(*late)
+        run.pace(at(5, 1.0))
+        while run.detector.rows_due:
+            run.sweep()
+    return runs
+
+
+def test_a_late_event_before_the_boundary_arriving_mid_spread_leaves_the_row_unchanged() -> None:
+    at_once, spread = _mid_spread(login("z", at(0, 22.0)), login("z", at(0, 23.0)))
+    assert canonical(spread.out) == canonical(at_once.out)
+    row = next(s for s in spread.out.scores if s["user_id"] == "z" and s["trigger"] == "daily")
+    first = next(e for e in spread.out.examples if e.user_id == "z")
+    assert row["ts"] == day_ts(1)[0] and feature(first, "logins_1d") == 1.0  # made before them
+
+
+@pytest.mark.parametrize(("hour", "labels"), [(27.0, [True]), (23.0, [])])
+def test_a_cancel_mid_spread_comes_after_the_row_as_made_at_once(
+    hour: float, labels: list[bool]
+) -> None:
+    # After the boundary: a positive label. Late, before it: the row was made at once, so it
+    # is made spread too, and the cancel then drops its label (PendingLabels.on_cancel).
+    at_once, spread = _mid_spread(life("z", at(0, hour), "cancel"))
+    assert canonical(spread.out) == canonical(at_once.out)
+    assert spread.rows("z") == day_ts(1)
+    assert [e.label for e in spread.examples("z")] == labels
+
+
+def test_a_segment_change_mid_spread_keeps_the_row_and_its_label() -> None:
+    at_once, spread = _mid_spread(life("z", at(1, 3.0), "signup", "saas"))
+    assert canonical(spread.out) == canonical(at_once.out)
+    row = next(s for s in spread.out.scores if s["user_id"] == "z" and s["trigger"] == "daily")
+    assert row["segment"] == "course"
+
+
+def test_an_erased_user_gets_no_row_once_forgotten_mid_spread() -> None:
+    run = Run(lateness_s=DAY_S, daily_rows_per_sweep=1)
+    for user in ("a", "z"):
+        run.feed(login(user, at(0, 9.0)))
+    run.pace(at(2, 1.0))
+    del run.repo.records["z"]
+    run.detector.forget("z")
+    while run.detector.rows_due:
+        run.sweep()
+    assert run.rows("z") == [] and run.rows("a") == day_ts(1)
