@@ -45,11 +45,22 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
+# Daily rows per batch or timer turn (about 0.1-0.2 s of work, BENCHMARKS.md): a boundary of
+# 100k users is spread over some 50 turns instead of holding intake ~10 s at once.
+DAILY_ROWS_PER_SWEEP = 2000
+
+
 def live_engine_config(settings: Settings) -> EngineConfig:
     """The worker's: its sources may lag or not have started (waited for, up to
-    `source_wait_s`), and a trainer learns its labels (rows wait for the model as of their day,
-    up to `model_wait_s`); see model/watermark.py and model/scoring.py."""
-    return dataclasses.replace(engine_config(settings), wait_for_sources=True, model_as_of=True)
+    `source_wait_s`), a trainer learns its labels (rows wait for the model as of their day,
+    up to `model_wait_s`; see model/watermark.py and model/scoring.py), and a boundary's rows
+    are spread over batches (the same rows as at once; model/engine.py `_catch_up`)."""
+    return dataclasses.replace(
+        engine_config(settings),
+        wait_for_sources=True,
+        model_as_of=True,
+        daily_rows_per_sweep=DAILY_ROWS_PER_SWEEP,
+    )
 
 
 def alert_policy(settings: Settings) -> AlertPolicy:

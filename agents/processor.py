@@ -166,7 +166,8 @@ class EventProcessor:
 
     def waiting(self, now: float) -> bool:
         """Apply the wait limits at wall time `now`; True while decisions wait (or a limit just
-        passed), so the caller sweeps and commits what they now allow."""
+        passed, or daily rows remain to be made), so the caller sweeps and commits what they
+        now allow."""
         detector, metrics = self.detector, self.metrics
         wm = detector.watermark
         lagging: dict[Hashable, tuple[float, float]] = {}
@@ -199,7 +200,8 @@ class EventProcessor:
             detector.decide_held()
             self._held_since = None
             passed = True
-        return passed or detector.held is not None
+        # Rows of a boundary spread over sweeps go on on the timer when no record comes.
+        return passed or detector.held is not None or detector.rows_due
 
     def status(self, now: float) -> dict[str, Any]:
         """What decisions wait for at wall time `now`, as of the last `waiting` call: each input
