@@ -1,0 +1,273 @@
+"""Live equals replay while the worker catches up: a whole history at full speed through Kafka.
+
+After a restart, an outage or a backfill the worker reads days of event time in seconds, while
+model snapshots arrive in wall time. The daily rows must still be decided on the data and the
+model as of their boundary (docs/architecture.md, "Progress per source and the model as of a
+decision"), so they equal what `replay` makes of the same history. The test compares daily
+scores and alert ids, and prints the issue's live-vs-replay table (docs/replay.md,
+"Live vs replay"), judged against the simulator's truth.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from workers import (
+    WorkerProcess,
+    consume,
+    input_topics,
+    make_topics,
+    produce,
+    running_worker,
+    sim_to_kafka,
+    wait_caught_up,
+    wait_until,
+)
+
+from churnstream.agents.configure import alert_policy, engine_config
+from churnstream.model.config import ModelConfig
+from churnstream.model.evaluation import alert_hit, counts
+from churnstream.model.replay import Replay
+from churnstream.model.replay_input import read_records
+from churnstream.stream.contract.validation import parse_ts
+from churnstream.stream.devtools.simulator import (
+    SimConfig,
+    SimRecord,
+    generate,
+    ground_truth,
+    write_jsonl,
+)
+from churnstream.stream.devtools.simulator.judge import SimulatorTruth
+from churnstream.stream.settings import Settings
+
+pytestmark = pytest.mark.kafka
+
+DAY = 86400.0
+COOLDOWN = 7 * DAY
+SIM = SimConfig(users=800, days=75, seed=5)  # the issue's history
+TIMEOUT = 900.0
+
+
+# -- shared with test_lagging_sources ---------------------------------------------------------
+
+
+def replay_of(
+    sims: list[SimRecord], settings: Settings, tmp_path: Path
+) -> tuple[Replay, list[dict[str, Any]], list[dict[str, Any]]]:
+    """`churnstream replay` of `sims` in event-time order: (replay, scores, alerts)."""
+    path = tmp_path / "history.jsonl"
+    write_jsonl(sorted(sims, key=lambda s: s.ts), path)
+    scores_out, alerts_out = io.BytesIO(), io.BytesIO()
+    replay = Replay(
+        engine_config(settings),
+        alert_policy(settings),
+        snapshot_every=settings.snapshot_every,
+        scores_out=scores_out,
+        alerts_out=alerts_out,
+    )
+    replay.run(read_records(path))
+    return (
+        replay,
+        [orjson.loads(line) for line in scores_out.getvalue().splitlines()],
+        [orjson.loads(line) for line in alerts_out.getvalue().splitlines()],
+    )
+
+
+def read_all(settings: Settings, name: str, at_least: int) -> list[dict[str, Any]]:
+    """Every record of output topic `name`, once at least `at_least` are there."""
+    records = consume(
+        settings.bootstrap_servers,
+        settings.topic(name),
+        until=lambda rs: len(rs) >= at_least,
+        timeout=120,
+        partitions=settings.partitions,
+    )
+    return [orjson.loads(r.value) for r in records]
+
+
+def settled_outputs(
+    worker: WorkerProcess, settings: Settings, timeout: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Scores and alerts once the worker has decided everything its inputs allow.
+
+    Caught up on the inputs and on the examples (the trainer publishes a snapshot for each
+    release it learns), no source waited for, and the count of scores made unchanged over
+    three polls: daily rows held for a model or a source go out only later (tick).
+    """
+    topics = [*input_topics(settings.topic_prefix), settings.topic("churn.examples")]
+    deadline = time.monotonic() + timeout
+    seen: list[float] = []
+
+    def settled() -> bool:
+        wait_caught_up(worker, topics, timeout=max(1.0, deadline - time.monotonic()))
+        waiting = worker.metric("churnstream_sources_waited_for")
+        seen.append(worker.metric("churnstream_scores_total"))
+        return waiting == 0 and len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]
+
+    wait_until(settled, max(1.0, deadline - time.monotonic()), "the worker to settle", every=1.0)
+    n_scores = int(worker.metric("churnstream_scores_total"))
+    n_alerts = int(worker.metric("churnstream_alerts_total"))
+    # Outputs are at least once (a send retried after a partial failure): >=, not ==.
+    return read_all(settings, "churn.risk-scores", n_scores), read_all(
+        settings, "churn.alerts", n_alerts
+    )
+
+
+def by_id(alerts: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {a["alert_id"]: a for a in alerts}
+
+
+def cooldown_repeats(alerts: Iterable[dict[str, Any]]) -> int:
+    """Alerts (distinct ids) that repeat an earlier alert's user, kind and severity within the
+    cooldown. The policy allows this only after a reactivation or signup (a new relationship)."""
+    last: dict[tuple[str, str, str], float] = {}
+    n = 0
+    for a in sorted(by_id(alerts).values(), key=lambda a: (parse_ts(a["ts"]), a["alert_id"])):
+        key, ts = (a["user_id"], a["kind"], a["severity"]), parse_ts(a["ts"])
+        if key in last and ts - last[key] < COOLDOWN:
+            n += 1
+        last[key] = ts
+    return n
+
+
+# -- the table ------------------------------------------------------------------------------
+
+
+def quality(
+    alerts: list[dict[str, Any]], truth: SimulatorTruth, model: ModelConfig
+) -> dict[str, Any]:
+    """The issue's columns for one side: counts, precision within the segment's horizon (and
+    within 28 days), median lead before the churn."""
+    unique = list(by_id(alerts).values())
+    risk = [a for a in unique if a["kind"] == "churn_risk"]
+    hits = {"horizon": [0, 0], "28d": [0, 0]}
+    first: dict[str, list[float]] = defaultdict(list)
+    for a in risk:
+        seg, ts = a["segment"], parse_ts(a["ts"])
+        mode = model.label_mode(seg)
+        first[a["user_id"]].append(ts)
+        for name, horizon in (("horizon", model.horizon_s(seg)), ("28d", 28 * DAY)):
+            if ts + horizon <= truth.end:  # judged only when the whole horizon is known
+                hits[name][0] += alert_hit(truth, a["user_id"], ts, horizon, mode)
+                hits[name][1] += 1
+    leads = []
+    for c in truth.churns():
+        horizon, mode = model.horizon_s(c.segment), model.label_mode(c.segment)
+        if not counts(c, mode):
+            continue
+        before = [ts for ts in first.get(c.user_id, ()) if c.ts - horizon <= ts <= c.ts]
+        if before:
+            leads.append((c.ts - min(before)) / DAY)
+    return {
+        "churn_risk": len(risk),
+        "roi_drop": sum(a["kind"] == "roi_drop" for a in unique),
+        "precision": hits["horizon"][0] / max(1, hits["horizon"][1]),
+        "precision_28d": hits["28d"][0] / max(1, hits["28d"][1]),
+        "median_lead_days": statistics.median(leads) if leads else float("nan"),
+    }
+
+
+def table(replay: dict[str, Any], live: dict[str, Any]) -> str:
+    lines = [
+        "| | churn_risk | roi_drop | churn_risk precision within the horizon (within 28 d) "
+        "| median lead |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, q in (("`replay`", replay), ("live worker", live)):
+        lines.append(
+            f"| {name} | {q['churn_risk']} | {q['roi_drop']} | {q['precision']:.2f} "
+            f"({q['precision_28d']:.2f}) | {q['median_lead_days']:.1f} d |"
+        )
+    return "\n".join(lines)
+
+
+# -- daily scores ---------------------------------------------------------------------------
+
+
+def compare_daily(
+    live: list[dict[str, Any]], offline: list[dict[str, Any]]
+) -> tuple[Counter[str], list[tuple[Any, ...]]]:
+    """Daily rows by (user, boundary): counts of each kind of (dis)agreement, and mismatches."""
+    mine = {(s["user_id"], s["ts"]): s for s in live if s["trigger"] == "daily"}
+    theirs = {(s["user_id"], s["ts"]): s for s in offline if s["trigger"] == "daily"}
+    n: Counter[str] = Counter(
+        live_rows=len(mine),
+        replay_rows=len(theirs),
+        only_live=len(mine.keys() - theirs.keys()),
+        only_replay=len(theirs.keys() - mine.keys()),
+    )
+    bad = []
+    for key in mine.keys() & theirs.keys():
+        a, b = mine[key], theirs[key]
+        if (a["source"], a["model_version"]) != (b["source"], b["model_version"]):
+            n["other_model"] += 1
+            continue
+        n["same_model"] += 1
+        if abs(a["score"] - b["score"]) > 1e-9:
+            n["score_mismatch"] += 1
+            bad.append((key, a["score"], b["score"], a["model_version"]))
+    return n, bad
+
+
+# Measured 2026-12-06 (docs/replay.md, "Live vs replay"): every daily row used the same model
+# version on both sides (the model-as-of rule holds), but 38,891 of 43,028 rows differ in score,
+# even rule scores: caught up at full speed, the aligner released 290,076 of 332,213 events
+# before their turn (agents/ordering.py: held at most 1 s of wall time or 50,000 events, while
+# the consumer hands out records per partition, not per event time), and 117,085 came too late
+# for their user's features. Expected to pass once a catch-up keeps event-time order.
+@pytest.mark.xfail(
+    strict=True, reason="catch-up releases events out of event-time order (too_late features)"
+)
+def test_full_speed_history_decides_like_replay(
+    kafka_bootstrap: str, fresh_topic_prefix: str, tmp_path: Path
+) -> None:
+    prefix = fresh_topic_prefix
+    settings = make_topics(kafka_bootstrap, prefix)
+    sims = list(generate(SIM))
+    started = time.monotonic()
+    with running_worker(kafka_bootstrap, prefix, tmp_path) as worker:
+        # As fast as the broker takes it, in the simulator's (event-time) order: a catch-up.
+        produce(kafka_bootstrap, sim_to_kafka(prefix, sims))
+        live_scores, live_alerts = settled_outputs(worker, settings, TIMEOUT)
+        held = {
+            r: worker.metric("churnstream_decisions_held_total", reason=r)
+            for r in ("roi_source", "daily_source", "daily_model")
+        }
+        at_limit = worker.metric("churnstream_decisions_at_limit_total")
+        early = worker.metric("churnstream_events_released_early_total")
+        too_late = worker.metric("churnstream_records_consumed_total", result="too_late")
+    live_s = time.monotonic() - started
+    replay, offline_scores, offline_alerts = replay_of(sims, worker.settings, tmp_path)
+    truth = SimulatorTruth(ground_truth(SIM))
+    model = replay.config.model
+
+    daily, mismatches = compare_daily(live_scores, offline_scores)
+    live_ids, offline_ids = Counter(a["alert_id"] for a in live_alerts), by_id(offline_alerts)
+    twice = sum(n > 1 for n in live_ids.values())
+    common = len(live_ids.keys() & offline_ids.keys())
+    q_replay, q_live = quality(offline_alerts, truth, model), quality(live_alerts, truth, model)
+    summary = (
+        f"{SIM.users} users x {SIM.days} days seed {SIM.seed}, {len(sims)} records, live run "
+        f"{live_s:.0f} s; daily rows {dict(daily)}; first mismatches {mismatches[:3]}; alert "
+        f"ids live {len(live_ids)} replay {len(offline_ids)} common {common}, published twice "
+        f"{twice}, cooldown repeats live {cooldown_repeats(live_alerts)} replay "
+        f"{cooldown_repeats(offline_alerts)}; held {held}, at limit {at_limit:.0f}, released "
+        f"early {early:.0f}, too_late {too_late:.0f}\n{table(q_replay, q_live)}"
+    )
+    print(summary)
+    assert daily["replay_rows"] > 10_000, summary
+    # Every daily row both sides made with the same model is the same score.
+    assert daily["score_mismatch"] == 0, summary
+    assert daily["same_model"] >= 0.95 * daily["replay_rows"], summary
+    assert common >= 0.95 * len(offline_ids), summary
+    assert len(live_ids.keys() - offline_ids.keys()) <= 0.05 * len(offline_ids), summary
+    assert twice == 0, summary
+    assert cooldown_repeats(live_alerts) == cooldown_repeats(offline_alerts), summary
