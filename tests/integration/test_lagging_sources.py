@@ -1,0 +1,102 @@
+"""Topics published one after another, as a backfill does: no alert on data not yet arrived.
+
+Healthy SaaS accounts, each input topic produced in event-time order only after the worker has
+consumed the previous one (subscriptions, logins, syncs, then value). Before progress per source
+the worker judged ROI while `business.value` had not arrived and gave every healthy account a
+critical `roi_drop` with ROI 0.0 (issue "Live equals replay"). Now every decision waits for
+the sources it reads: the alerts are those `replay` raises on the time-ordered history, and the
+final features are the replay's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_live_replay import by_id, replay_of, settled_outputs
+from workers import (
+    feature_mismatches,
+    make_topics,
+    produce,
+    running_worker,
+    sim_to_kafka,
+    wait_until,
+)
+
+from churnstream.stream.devtools.simulator import SimConfig, generate
+
+pytestmark = pytest.mark.kafka
+
+HEALTHY = SimConfig(
+    users=40, days=40, seed=3, segments=("saas",), churn_rate=0.0, roi_drop_fraction=0.0
+)
+ORDER = (
+    "lifecycle.subscriptions",
+    "behaviour.logins",
+    "behaviour.integration-syncs",
+    "business.value",
+)
+# The topics this history never uses (video views, document jobs) are waited for this long,
+# then go on as idle. Each topic here follows the previous one within seconds.
+ENV = {"CHURNSTREAM_SOURCE_WAIT_S": "60"}
+
+
+# Measured 2026-12-06: no roi_drop at ROI 0.0 any more (10,319 ROI decisions held while value
+# lagged), but live raised 21 churn_risk warnings (scores 0.25-0.29, saas warning 0.25) on
+# these healthy accounts where `replay` raises none, and none of the replay's 5 roi_drop
+# warnings: a held ROI decision is not taken again once value arrives, and the daily rows read
+# features that lack what came late (not yet analysed further). Expected to pass once fixed.
+@pytest.mark.xfail(
+    strict=True, reason="live raises churn_risk on healthy accounts and misses held roi decisions"
+)
+def test_topics_published_one_after_another_decide_like_replay(
+    kafka_bootstrap: str, fresh_topic_prefix: str, tmp_path: Path
+) -> None:
+    prefix = fresh_topic_prefix
+    settings = make_topics(kafka_bootstrap, prefix)
+    sims = list(generate(HEALTHY))
+    assert {s.topic for s in sims} == set(ORDER)
+    with running_worker(kafka_bootstrap, prefix, tmp_path, env=ENV) as worker:
+        for topic in ORDER:
+            mine = [s for s in sims if s.topic == topic]
+            produce(kafka_bootstrap, sim_to_kafka(prefix, mine))
+            n = len(mine)
+            wait_until(
+                lambda t=topic, n=n: (
+                    worker.metric("churnstream_records_consumed_total", topic=t) >= n
+                ),
+                120,
+                f"the worker to consume {topic}",
+            )
+        scores, alerts = settled_outputs(worker, settings, timeout=300)
+        served = {user: worker.user(user) for user in {s.key for s in sims if s.key}}
+        held = worker.metric("churnstream_decisions_held_total", reason="roi_source")
+    replay, offline_scores, offline_alerts = replay_of(sims, worker.settings, tmp_path)
+
+    live_ids, offline_ids = by_id(alerts), by_id(offline_alerts)
+    summary = (
+        f"live alerts {sorted((a['kind'], a['severity'], a['value']) for a in alerts)}; "
+        f"replay {sorted((a['kind'], a['severity'], a['value']) for a in offline_alerts)}; "
+        f"roi decisions held for value {held:.0f}"
+    )
+    print(summary)
+    # While value lagged, ROI was not judged: the old failure was a critical roi_drop at 0.0.
+    assert held > 0, summary
+    assert not [a for a in alerts if a["kind"] == "roi_drop" and a["value"] == 0.0], summary
+    # The simulator's weekly value noise takes a few healthy accounts' ROI_7d under 1.0 for a
+    # while: `replay` of the time-ordered history raises those few roi_drop warnings (5 of 40
+    # accounts on this seed), and the live worker must raise exactly those, no more.
+    assert len(offline_ids) <= 0.25 * HEALTHY.users, summary
+    assert set(live_ids) == set(offline_ids), summary
+    assert not [a for a in alerts if a["kind"] == "churn_risk"], summary
+    # Final features: what the replay holds for each account.
+    assert len(served) == HEALTHY.users
+    wrong = {}
+    for user, view in served.items():
+        assert view is not None, user
+        diff = feature_mismatches(view["features"], replay.repo.records[user].state.features())
+        if diff:
+            wrong[user] = diff
+    assert wrong == {}, f"{len(wrong)} users differ, e.g. {next(iter(wrong.items()), None)}"
+    daily = sum(s["trigger"] == "daily" for s in scores)
+    assert daily >= 0.95 * sum(s["trigger"] == "daily" for s in offline_scores), summary
