@@ -45,6 +45,8 @@ class WorkerContext:
     outputs: OutputWriter
     # Held while user records change and their changelog writes are sent (process, erasure).
     state_lock: asyncio.Lock
+    # Why the worker stopped itself (outputs the broker refuses for good); None while it runs.
+    fatal: str | None = None
 
     @classmethod
     def build(cls, app: faust.App, settings: Settings, bootstrap: str) -> WorkerContext:

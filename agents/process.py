@@ -40,10 +40,12 @@ log = logging.getLogger(__name__)
 RELEASE_INTERVAL_S = 0.1
 
 
-def stop_worker(exc: OutputRefused) -> None:
+def stop_worker(ctx: WorkerContext, exc: OutputRefused) -> None:
     """Outputs the broker will never take: retrying would hold the inputs forever in silence,
-    so say why once and stop the worker the way SIGTERM does (nothing of the batch is acked)."""
+    so say why once and stop the worker the way SIGTERM does (nothing of the batch is acked).
+    `churnstream worker` then exits non-zero with the reason (`ctx.fatal`)."""
     log.critical("stopping the worker: %s", exc)
+    ctx.fatal = str(exc)
     os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -83,7 +85,7 @@ def register(ctx: WorkerContext) -> None:
                 await loop.run(batch)
         except OutputRefused as exc:
             running.clear()
-            stop_worker(exc)
+            stop_worker(ctx, exc)
 
     @app.page("/status/")
     class Status(View):
@@ -101,4 +103,4 @@ def register(ctx: WorkerContext) -> None:
                 await loop.tick()
             except OutputRefused as exc:
                 running.clear()
-                stop_worker(exc)
+                stop_worker(ctx, exc)

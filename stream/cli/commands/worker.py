@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from churnstream.stream.cli.common import CommandError
 from churnstream.stream.kafka.connect import find_bootstrap
 from churnstream.stream.settings import Settings
 
@@ -29,5 +30,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # Faust's terminal spinner sets the root logger to DEBUG when the level is WARNING or
     # above, so every debug call on the hot path (one per produced record) builds a record.
     worker.spinner = None
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as done:
+        if done.code not in (0, None):
+            raise
+    # The worker context (agents.register) says why the worker stopped itself, if it did.
+    fatal = getattr(getattr(app, "churnstream", None), "fatal", None)
+    if fatal is not None:
+        raise CommandError(f"the worker stopped: {fatal}")
     return 0

@@ -1,0 +1,56 @@
+"""`churnstream worker` exits non-zero, with the reason on one line, when the worker stopped
+itself because the broker refuses its outputs for good (agents/process.py `stop_worker`)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import pytest
+
+import churnstream.agents.app as app_module
+from churnstream.stream.cli.commands import worker as worker_command
+from churnstream.stream.cli.main import main
+
+
+class StoppedWorker:
+    """Stands in for faust.Worker: runs, then exits the way mode does after a SIGTERM."""
+
+    fatal: str | None = None
+
+    def __init__(self, app: Any, loglevel: str) -> None:
+        self.app = app
+
+    def execute_from_commandline(self) -> None:
+        self.app.churnstream.fatal = StoppedWorker.fatal
+        raise SystemExit(0)
+
+
+@pytest.fixture
+def fake_worker(monkeypatch: pytest.MonkeyPatch) -> type[StoppedWorker]:
+    monkeypatch.setattr(
+        app_module,
+        "create_app",
+        lambda settings, bootstrap: SimpleNamespace(churnstream=SimpleNamespace(fatal=None)),
+    )
+    monkeypatch.setattr(worker_command, "find_bootstrap", lambda settings: "127.0.0.1:9")
+    monkeypatch.setattr(faust, "Worker", StoppedWorker)
+    return StoppedWorker
+
+
+def test_a_worker_stopped_by_refused_outputs_exits_non_zero_with_one_line(
+    fake_worker: type[StoppedWorker], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_worker.fatal = "topic churn.alerts does not exist"
+    assert main(["worker"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["churnstream: the worker stopped: topic churn.alerts does not exist"]
+
+
+def test_a_worker_stopped_by_a_signal_exits_zero(
+    fake_worker: type[StoppedWorker], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_worker.fatal = None
+    assert main(["worker"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
