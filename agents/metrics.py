@@ -236,6 +236,20 @@ class WorkerMetrics:
             namespace=ns,
             registry=r,
         )
+        self.examples_duplicate = Counter(
+            "examples_duplicate_total",
+            "Labelled examples not learned because the same example was learned before (a "
+            "worker sent it again after a crash).",
+            namespace=ns,
+            registry=r,
+        )
+        self.model_snapshots_unreadable = Counter(
+            "model_snapshots_unreadable_total",
+            "Published model snapshots the trainer could not restore when it took over its "
+            "partition (skipped for an older one or a fresh model).",
+            namespace=ns,
+            registry=r,
+        )
         self.model_version = Gauge(
             "model_version",
             "Version of the segment's model in use (0 = rules only).",
