@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -21,6 +23,20 @@ from churnstream.stream.kafka.client import client_options
 log = logging.getLogger(__name__)
 
 COVERS_HEADER = "churnstream-covers-offset"
+# The snapshot's model version, readable without unpickling it: a trainer that takes over goes
+# above it even when that snapshot cannot be restored.
+VERSION_HEADER = "churnstream-model-version"
+# Older snapshots kept per segment to fall back on when the newest cannot be restored.
+FALLBACKS = 3
+
+
+@dataclass
+class Published:
+    """What `churn.models` holds for one segment: the last snapshots, newest first, each with
+    the example offset it covers, and the highest version any snapshot announced."""
+
+    snapshots: deque[tuple[bytes, int]] = field(default_factory=lambda: deque(maxlen=FALLBACKS))
+    floor: int = 0
 
 
 def _consumer(ctx: WorkerContext) -> AIOKafkaConsumer:
@@ -34,8 +50,16 @@ def _consumer(ctx: WorkerContext) -> AIOKafkaConsumer:
     )
 
 
-async def latest_snapshots(ctx: WorkerContext) -> dict[str, tuple[bytes, int]]:
-    """Latest snapshot per segment and the example offset it covers, read to the log end."""
+def _int_header(headers: dict[str, bytes], name: str, default: int) -> int:
+    try:
+        return int(headers.get(name, b""))
+    except ValueError:  # absent (older snapshots) or unreadable: as if absent
+        return default
+
+
+async def latest_snapshots(ctx: WorkerContext) -> dict[str, Published]:
+    """The last snapshots per segment, the offsets they cover and the highest version, read to
+    the log end."""
     consumer = _consumer(ctx)
     tp = TopicPartition(ctx.settings.topic(t.MODELS), 0)
     await consumer.start()
@@ -43,14 +67,18 @@ async def latest_snapshots(ctx: WorkerContext) -> dict[str, tuple[bytes, int]]:
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
         end = (await consumer.end_offsets([tp]))[tp]
-        latest: dict[str, tuple[bytes, int]] = {}
+        latest: defaultdict[str, Published] = defaultdict(Published)
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=1000)
             for record in batch.get(tp, []):
                 if record.key and record.value:
-                    covers = int(dict(record.headers).get(COVERS_HEADER, b"-1"))
-                    latest[record.key.decode()] = (record.value, covers)
-        return latest
+                    headers = dict(record.headers)
+                    published = latest[record.key.decode()]
+                    covers = _int_header(headers, COVERS_HEADER, -1)
+                    published.snapshots.appendleft((record.value, covers))
+                    version = _int_header(headers, VERSION_HEADER, 0)
+                    published.floor = max(published.floor, version)
+        return dict(latest)
     finally:
         await consumer.stop()
 

@@ -1,28 +1,33 @@
 """The trainer agent: the one consumer of `churn.examples` (one partition, so one trainer).
 
-Each batch of labelled examples is learned, then a snapshot of every segment that learned is
-published to the compacted `churn.models` topic (key = segment), and only then are the examples
-acked. The snapshot carries the highest example offset it covers in a header, so a restarted
-trainer resumes from the latest snapshot and skips the examples already inside it, and the
-latest label due time it learned (`labels_until`, from the worker's `churnstream-closes`
-header), so workers score each day with the model as of that day (model/scoring.py).
+Learned examples are published as snapshots of their segments to the compacted `churn.models`
+topic (key = segment) and only then acked. A segment's snapshot is published once it learned
+`snapshot_every` examples, when its model becomes ready, or when it learned the last label of a
+worker's release (`labels_until`, from the worker's `churnstream-closes` header: workers score
+each day with the model as of that day, model/scoring.py, and wait for it); then every segment
+with unpublished learning is published and every example taken so far acked. Each snapshot
+carries the highest example offset it covers and its version in headers.
+
+The partition can move to another worker. Whenever it is assigned (and before the first
+example), the trainer restores the newest readable snapshot of every segment, skips the examples
+inside it, and goes on above the highest published version (model/trainer.py), whatever model
+it held: what it learned but did not publish was not acked and comes again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
 
 from churnstream.agents.configure import model_config
 from churnstream.agents.context import WorkerContext
-from churnstream.agents.model_feed import COVERS_HEADER, latest_snapshots
+from churnstream.agents.model_feed import COVERS_HEADER, VERSION_HEADER, Published, latest_snapshots
 from churnstream.agents.outputs import Record
 from churnstream.agents.processor import CLOSES_HEADER, decode_example
 from churnstream.model.trainer import Trainer
 from churnstream.stream.contract.dlq import dead_letter_of
-from churnstream.stream.contract.topics import DLQ, MODELS
+from churnstream.stream.contract.topics import DLQ, EXAMPLES, MODELS
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +37,68 @@ def register(ctx: WorkerContext) -> None:
     from churnstream.features import FEATURE_NAMES
 
     trainer = Trainer(model_config(settings), FEATURE_NAMES, settings.snapshot_every)
-    covered: dict[str, int] = {}
-    models_topic = settings.topic(MODELS)
+    covered: dict[str, int] = {}  # per segment: the highest example offset in its model
+    dirty: dict[str, int] = {}  # per segment: the last offset learned and not yet published
+    pending: list[Any] = []  # events taken and not acked: not all inside a published snapshot
+    stale = [True]  # the models must be restored before the next example is learned
+    examples_topic, models_topic = settings.topic(EXAMPLES), settings.topic(MODELS)
     dlq_topic, max_bytes = settings.topic(DLQ), settings.max_record_bytes
+
+    async def on_assigned(_sender: Any, assigned: set[Any], **_: Any) -> None:
+        if any(tp.topic == examples_topic for tp in assigned):
+            stale[:] = [True]
+
+    app.on_partitions_assigned.connect(on_assigned)
+
+    async def take_over() -> None:
+        published = await latest_snapshots(ctx)
+        # Faust delivers from the committed offset again: nothing taken before stays ours.
+        pending.clear()
+        dirty.clear()
+        for segment in trainer.models:
+            mine = published.get(segment, Published())
+            restored = trainer.restore(segment, [s for s, _ in mine.snapshots], mine.floor)
+            if restored.skipped:
+                metrics.model_snapshots_unreadable.inc(restored.skipped)
+                log.error("skipped %d unreadable %s snapshots", restored.skipped, segment)
+            used = restored.skipped < len(mine.snapshots)
+            covered[segment] = mine.snapshots[restored.skipped][1] if used else -1
+            log.info("trainer took %s model at version %d", segment, restored.model.version)
+
+    async def publish() -> None:
+        sent = []
+        for segment, offset in dirty.items():
+            covered[segment] = offset
+            version = trainer.models[segment].version
+            headers = [
+                (COVERS_HEADER, str(offset).encode()),
+                (VERSION_HEADER, str(version).encode()),
+            ]
+            snapshot = trainer.snapshot(segment)
+            sent.append(
+                await app.producer.send(
+                    models_topic, segment.encode(), snapshot, None, time.time(), headers
+                )
+            )
+        for future in sent:
+            await future  # the snapshot is durable before its examples are acked
+        dirty.clear()
 
     @app.agent(ctx.examples, name="churnstream-trainer", concurrency=1)
     async def train(stream: Any) -> None:
-        for segment, (snapshot, offset) in (await latest_snapshots(ctx)).items():
-            model = trainer.restore(snapshot)
-            covered[segment] = offset
-            log.info("trainer resumed %s model at version %d", segment, model.version)
         async for batch in stream.noack_take(1000, 1.0):
-            learned: dict[str, int] = {}
+            if stale:
+                stale.clear()
+                await take_over()
+            pending.extend(batch)
+            due = False
             dead: list[Record] = []
             for event in batch:
                 offset = event.message.offset
                 try:
                     example = decode_example(event.message.value)
+                    if example.segment not in trainer.models:
+                        raise ValueError("unknown segment")
                 except (ValueError, KeyError, TypeError) as exc:
                     log.error("undecodable example at offset %d sent to the DLQ", offset)
                     detail = f"undecodable labelled example ({type(exc).__name__})"
@@ -58,40 +108,37 @@ def register(ctx: WorkerContext) -> None:
                     dead.append((dlq_topic, key, value, None))
                     metrics.dlq("internal_error").inc()
                     continue
-                if offset <= covered.get(example.segment, -1):
-                    continue  # already inside the snapshot we resumed from
+                if offset <= covered[example.segment]:
+                    continue  # inside the snapshot we took over
                 step = trainer.learn(example)
-                if any(k == CLOSES_HEADER for k, _ in event.message.headers or ()):
-                    trainer.close(example)  # its snapshot now covers the worker's release
-                learned[step.segment] = offset
-                metrics.label_learned(step.segment, example.label).inc()
+                if step.duplicate:
+                    metrics.examples_duplicate.inc()
+                else:
+                    dirty[step.segment] = offset
+                    metrics.label_learned(step.segment, example.label).inc()
+                closes = any(k == CLOSES_HEADER for k, _ in event.message.headers or ())
+                if closes and trainer.close(example):
+                    # Its snapshot now covers the worker's release, which workers wait for.
+                    due = True
+                    dirty.setdefault(step.segment, offset)
+                due |= step.snapshot_due
                 if step.drift:
                     metrics.drift(step.segment).inc()
                     log.warning("drift detected in the %s model's log loss", step.segment)
-            sent = []
-            for segment, offset in learned.items():
-                covered[segment] = offset
-                headers = [(COVERS_HEADER, str(offset).encode())]
-                sent.append(
-                    await app.producer.send(
-                        models_topic,
-                        segment.encode(),
-                        trainer.snapshot(segment),
-                        None,
-                        time.time(),
-                        headers,
-                    )
-                )
-                report = trainer.quality[segment].report()
-                mean, rate = report["mean_score"], report["positive_rate"]
-                metrics.set_model(
-                    segment,
-                    auc=report["roc_auc"],
-                    log_loss=report["window_log_loss"],
-                    calibration_gap=None if mean is None else mean - rate,
-                )
-            await asyncio.gather(*sent)  # the snapshot is durable before its examples are acked
             if dead:
                 await ctx.outputs.send(dead)
-            for event in batch:
-                await stream.ack(event)
+            if due or not dirty:
+                segments = list(dirty)
+                await publish()
+                for segment in segments:
+                    report = trainer.quality[segment].report()
+                    mean, rate = report["mean_score"], report["positive_rate"]
+                    metrics.set_model(
+                        segment,
+                        auc=report["roc_auc"],
+                        log_loss=report["window_log_loss"],
+                        calibration_gap=None if mean is None else mean - rate,
+                    )
+                for event in pending:
+                    await stream.ack(event)
+                pending.clear()

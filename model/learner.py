@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -99,6 +100,9 @@ class SegmentModel:
 
     Inputs are restricted to `feature_names` (missing ones count as 0.0), so a model scored
     with a full feature dict and trained from a stored vector sees the same inputs.
+
+    `learned_ids` are the ids of the last examples learned (set by model.trainer before a
+    snapshot), so the trainer that takes over does not learn a redelivered copy again.
     """
 
     def __init__(
@@ -122,6 +126,7 @@ class SegmentModel:
         self.n_neg = 0
         self.n_resets = 0
         self.labels_until = -math.inf
+        self.learned_ids: tuple[int, ...] = ()
         self._model = build_estimator(estimator, self.base_rate, seed, clip_z)
         self._linear: _LinearView | None = None
         self._linear_asked = -1  # version of the last predict that found no view
@@ -272,6 +277,7 @@ class SegmentModel:
             "n_neg": self.n_neg,
             "n_resets": self.n_resets,
             "labels_until": self.labels_until,
+            "learned_ids": array("Q", self.learned_ids),  # 8 bytes each, pickled portably
             "model": self._model,
         }
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -295,6 +301,7 @@ class SegmentModel:
         m.n_resets = state["n_resets"]
         # Snapshots from before the field: what they learned is unknown, so they cover nothing.
         m.labels_until = state.get("labels_until", -math.inf)
+        m.learned_ids = tuple(state.get("learned_ids", ()))
         m._model = state["model"]
         m._linear = None
         m._linear_asked = -1

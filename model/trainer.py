@@ -3,10 +3,18 @@
 Learning is centralised (one trainer reads the one-partition `churn.examples` topic) and scoring
 is partitioned (every worker scores with the latest snapshot it received). Quality is measured
 prequentially: each example is scored by the current model BEFORE the model learns from it.
+
+The trainer's partition can move to another worker (a rebalance). The new owner `restore`s the
+newest readable published snapshot of every segment before it learns, and its versions continue
+above every version ever published, so a `model_version` never goes back. A worker that crashed
+between sending examples and committing its inputs sends them again with new offsets; each
+example's id (`example_id`) is remembered, in the snapshot too, so a copy is not learned twice.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,17 +25,39 @@ from churnstream.model.learner import SegmentModel
 from churnstream.model.quality import SegmentQuality
 from churnstream.stream.contract.events import SEGMENTS
 
+# Ids of the last examples learned per segment: a redelivery after a worker crash re-sends at
+# most what it sent since its last commit (a few flushes), far fewer. 8 bytes each in a snapshot.
+REMEMBER_IDS = 20_000
+
+
+def example_id(example: Example) -> int:
+    """The example's identity: one prediction per user, segment and day, so (user, segment,
+    made_at) names it; the same on every copy a worker sends again."""
+    key = f"{example.user_id}\x1f{example.segment}\x1f{example.made_at!r}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+
 
 @dataclass(frozen=True, slots=True)
 class Learned:
     segment: str
     snapshot_due: bool
     drift: bool
+    duplicate: bool = False  # already learned (a redelivered copy): nothing changed
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    model: SegmentModel
+    skipped: int  # newer snapshots that could not be read
 
 
 class Trainer:
     def __init__(
-        self, config: ModelConfig, feature_names: Sequence[str], snapshot_every: int = 500
+        self,
+        config: ModelConfig,
+        feature_names: Sequence[str],
+        snapshot_every: int = 500,
+        remember: int = REMEMBER_IDS,
     ) -> None:
         self.config = config
         self.feature_names = tuple(feature_names)
@@ -43,6 +73,9 @@ class Trainer:
         }
         self._since_snapshot = dict.fromkeys(SEGMENTS, 0)
         self._ready = dict.fromkeys(SEGMENTS, False)
+        self._remember = remember
+        self._ids = {seg: deque[int](maxlen=remember) for seg in SEGMENTS}
+        self._id_set: dict[str, set[int]] = {seg: set() for seg in SEGMENTS}
 
     def _fresh(self, segment: str) -> SegmentModel:
         return SegmentModel(
@@ -54,15 +87,47 @@ class Trainer:
             clip_z=self.config.clip_z,
         )
 
-    def restore(self, snapshot: bytes) -> SegmentModel:
-        """Continue from a published snapshot (trainer restart)."""
-        model = SegmentModel.from_snapshot(snapshot)
-        if model.segment in self.models and model.version >= self.models[model.segment].version:
-            self.models[model.segment] = model
-        return model
+    def restore(self, segment: str, published: Sequence[bytes], floor: int = 0) -> Restored:
+        """Continue `segment` from the newest readable of its `published` snapshots (newest
+        first), or from a fresh model if none can be read; `floor` is the highest version ever
+        published (read from the records' headers, readable even when a snapshot is not).
+
+        The published snapshot replaces whatever this trainer learned itself: what it learned
+        but never published was not acked either, so it comes again from the committed offset.
+        """
+        skipped = 0
+        model = None
+        for data in published:
+            try:
+                candidate = SegmentModel.from_snapshot(data)
+            except Exception:  # unpickling can raise anything; an unreadable one is skipped
+                skipped += 1
+                continue
+            if candidate.segment == segment:
+                model = candidate
+                break
+            skipped += 1
+        if model is None:
+            model = self._fresh(segment)
+        # Strictly above every published version, also one we could not read.
+        model.version = max(model.version, floor)
+        self.models[segment] = model
+        self._since_snapshot[segment] = 0
+        self._ready[segment] = model.ready(self.config.min_labels)
+        self._ids[segment] = deque(model.learned_ids, maxlen=self._remember)
+        self._id_set[segment] = set(self._ids[segment])
+        return Restored(model, skipped)
 
     def learn(self, example: Example) -> Learned:
         seg = example.segment
+        ident = example_id(example)
+        if ident in self._id_set[seg]:
+            return Learned(seg, False, False, duplicate=True)
+        ids = self._ids[seg]
+        if len(ids) == ids.maxlen:
+            self._id_set[seg].discard(ids[0])
+        ids.append(ident)
+        self._id_set[seg].add(ident)
         model = self.models[seg]
         x = dict(zip(self.feature_names, example.features, strict=False))
         drift = self.quality[seg].update(model.predict(x), example.label)
@@ -79,13 +144,18 @@ class Trainer:
             self._since_snapshot[seg] = 0
         return Learned(seg, due, drift)
 
-    def close(self, example: Example) -> None:
+    def close(self, example: Example) -> bool:
         """`example`, learned, was the last of the labels a worker released together (all due
         before one watermark): the model now covers their due time (made_at + horizon, when
-        model.labels releases a label). Many labels share a due time, so no single one can."""
+        model.labels releases a label). Many labels share a due time, so no single one can.
+        True if that moved `labels_until`: workers wait for such a snapshot (model.scoring)."""
         model = self.models[example.segment]
         due = example.made_at + self.config.horizon_s(example.segment)
+        moved = due > model.labels_until
         model.labels_until = max(model.labels_until, due)
+        return moved
 
     def snapshot(self, segment: str) -> bytes:
-        return self.models[segment].snapshot()
+        model = self.models[segment]
+        model.learned_ids = tuple(self._ids[segment])
+        return model.snapshot()

@@ -82,7 +82,7 @@ def test_restore_then_skipping_covered_examples_equals_an_uninterrupted_trainer(
     snapshot = first.snapshot("saas")
 
     resumed = make_trainer()
-    restored = resumed.restore(snapshot)
+    restored = resumed.restore("saas", [snapshot]).model
     assert restored.version == covered + 1
     assert resumed.models["saas"].version == covered + 1
     for offset, ex in enumerate(stream):
@@ -96,17 +96,69 @@ def test_restore_then_skipping_covered_examples_equals_an_uninterrupted_trainer(
         assert model.predict(x) == reference.predict(x)
 
 
-def test_restore_never_goes_back_to_an_older_snapshot() -> None:
-    trainer = make_trainer()
+def test_restore_takes_the_published_model_and_versions_continue_above_every_published_one() -> (
+    None
+):
+    """A takeover: the new owner learned something of its own (or had an old model loaded at
+    its start); the published snapshot replaces it and its next versions exceed the floor."""
+    owner = make_trainer()
     stream = examples(300)
     for ex in stream[:100]:
-        trainer.learn(ex)
-    old = trainer.snapshot("saas")
-    for ex in stream[100:]:
-        trainer.learn(ex)
-    assert trainer.models["saas"].version == 300
-    trainer.restore(old)
-    assert trainer.models["saas"].version == 300
+        owner.learn(ex)
+    published = owner.snapshot("saas")
+    newcomer = make_trainer()
+    for ex in examples(250, seed=7):  # what it loaded or learned before the rebalance
+        newcomer.learn(ex)
+    restored = newcomer.restore("saas", [published], floor=100)
+    assert newcomer.models["saas"] is restored.model
+    assert (restored.model.version, restored.model.n_learned) == (100, 100)
+    # The newest snapshot (version 180) could not be read: versions still go above it.
+    newcomer.restore("saas", [b"garbage", published], floor=180)
+    newcomer.learn(stream[100])
+    assert newcomer.models["saas"].version == 181
+
+
+def test_unreadable_snapshots_are_skipped_and_counted() -> None:
+    owner = make_trainer()
+    for ex in examples(50):
+        owner.learn(ex)
+    good = owner.snapshot("saas")
+    trainer = make_trainer()
+    other_segment = make_trainer().snapshot("course")
+    result = trainer.restore("saas", [b"not a pickle", other_segment, good], floor=50)
+    assert result.skipped == 2 and result.model.n_learned == 50
+    # Nothing readable: a fresh model, its versions above what was published.
+    result = trainer.restore("saas", [b"\x80\x05junk"], floor=77)
+    assert result.skipped == 1 and result.model.n_learned == 0
+    assert trainer.learn(examples(1)[0]).segment == "saas"
+    assert trainer.models["saas"].version == 78
+
+
+def test_a_redelivered_example_is_not_learned_twice_also_after_a_takeover() -> None:
+    stream = examples(200)
+    owner = make_trainer()
+    for ex in stream[:120]:
+        owner.learn(ex)
+    copy = Example(**{f: getattr(stream[5], f) for f in Example.__slots__})
+    step = owner.learn(copy)  # the same example sent again with a new offset
+    assert step.duplicate and owner.models["saas"].version == 120
+    newcomer = make_trainer()
+    newcomer.restore("saas", [owner.snapshot("saas")], floor=120)
+    # A worker that crashed before committing sends examples 100..199 again.
+    learned = [ex for ex in stream[100:] if not newcomer.learn(ex).duplicate]
+    assert learned == stream[120:]
+    assert newcomer.models["saas"].version == 200
+    # Remembering is bounded: the oldest ids are forgotten first.
+    small = Trainer(ModelConfig(), NAMES, remember=10)
+    for ex in stream[:20]:
+        small.learn(ex)
+    assert small.learn(stream[15]).duplicate and not small.learn(stream[5]).duplicate
+
+
+def test_close_reports_whether_labels_until_moved() -> None:
+    trainer = make_trainer()
+    first, later = examples(2)
+    assert trainer.close(later) and not trainer.close(first) and not trainer.close(later)
 
 
 def test_version_increases_with_every_example_and_reset() -> None:
