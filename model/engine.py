@@ -368,7 +368,10 @@ class Detector:
                 return
             budget = self._sweep_days(boundary, budget)
             if budget <= 0 and self.days.earliest <= boundary:
-                return  # rows of this boundary remain: the next call goes on
+                # Rows of this boundary remain (the next call goes on); labels go out as when
+                # the rows are made at once.
+                self._release_labels(self._release_limit(wm))
+                return
             self._opened = None
         self.held = None
         self._release_labels(wm)
@@ -432,34 +435,44 @@ class Detector:
             rec.next_daily = self._daily(rec, boundary)
             self.days.schedule(user_id, rec.next_daily)
             self.repo.put(rec)
+        # Labels go out in the order made at once (the trainer learns in that order): all
+        # users' labels up to the first boundary not opened, never this user's alone.
         while rec.pending is not None and (due := rec.pending.next_due()) is not None and due < wm:
-            if not self._open_through(due):
+            limit = self._release_limit(wm)
+            if due >= limit and not self._open_through(due):
                 return
-            self.due.discard(user_id)
-            self._release(rec, math.nextafter(due, math.inf))
+            limit = self._release_limit(wm)
+            if due >= limit:
+                return  # not reached: cannot happen once every boundary <= due is opened
+            self._release_labels(limit)
+
+    def _release_limit(self, wm: float) -> float:
+        """Labels due before this may be released now: before the first boundary not opened
+        (the model as of a boundary being spread never learns labels due after it)."""
+        opened = self._opened
+        if opened is not None and self.days.earliest <= opened:
+            return min(wm, opened + DAY_S)
+        return min(wm, self.days.earliest)
 
     def _release_labels(self, wm: float) -> None:
         """Release the labels whose horizon ends before `wm`."""
         for user_id in self.due.pop_due(wm):
             rec = self.repo.get(user_id)
-            if rec is not None and rec.pending is not None:
-                self._release(rec, wm)
-
-    def _release(self, rec: UserRecord, wm: float) -> None:
-        """Release `rec`'s labels due before `wm` (its due entry already popped)."""
-        pending = rec.pending
-        assert pending is not None
-        segment = pending.segment
-        examples = pending.due(wm, self.config.model.label_mode(segment))
-        if examples:
-            until = max(e.made_at for e in examples) + self.config.model.horizon_s(segment)
-            self.released_until[segment] = max(self.released_until.get(segment, -math.inf), until)
-        self.out.examples.extend(examples)
-        if len(pending) == 0:
-            rec.pending = None
-        else:
-            self.due.schedule(rec.user_id, pending.next_due())
-        self.repo.put(rec)
+            if rec is None or rec.pending is None:
+                continue
+            segment = rec.pending.segment
+            examples = rec.pending.due(wm, self.config.model.label_mode(segment))
+            if examples:
+                until = max(e.made_at for e in examples) + self.config.model.horizon_s(segment)
+                self.released_until[segment] = max(
+                    self.released_until.get(segment, -math.inf), until
+                )
+            self.out.examples.extend(examples)
+            if len(rec.pending) == 0:
+                rec.pending = None
+            else:
+                self.due.schedule(user_id, rec.pending.next_due())
+            self.repo.put(rec)
 
     def _sweep_days(self, boundary: float, budget: float) -> float:
         """Score users as of `boundary`, at most `budget` of them; returns the budget left

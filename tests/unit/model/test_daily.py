@@ -342,12 +342,17 @@ def test_rows_spread_over_sweeps_equal_rows_made_at_once() -> None:
     assert len([s for s in at_once.scores if s["trigger"] == "daily"]) > 60
     assert at_once.alerts and at_once.examples
     for per_sweep in (1, 3, 1000):
-        assert canonical(_run_spread(per_sweep)) == canonical(at_once), per_sweep
+        spread = _run_spread(per_sweep)
+        assert canonical(spread) == canonical(at_once), per_sweep
+        # The trainer learns in this order: the same examples in the same order.
+        assert [stored(e) for e in spread.examples] == [stored(e) for e in at_once.examples]
 
 
 @pytest.mark.parametrize("sweep_every", [1, 7, 1000])
 def test_spread_rows_do_not_depend_on_the_sweep_cadence(sweep_every: int) -> None:
-    assert canonical(_run_spread(2, sweep_every)) == canonical(_run_spread(None))
+    spread, at_once = _run_spread(2, sweep_every), _run_spread(None)
+    assert canonical(spread) == canonical(at_once)
+    assert [stored(e) for e in spread.examples] == [stored(e) for e in at_once.examples]
 
 
 def _mid_spread(*late: Event) -> tuple[Run, Run]:
