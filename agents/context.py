@@ -1,4 +1,11 @@
-"""What the agents of one worker share: topics, the user table, the detector and metrics."""
+"""What the agents of one worker share: topics, the user table, the detector and metrics.
+
+A user's records, state and erasures must land on one partition number everywhere: the worker
+writes its table itself with the key's partition (murmur2 modulo `settings.partitions`, not
+Faust's table partitioner), so an input, re-keyed, erasure or changelog topic with another
+partition count would split one user into two states. `partition_problems` finds such topics
+before the worker starts (`churnstream worker` refuses to start on any).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from churnstream.features import FEATURE_NAMES
 from churnstream.model.engine import Detector
 from churnstream.model.scoring import Scorer
 from churnstream.stream.contract import topics as t
+from churnstream.stream.kafka.admin import existing_topics
 from churnstream.stream.kafka.client import client_options
 from churnstream.stream.settings import Settings
 
@@ -47,6 +55,21 @@ class WorkerContext:
     state_lock: asyncio.Lock
     # Why the worker stopped itself (outputs the broker refuses for good); None while it runs.
     fatal: str | None = None
+
+    async def partition_problems(self) -> list[str]:
+        """One line per keyed topic on the broker whose partition count is not
+        `settings.partitions` (a topic not created yet is made with that count)."""
+        name = self.settings.topic
+        keyed = [name(topic) for topic in t.INPUT_TOPICS.values()]
+        keyed += [name(t.REKEYED), name(t.ERASURE), self.table.changelog_topic.get_topic_name()]
+        counts = await existing_topics(self.settings, bootstrap=self.bootstrap)
+        expected = self.settings.partitions
+        return [
+            f"topic {topic} has {counts[topic]} partitions, expected {expected} "
+            "(settings.partitions)"
+            for topic in keyed
+            if topic in counts and counts[topic] != expected
+        ]
 
     @classmethod
     def build(cls, app: faust.App, settings: Settings, bootstrap: str) -> WorkerContext:

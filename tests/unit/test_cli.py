@@ -10,6 +10,7 @@ import argparse
 import os
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -126,7 +127,12 @@ def test_worker_runs_faust_at_the_commands_level(monkeypatch: pytest.MonkeyPatch
             pass
 
     monkeypatch.setattr(faust, "Worker", FakeWorker)
-    monkeypatch.setattr(app_module, "create_app", lambda settings, bootstrap: object())
+
+    async def no_problems() -> list[str]:
+        return []
+
+    app = SimpleNamespace(churnstream=SimpleNamespace(fatal=None, partition_problems=no_problems))
+    monkeypatch.setattr(app_module, "create_app", lambda settings, bootstrap: app)
     monkeypatch.setattr(worker_command, "find_bootstrap", lambda settings: "127.0.0.1:1")
     monkeypatch.setenv("CHURNSTREAM_LOG_LEVEL", "error")
     assert main(["worker"]) == 0

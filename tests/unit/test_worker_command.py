@@ -1,5 +1,6 @@
 """`churnstream worker` exits non-zero, with the reason on one line, when the worker stopped
-itself because the broker refuses its outputs for good (agents/process.py `stop_worker`)."""
+itself because the broker refuses its outputs for good (agents/process.py `stop_worker`) or
+refused to start because a keyed topic has another partition count (agents/context.py)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,20 @@ class StoppedWorker:
     """Stands in for faust.Worker: runs, then exits the way mode does after a SIGTERM."""
 
     fatal: str | None = None
+    problems: list[str] = []  # what the start-up check of partition counts finds
+    started = False
 
     def __init__(self, app: Any, loglevel: str) -> None:
         self.app = app
+        StoppedWorker.started = True
 
     def execute_from_commandline(self) -> None:
         self.app.churnstream.fatal = StoppedWorker.fatal
         raise SystemExit(0)
+
+
+async def partition_problems() -> list[str]:
+    return StoppedWorker.problems
 
 
 @pytest.fixture
@@ -32,8 +40,11 @@ def fake_worker(monkeypatch: pytest.MonkeyPatch) -> type[StoppedWorker]:
     monkeypatch.setattr(
         app_module,
         "create_app",
-        lambda settings, bootstrap: SimpleNamespace(churnstream=SimpleNamespace(fatal=None)),
+        lambda settings, bootstrap: SimpleNamespace(
+            churnstream=SimpleNamespace(fatal=None, partition_problems=partition_problems)
+        ),
     )
+    StoppedWorker.problems, StoppedWorker.started = [], False
     monkeypatch.setattr(worker_command, "find_bootstrap", lambda settings: "127.0.0.1:9")
     monkeypatch.setattr(faust, "Worker", StoppedWorker)
     return StoppedWorker
@@ -54,3 +65,16 @@ def test_a_worker_stopped_by_a_signal_exits_zero(
     fake_worker.fatal = None
     assert main(["worker"]) == 0
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_topic_with_another_partition_count_refuses_to_start_with_one_line(
+    fake_worker: type[StoppedWorker], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_worker.problems = ["topic app.logins has 3 partitions, expected 4 (settings.partitions)"]
+    assert main(["worker"]) == 1
+    assert not fake_worker.started
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "churnstream: refusing to start: topic app.logins has 3 partitions, expected 4 "
+        "(settings.partitions): one user would be split in two states"
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from typing import Any
 
 from churnstream.stream.cli.common import CommandError
@@ -26,6 +27,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from churnstream.agents.app import create_app
 
     app = create_app(settings, bootstrap=find_bootstrap(settings))
+    # Before joining the group: a keyed topic with another partition count would split users.
+    # A loop of its own, so Faust's worker still finds no loop closed under it.
+    loop = asyncio.new_event_loop()
+    try:
+        problems = loop.run_until_complete(app.churnstream.partition_problems())
+    finally:
+        loop.close()
+    if problems:
+        reason = "; ".join(problems)
+        raise CommandError(f"refusing to start: {reason}: one user would be split in two states")
     worker = faust.Worker(app, loglevel=settings.log_level)
     # Faust's terminal spinner sets the root logger to DEBUG when the level is WARNING or
     # above, so every debug call on the hot path (one per produced record) builds a record.
