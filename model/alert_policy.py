@@ -50,16 +50,16 @@ class RiskThresholds:
 
 
 # Per-segment defaults chosen with bench/alert_quality.py on the simulator (docs/alerts.md has
-# the sweep). Scores are churn probabilities within the segment's horizon, so useful levels are
-# low. `warning` is the highest level whose median lead time meets the segment's target (course
-# >= 5 days, SaaS >= 7 before the cancel) with half a day to spare on 3000 users x 90 days and
-# within half a day on 1000 users; docs, without a target, keeps its level. `critical` is the
-# lowest level whose critical alerts alone are followed by a cancel within 4 weeks at least 60%
-# of the time on both histories. `clear` at 0.6 x warning stops flapping.
+# the sweep), on one seed (2000 users x 90 days, seed 7) and reported on others. Scores are
+# churn probabilities within the segment's horizon, decided on daily rows. `warning`: the level
+# with the highest recall among all churners (silent dropouts included) whose alerts are
+# followed by churn within the horizon at least 43% of the time (the replay's precision before
+# daily rows); equal recall goes to the lower level. `critical`: the lowest level whose critical
+# alerts alone reach 60% precision within the horizon. `clear` at 0.6 x warning stops flapping.
 DEFAULT_SEGMENT_THRESHOLDS: Final[dict[str, RiskThresholds]] = {
-    "course": RiskThresholds(warning=0.15, critical=0.5, clear=0.09),
-    "saas": RiskThresholds(warning=0.25, critical=0.7, clear=0.15),
-    "docs": RiskThresholds(warning=0.3, critical=0.5, clear=0.18),
+    "course": RiskThresholds(warning=0.4, critical=0.7, clear=0.24),
+    "saas": RiskThresholds(warning=0.25, critical=0.5, clear=0.15),
+    "docs": RiskThresholds(warning=0.4, critical=0.7, clear=0.24),
 }
 
 
