@@ -8,7 +8,8 @@ For each batch (agents/intake.py), under the worker's state lock:
 2. each record is admitted once, in offset order per partition (the input guard), opened in
    the ack ledger, then validated (invalid and re-keyed records are done at once) or held in
    the event-time aligner;
-3. the events the aligner releases are applied, due labels are swept, and the batch's
+3. the events the aligner releases are applied (the partitions far ahead of a lagging one are
+   not fetched meanwhile when many events are held), due labels are swept, and the batch's
    checkpoint commits: outputs and changelog sent and acknowledged, store written, records
    done, offsets committed (agents/checkpoint.py).
 `tick` runs the same release and commit on a timer, so held events and throttled commits do
@@ -51,6 +52,8 @@ class Guard(Protocol):
     async def settle(self, message: Any) -> bool: ...
 
     def lagging(self) -> list[TP]: ...
+
+    def hold_back(self, sources: frozenset[TP]) -> None: ...
 
 
 class Processor(Protocol):
@@ -161,7 +164,10 @@ class BatchLoop:
         `resume`: held decisions may go on without a new record)."""
         aligner, metrics, processor = self.aligner, self.metrics, self.processor
         forced = aligner.forced
-        released = aligner.release(self.guard.lagging(), self.clock.monotonic())
+        lagging = self.guard.lagging()
+        released = aligner.release(lagging, self.clock.monotonic())
+        # Back-pressure: partitions far ahead wait unread while the lagging ones catch up.
+        self.guard.hold_back(aligner.ahead(lagging))
         metrics.events_held.set(len(aligner))
         metrics.events_released_early.inc(aligner.forced - forced)
         appended: list[float] = []

@@ -3,14 +3,16 @@
 The worker commits its own offsets and writes the table's store itself, outside any stream
 event (agents/commits.py, agents/repository.py), and reads the consumer's committed offsets
 for the lag gauge (agents/monitor.py). Faust has no public API for these, so they reach into
-its internals. Each function below names the faust-streaming behaviour it relies on (checked
-against 0.15.3, the version pyproject.toml pins); no other module touches a `_` attribute of a
-Faust object.
+its internals. The input guard also pauses and resumes fetching input partitions during a
+catch-up (back-pressure of the event-time aligner): public methods, but their state is Faust's
+own flow control, whose rebalance behaviour the guard relies on. Each function below names the
+faust-streaming behaviour it relies on (checked against 0.15.3, the version pyproject.toml
+pins); no other module touches a `_` attribute of a Faust object.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from faust.types import TP
@@ -80,3 +82,20 @@ def store_stats(store: Any) -> tuple[int, int]:
         return sum(db.property_int_value(name) or 0 for db in list(dbs.values()))
 
     return estimate("rocksdb.estimate-num-keys"), estimate("rocksdb.estimate-live-data-size")
+
+
+def pause_fetching(consumer: Any, tps: Iterable[TP]) -> None:
+    """Stop handing out records of `tps` until `resume_fetching`.
+
+    faust-streaming 0.15.3 `Consumer.pause_partitions` takes them out of the active partitions
+    that its fetcher asks aiokafka for (records aiokafka already fetched stay in its buffer, one
+    fetch per partition). The state is shared with Faust's own flow control: a rebalance pauses
+    the whole assignment and the end of its recovery resumes every assigned partition, so a
+    pause of ours does not outlive a rebalance (the caller forgets it then).
+    """
+    consumer.pause_partitions(tps)
+
+
+def resume_fetching(consumer: Any, tps: Iterable[TP]) -> None:
+    """Hand out records of `tps` again (faust-streaming 0.15.3 `Consumer.resume_partitions`)."""
+    consumer.resume_partitions(tps)

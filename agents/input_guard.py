@@ -10,6 +10,12 @@ A partition that delivers nothing for a while although its log end shows more re
 last records were dropped, so no later record can reveal the hole) is read again the same way.
 Counted in `churnstream_input_gaps_total{kind=lost|empty|stalled}` and
 `churnstream_input_repeats_total`.
+
+The guard also knows which partitions still have unread records (`lagging`: the log end, as of
+the consumer's last fetch, beyond what was received, or not known yet), which the event-time
+aligner must wait for, and stops fetching the partitions it names as ahead (`hold_back`,
+back-pressure during a catch-up; `churnstream_input_partitions_paused`). A paused partition is
+not taken for stalled.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from churnstream.agents import faust_private
 from churnstream.agents.input_sequence import Admit, InputSequence
 from churnstream.agents.metrics import WorkerMetrics
 from churnstream.stream.kafka.client import client_options
@@ -52,6 +59,7 @@ class InputGuard:
         self.topics = frozenset(topics)
         self.sequence = InputSequence()
         self._still: dict[TP, tuple[int | None, float]] = {}  # expected offset, since when
+        self.paused: frozenset[TP] = frozenset()  # input partitions not fetched (back-pressure)
         self.generation: int | None = None
         self.assigned: frozenset[TP] = frozenset()
         self._probe: AIOKafkaConsumer | None = None
@@ -78,7 +86,8 @@ class InputGuard:
         return self.assigned - self._input_assignment()
 
     def lagging(self) -> list[TP]:
-        """Assigned input partitions whose log end is beyond what this worker received."""
+        """Assigned input partitions whose log end is beyond what this worker received, or not
+        known yet (not fetched since the assignment: it may hold anything)."""
         highwater = self.app.consumer.highwater
         out = []
         for tp in self.app.consumer.assignment():
@@ -86,9 +95,25 @@ class InputGuard:
                 continue
             end = highwater(tp)
             source = (tp.topic, tp.partition)
-            if end is not None and end > (self.sequence.expected(source) or 0):
+            if end is None or end > (self.sequence.expected(source) or 0):
                 out.append(source)
         return out
+
+    def hold_back(self, sources: frozenset[TP]) -> None:
+        """Fetch no records of `sources` (input partitions) and again of the others paused so
+        far. Left alone while the consumer rebalances: Faust pauses and resumes then."""
+        if sources == self.paused or self.app.rebalancing:
+            return
+        consumer = self.app.consumer
+        by_tp = {(a.topic, a.partition): a for a in consumer.assignment()}
+        pause = [by_tp[s] for s in sources - self.paused if s in by_tp]
+        resume = [by_tp[s] for s in self.paused - sources if s in by_tp]
+        if pause:
+            faust_private.pause_fetching(consumer, pause)
+        if resume:
+            faust_private.resume_fetching(consumer, resume)
+        self.paused = sources
+        self.metrics.input_partitions_paused.set(len(sources))
 
     async def sync(self) -> None:
         """Start every assigned input partition at the group's committed offset."""
@@ -105,6 +130,9 @@ class InputGuard:
             starts = {}
         self.sequence.reset(starts)
         self._still.clear()
+        # The rebalance's recovery resumed every assigned partition.
+        self.paused = frozenset()
+        self.metrics.input_partitions_paused.set(0)
 
     async def _start_offsets(self, tps: frozenset[TP]) -> dict[TP, int]:
         parts = [TopicPartition(t, p) for t, p in tps]
@@ -188,7 +216,13 @@ class InputGuard:
             expected = self.sequence.expected(tp)
             end = highwater(ftp) if expected is not None else None
             still = self._still.get(tp)
-            if end is None or end <= expected or still is None or still[0] != expected:
+            if (
+                end is None
+                or end <= expected
+                or still is None
+                or still[0] != expected
+                or tp in self.paused
+            ):
                 self._still[tp] = (expected, now)
             elif now - still[1] >= STALL_S and not self.sequence.is_repairing(tp):
                 self._still[tp] = (expected, now)

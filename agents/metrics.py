@@ -384,7 +384,16 @@ class WorkerMetrics:
         )
         self.events_released_early = Counter(
             "events_released_early_total",
-            "Events released before their turn because the event-time buffer was full.",
+            "Events released before their turn (a lagging input partition could still deliver "
+            "an earlier one) because the event-time buffer was full or an event was held too "
+            "long.",
+            namespace=ns,
+            registry=r,
+        )
+        self.input_partitions_paused = Gauge(
+            "input_partitions_paused",
+            "Input partitions not fetched for now: their events are ahead of a lagging "
+            "partition's while many events are held (back-pressure during a catch-up).",
             namespace=ns,
             registry=r,
         )

@@ -10,17 +10,23 @@ never change order, which the per-partition offset bookkeeping downstream relies
 source whose head is earliest in event time goes next. A head is released once no source that
 still has unread records could deliver something earlier: the release frontier is the smallest
 maximum event time among the *lagging* sources (those whose log end is beyond what was
-received). Sources with nothing unread hold nothing back, so a live, caught-up worker releases at
-once, but for a short grace: a source that looks caught up may only look so because its
-newest records are still on their way (a producer's batches for several partitions reach the
-broker and the consumer's fetches at slightly different moments). So an event also waits until
-every source seen so far has delivered something at least as late, or until it has been held
-`grace_s` (the idle wait of Kafka Streams' `max.task.idle.ms`). Two bounds keep it live: past
-`max_buffered` events, or once an event has waited `max_hold_s` (the caller's clock), events go
-out even if a lagging source might still deliver earlier ones; such early releases are counted.
+received, or not known yet). Sources with nothing unread hold nothing back, so a live,
+caught-up worker releases at once, but for a short grace: a source that looks caught up may
+only look so because its newest records are still on their way (a producer's batches for
+several partitions reach the broker and the consumer's fetches at slightly different moments).
+So an event also waits until every source seen so far has delivered something at least as
+late, or until it has been held `grace_s` (the idle wait of Kafka Streams' `max.task.idle.ms`).
+
 A catching-up consumer hands out about as many records per partition, not as much event time,
-so during a long catch-up the order is best effort within these bounds; a worker that keeps up
-releases in event-time order.
+so the sources ahead pile up while the frontier's source is read. Memory stays bounded by
+back-pressure, not by releasing out of turn: past `max_buffered / 2` held events, `ahead` names
+the lagging sources beyond the frontier, which the caller stops fetching (the frontier's own
+sources are never among them, so the one that holds everything back is always read), until the
+held events drop under a quarter of `max_buffered`. Two last resorts keep it live if a lagging
+source never delivers (e.g. a broker that keeps failing its fetches): past `max_buffered`
+events (records fetched before a pause took effect), or once an event has waited `max_hold_s`
+(the caller's clock) while the frontier did not move either, events go out early; such
+releases are counted in `forced`.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Collection, Hashable, Iterable
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -37,10 +43,21 @@ _Entry = tuple[float, tuple[Any, ...], T, float]  # event time, tie-break, item,
 
 
 class EventTimeAligner(Generic[T]):
-    __slots__ = ("_max_ts", "_n", "_queues", "forced", "grace_s", "max_buffered", "max_hold_s")
+    __slots__ = (
+        "_max_ts",
+        "_moved",
+        "_n",
+        "_pausing",
+        "_queues",
+        "_safe",
+        "forced",
+        "grace_s",
+        "max_buffered",
+        "max_hold_s",
+    )
 
     def __init__(
-        self, max_buffered: int = 50_000, max_hold_s: float = 1.0, grace_s: float = 0.0
+        self, max_buffered: int = 100_000, max_hold_s: float = 30.0, grace_s: float = 0.0
     ) -> None:
         self.max_buffered = max_buffered
         self.max_hold_s = max_hold_s
@@ -48,6 +65,9 @@ class EventTimeAligner(Generic[T]):
         self._queues: dict[Hashable, deque[_Entry[T]]] = {}
         self._max_ts: dict[Hashable, float] = {}
         self._n = 0
+        self._pausing = False  # back-pressure on: between the high and the low mark
+        self._safe = -math.inf  # the last release frontier, and when it last moved
+        self._moved = -math.inf
         self.forced = 0  # events released before their turn (buffer full or held too long)
 
     def __len__(self) -> int:
@@ -75,13 +95,31 @@ class EventTimeAligner(Generic[T]):
         """Events at or before this time can no longer be preceded by a lagging source."""
         return min((self._max_ts.get(s, -math.inf) for s in lagging), default=math.inf)
 
+    def ahead(self, lagging: Collection[Hashable]) -> frozenset[Hashable]:
+        """Lagging sources to stop fetching for now: under back-pressure (more than half of
+        `max_buffered` held, until under a quarter), those whose newest event is beyond the
+        frontier; their events wait anyway until the frontier's sources catch up."""
+        if self._n > self.max_buffered // 2:
+            self._pausing = True
+        elif self._n <= self.max_buffered // 4:
+            self._pausing = False
+        if not self._pausing:
+            return frozenset()
+        safe = self.frontier(lagging)
+        return frozenset(s for s in lagging if self._max_ts.get(s, -math.inf) > safe)
+
     def release(self, lagging: Iterable[Hashable], now: float = 0.0) -> list[T]:
         """Pop every event that is safe (or overdue) to process now, merged by event time."""
         safe = self.frontier(lagging)
+        if safe != self._safe:
+            self._safe, self._moved = safe, now
         overdue = now - self.max_hold_s
         must_go = -math.inf
+        # Overdue only while the frontier stands still: a catch-up that reads the lagging
+        # sources may hold an event longer than `max_hold_s`, but not a source that stalls.
+        stalled = self._moved < overdue
         for queue in self._queues.values():
-            if queue and queue[0][3] < overdue:
+            if stalled and queue and queue[0][3] < overdue:
                 # Held too long: it goes, with everything of any source up to its time.
                 must_go = max(must_go, max(e[0] for e in queue if e[3] < overdue))
         # Every source seen has delivered up to here: nothing earlier is on its way.
@@ -113,4 +151,6 @@ class EventTimeAligner(Generic[T]):
         self._queues.clear()
         self._max_ts.clear()
         self._n = 0
+        self._pausing = False
+        self._safe = self._moved = -math.inf
         return dropped

@@ -213,18 +213,22 @@ def compare_daily(
         n["same_model"] += 1
         if abs(a["score"] - b["score"]) > 1e-9:
             n["score_mismatch"] += 1
+            n[f"score_mismatch_{a['source']}"] += 1  # rules rows read only the features
             bad.append((key, a["score"], b["score"], a["model_version"]))
     return n, bad
 
 
-# Measured 2026-12-06 (docs/replay.md, "Live vs replay"): every daily row used the same model
-# version on both sides (the model-as-of rule holds), but 38,891 of 43,028 rows differ in score,
-# even rule scores: caught up at full speed, the aligner released 290,076 of 332,213 events
-# before their turn (agents/ordering.py: held at most 1 s of wall time or 50,000 events, while
-# the consumer hands out records per partition, not per event time), and 117,085 came too late
-# for their user's features. Expected to pass once a catch-up keeps event-time order.
+# Measured 2026-12-06 (docs/replay.md, "Live vs replay"). Before the catch-up kept event-time
+# order, the aligner released 290,076 of 332,213 events before their turn and 117,085 came too
+# late for features. Now (back-pressure: agents/ordering.py, agents/input_guard.py) none is
+# released early and none is too late, roi_drop alerts are the replay's 628, but 38,175 of
+# 43,028 daily rows still differ in score although both sides name the same model_version (the
+# first ones model rows, 0.51 live vs 0.03 replay; tests/integration/test_parity.py fails the
+# same way on model rows, 2,246 of 2,246, on main without this change): a snapshot of one
+# version does not seem to hold the same model live and in the replay. Expected to pass once
+# equal versions mean equal models.
 @pytest.mark.xfail(
-    strict=True, reason="catch-up releases events out of event-time order (too_late features)"
+    strict=True, reason="the same model_version scores differently live and in the replay"
 )
 def test_full_speed_history_decides_like_replay(
     kafka_bootstrap: str, fresh_topic_prefix: str, tmp_path: Path

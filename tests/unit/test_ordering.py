@@ -111,7 +111,7 @@ def test_grace_ends_early_once_all_sources_passed_the_event() -> None:
     assert a.release([], now=0.0) == ["b3"]
     a.push("B", 12.0, (1,), "b12", arrived=0.1)
     assert a.release([], now=0.1) == ["a10"]  # B reached 12: nothing earlier than 10 is coming
-    assert a.release([], now=10.1) == ["b12"]
+    assert a.release([], now=10.2) == ["b12"]
 
 
 def test_grace_does_not_outlast_the_buffer_or_the_hold_limit() -> None:
@@ -123,3 +123,64 @@ def test_grace_does_not_outlast_the_buffer_or_the_hold_limit() -> None:
     assert a.release([], now=1.0) == [1]  # over the buffer bound: the oldest goes
     assert a.release([], now=4.9) == []
     assert a.release([], now=5.1) == [2, 3]  # held longer than max_hold_s: they go too
+
+
+def test_back_pressure_names_the_lagging_sources_ahead_of_the_frontier() -> None:
+    a: EventTimeAligner[int] = EventTimeAligner(max_buffered=12)
+    for i in range(5):
+        a.push("A", 10.0 + i, (0,), i)
+    a.push("B", 2.0, (1,), 99)
+    assert a.ahead(["A", "B", "C"]) == frozenset()  # 6 held: not over the high mark
+    a.push("A", 20.0, (0,), 5)
+    # 7 > 12 // 2: A and B are ahead of C, which has delivered nothing and may precede all.
+    assert a.ahead(["A", "B", "C"]) == {"A", "B"}
+    # C delivered up to 3: B (2) now holds the frontier and is read; A and C wait for it.
+    a.push("C", 3.0, (2,), 100)
+    assert a.release(["A", "B", "C"]) == [99]
+    assert a.ahead(["A", "B", "C"]) == {"A", "C"}
+    # Under a quarter held: everything is fetched again.
+    a.push("C", 30.0, (2,), 101)
+    assert len(a.release(["C"])) == 8
+    assert a.ahead(["A", "B", "C"]) == frozenset()
+
+
+def test_a_catch_up_with_back_pressure_keeps_event_time_order_in_bounded_memory() -> None:
+    """A consumer that hands out records per partition, not per event time: one partition's
+    history comes 10 records at a time, another's 1 at a time. Paused sources deliver nothing;
+    nothing is released out of turn and the held events stay near the bound."""
+    rng = random.Random(5)
+    streams = {s: sorted(rng.uniform(0, 1000) for _ in range(400)) for s in "ABC"}
+    speed = {"A": 10, "B": 1, "C": 3}
+    a: EventTimeAligner[float] = EventTimeAligner(max_buffered=40, max_hold_s=math.inf)
+    pos = dict.fromkeys(streams, 0)
+    paused: frozenset[str] = frozenset()
+    out: list[float] = []
+    most = 0
+    for _ in range(10_000):
+        lagging = [s for s in streams if pos[s] < len(streams[s])]
+        if not lagging:
+            break
+        for s in lagging:
+            if s not in paused:
+                for ts in streams[s][pos[s] : pos[s] + speed[s]]:
+                    a.push(s, ts, (s,), ts)
+                pos[s] = min(len(streams[s]), pos[s] + speed[s])
+        lagging = [s for s in streams if pos[s] < len(streams[s])]
+        most = max(most, len(a))
+        out += a.release(lagging)
+        paused = a.ahead(lagging)
+    out += a.release([])
+    assert out == sorted(ts for tss in streams.values() for ts in tss)
+    assert a.forced == 0
+    assert most <= 40 // 2 + sum(speed.values())
+
+
+def test_no_early_release_while_the_lagging_source_keeps_delivering() -> None:
+    a: EventTimeAligner[str] = EventTimeAligner(max_hold_s=2.0)
+    a.push("A", 10.0, (), "a10", arrived=0.0)
+    for t in range(1, 6):  # B catches up slowly: one event a second, each later than before
+        a.push("B", float(t), (), f"b{t}", arrived=float(t))
+        assert a.release(["B"], now=float(t)) == [f"b{t}"]
+    assert a.forced == 0  # a10 waited 5 s, longer than max_hold_s, but B was read all along
+    assert a.release(["B"], now=7.5) == ["a10"]  # B stopped delivering: a10 goes early
+    assert a.forced == 1

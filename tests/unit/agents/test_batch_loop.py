@@ -45,6 +45,7 @@ class FakeGuard:
         self.assigned: frozenset[TP] = frozenset()
         self.expected: dict[TP, int] = {}
         self.lagging_sources: list[tuple[str, int]] = []
+        self.paused: frozenset[tuple[str, int]] = frozenset()
 
     def rebalance(self, assignment: set[TP]) -> None:
         """The group moves to a new generation (a worker joined, left or restarted)."""
@@ -80,6 +81,9 @@ class FakeGuard:
 
     def lagging(self) -> list[tuple[str, int]]:
         return self.lagging_sources
+
+    def hold_back(self, sources: frozenset[tuple[str, int]]) -> None:
+        self.paused = sources
 
 
 @dataclass(frozen=True)
