@@ -47,8 +47,8 @@ ENV = {"CHURNSTREAM_SOURCE_WAIT_S": "60"}
 # warnings. The cause is the order of application: a topic not published yet has no unread
 # records, so each topic's events are applied as they come and the users' states run ahead;
 # of 12,891 events 9,001 were late and 2,468 too late for features, and 931 of 1,107 daily rows
-# (all rules, version 0) differ from the replay's (docs/architecture.md, "Progress per source":
-# not solved, and the design it would take). Expected to pass once fixed.
+# (same model version both sides) differ from the replay's (docs/architecture.md, "Progress
+# per source": not solved, and the design it would take). Expected to pass once fixed.
 @pytest.mark.xfail(
     strict=True, reason="live raises churn_risk on healthy accounts and misses held roi decisions"
 )
