@@ -29,6 +29,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--days", type=int, default=60, help="days of event time")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--churn-rate", type=float, default=0.25, help="share of customers who churn")
+    p.add_argument(
+        "--course-silent-share",
+        type=float,
+        default=0.7,
+        help="share of course churners who stop without cancelling",
+    )
+    p.add_argument(
+        "--silent-share",
+        type=float,
+        default=0.1,
+        help="share of saas/docs churners who stop without cancelling",
+    )
     p.add_argument("--segments", default="course,saas,docs", help="comma-separated")
     p.add_argument("--start", default=None, help="event-time origin (RFC 3339 or epoch s)")
     p.add_argument("--bad-fraction", type=float, default=0.0, help="share of invalid records")
@@ -57,6 +69,8 @@ def sim_config(args: argparse.Namespace) -> SimConfig:
         days=args.days,
         seed=args.seed,
         churn_rate=args.churn_rate,
+        course_silent_share=args.course_silent_share,
+        silent_share=args.silent_share,
         segments=tuple(s.strip() for s in args.segments.split(",") if s.strip()),
         bad_fraction=args.bad_fraction,
         roi_drop_fraction=args.roi_drop_fraction,
