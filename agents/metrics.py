@@ -14,10 +14,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Final, Generic, Protocol, TypeVar
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
 from prometheus_client.metrics import MetricWrapperBase
 
 from churnstream.stream.contract.alerts import ALERT_KINDS, SEVERITIES
@@ -318,6 +328,14 @@ class WorkerMetrics:
         )
 
         # --- worker
+        self.build_info = Gauge(
+            "build_info",
+            "Always 1; the churnstream version running, as a label (join it to other series).",
+            ["version"],
+            namespace=ns,
+            registry=r,
+        )
+        self.build_info.labels(_package_version()).set(1)
         self.worker_up = Gauge(
             "worker_up",
             "1 while the worker is running and assigned, else 0.",
@@ -511,6 +529,40 @@ class WorkerMetrics:
         return names
 
 
+def _package_version() -> str:
+    try:
+        return metadata.version("churnstream")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+# The standard collectors of prometheus_client (they live on its default registry): process
+# memory, CPU, open files and start time, GC counts per generation, the Python version. They
+# carry no labels but the generation and the interpreter's, so no user id can reach them.
+STANDARD_COLLECTORS: Final = (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR)
+
+
+def served_registry(metrics: WorkerMetrics) -> CollectorRegistry:
+    """What `/metrics` serves: the worker's families plus the standard process/GC/platform ones.
+
+    The worker's registry stays churnstream_-only (its names are checked); the standard
+    collectors are added here, read-only, so one endpoint shows both.
+    """
+    served = CollectorRegistry(auto_describe=True)
+    for collector in (*STANDARD_COLLECTORS, metrics.registry):
+        served.register(collector)
+    return served
+
+
+STANDARD_METRIC_NAMES: Final[frozenset[str]] = frozenset(
+    family.name + "_total" if family.type == "counter" else family.name
+    for collector in STANDARD_COLLECTORS
+    for family in collector.collect()
+)
+"""Families of the standard collectors, as used in PromQL (empty parts where the platform
+has no /proc: process_* then is absent)."""
+
+
 @dataclass(slots=True)
 class MetricsServer:
     """A running `/metrics` endpoint; `close()` stops it and frees the port."""
@@ -537,12 +589,13 @@ METRIC_NAMES: Final[frozenset[str]] = frozenset(METRICS.family_names())
 def start_metrics_server(
     host: str = "127.0.0.1", port: int = 9464, *, metrics: WorkerMetrics | None = None
 ) -> MetricsServer:
-    """Serve `/metrics` of `metrics` (default `METRICS`) on `host:port`; close() stops it.
+    """Serve `/metrics` of `metrics` (default `METRICS`) and the standard process, GC and
+    platform metrics on `host:port`; close() stops it.
 
     Binds the given host only, so the default keeps the endpoint off public interfaces.
     `port=0` picks a free port; the bound one is in the returned `MetricsServer.port`.
     """
-    registry = (metrics if metrics is not None else METRICS).registry
+    registry = served_registry(metrics if metrics is not None else METRICS)
     server, thread = start_http_server(port, addr=host, registry=registry)
     bound_host, bound_port = server.server_address[:2]
     return MetricsServer(str(bound_host), int(bound_port), server, thread)

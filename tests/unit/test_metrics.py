@@ -16,7 +16,9 @@ from churnstream.agents.metrics import (
     OVERFLOW,
     RESULTS,
     SCORE_BUCKETS,
+    STANDARD_METRIC_NAMES,
     WorkerMetrics,
+    served_registry,
 )
 from churnstream.stream.contract.events import SEGMENTS
 
@@ -35,6 +37,7 @@ ALLOWED_LABELS = {
     "label",
     "partition",
     "reason",
+    "version",
 }
 FORBIDDEN_LABELS = {"user", "user_id", "userid", "customer", "customer_id", "account"}
 SUFFIXES = ("_bucket", "_sum", "_count", "_created")
@@ -338,10 +341,39 @@ def test_dashboard_is_valid_and_uses_only_defined_metrics() -> None:
     for expr in exprs:
         names = promql_metric_names(expr)
         assert names, expr
-        assert names <= METRIC_NAMES | {"up"}, (expr, names - METRIC_NAMES)
+        known = METRIC_NAMES | STANDARD_METRIC_NAMES | {"up"}
+        assert names <= known, (expr, names - known)
         used |= names
     # Every family is shown somewhere, so a new metric does not silently go unwatched.
     assert METRIC_NAMES - used == set()
+    assert {"process_resident_memory_bytes", "python_gc_collections_total"} <= used
+
+
+def test_dashboard_has_variables_and_no_fixed_datasource() -> None:
+    text = DASHBOARD.read_text()
+    dash = json.loads(text)
+    names = [v["name"] for v in dash["templating"]["list"]]
+    assert names == ["datasource", "job", "instance", "segment"]
+    # Every query panel reads the chosen data source; no uid of one Grafana is baked in.
+    uids = re.findall(r'"datasource":\s*\{[^}]*"uid":\s*"([^"]*)"', text)
+    assert uids and set(uids) == {"${datasource}"}
+    for panel in dash["panels"]:
+        for target in panel.get("targets", []):
+            # Each deployment and worker can be picked apart, so nothing sums them together.
+            assert 'job=~"$job"' in target["expr"], target["expr"]
+            assert 'instance=~"$instance"' in target["expr"], target["expr"]
+
+
+def test_served_endpoint_has_standard_and_build_metrics() -> None:
+    text = generate_latest(served_registry(WorkerMetrics())).decode()
+    assert "python_gc_collections_total{" in text
+    assert 'python_info{implementation="' in text
+    assert re.search(r'^churnstream_build_info\{version="[^"]+"\} 1\.0$', text, re.M)
+    if Path("/proc/self/stat").exists():
+        assert "process_resident_memory_bytes " in text
+    # The worker's own registry stays churnstream_-only.
+    own = generate_latest(WorkerMetrics().registry).decode()
+    assert "python_gc_" not in own
 
 
 def test_alert_rules_use_only_defined_metrics() -> None:
