@@ -89,6 +89,9 @@ def register(ctx: WorkerContext) -> None:
     }
     requests = app.topic(settings.topic(t.ERASURE), **raw)
     audit = app.topic(settings.topic(t.AUDIT), **raw)
+    # A request made without the key (or by another tool) may name the raw id: erase the
+    # pseudonym it stands for, as `forget` would have published it.
+    stored_id = security_settings(settings).pseudonymizer().stored_id
 
     async def dead_letter(message: Any, error: str) -> None:
         await ctx.dlq.send(
@@ -115,10 +118,13 @@ def register(ctx: WorkerContext) -> None:
             except BadErasureRequest as exc:
                 await dead_letter(message, str(exc))
                 continue
-            key = request.user_id.encode()
-            if message.key != key:
-                # Not on the partition that owns the user: send it there and handle it then.
-                await requests.send(key=key, value=message.value)
+            user_id = stored_id(request.user_id)
+            key = user_id.encode()
+            if message.key != key or user_id != request.user_id:
+                # Not on the partition that owns the user (or naming a raw id): send it there,
+                # under the stored id, and handle it then.
+                moved = ErasureRequest(request.event_id, user_id, request.ts)
+                await requests.send(key=key, value=moved.to_bytes())
                 continue
             found = await erase_user(ctx, request.user_id)
             await audit.send(key=key, value=audit_record(request, found, time.time()))

@@ -88,8 +88,15 @@ class EventProcessor:
     ) -> None:
         """Record -> churn.dlq with the reason; `keep_data=False` drops key and payload (an
         erased user's data must not be kept there)."""
+        # With pseudonymisation on, a record not yet re-keyed still holds the raw id.
+        raw_ids = self.pseudo.enabled and message.topic != self.rekeyed_topic
         key, value = dead_letter_of(
-            message, error, detail, max_bytes=self.max_bytes, keep_data=keep_data
+            message,
+            error,
+            detail,
+            max_bytes=self.max_bytes,
+            keep_data=keep_data,
+            pseudonymise=self.pseudo if raw_ids else None,
         )
         out.produce(self.dlq_topic, key, value)
         self.metrics.dlq(error.split(":", 1)[0]).inc()

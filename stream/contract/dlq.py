@@ -16,13 +16,22 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
 
 from churnstream.stream.contract.timefmt import rfc3339
 
-__all__ = ["DLQ_FIELDS", "RECORD_LIMIT", "dead_letter_of", "decode_dlq", "dlq_record", "refit"]
+__all__ = [
+    "DLQ_FIELDS",
+    "RECORD_LIMIT",
+    "dead_letter_of",
+    "decode_dlq",
+    "dlq_record",
+    "pseudonymised",
+    "refit",
+]
 
 DLQ_FIELDS: Final = (
     "source_topic",
@@ -104,24 +113,52 @@ def dead_letter_of(
     *,
     max_bytes: int,
     keep_data: bool = True,
+    pseudonymise: Callable[[str], str] | None = None,
     record_limit: int = RECORD_LIMIT,
 ) -> tuple[bytes | None, bytes]:
     """(key, value) of the DLQ record for a consumed Kafka `message` (topic, partition, offset,
     key, value), received now. `keep_data=False` leaves key and payload out (an erased user's
-    data must not be kept there). The key counts against `record_limit` too."""
+    data must not be kept there). `pseudonymise` (pseudonymisation on, a record still under
+    its raw id) replaces the key and the payload's `user_id` with their pseudonyms, or drops a
+    payload whose user id cannot be found (`pseudonymised` says which). The key counts against
+    `record_limit` too."""
     key = message.key if keep_data else None
+    payload = message.value if keep_data else None
+    if pseudonymise is not None:
+        if key is not None:
+            key = pseudonymise(key.decode("utf-8", "replace")).encode()
+        payload, note = pseudonymised(payload, pseudonymise)
+        detail = f"{detail} ({note})" if note else detail
     value = dlq_record(
         source_topic=message.topic,
         partition=message.partition,
         offset=message.offset,
         error=error,
         detail=detail,
-        payload=message.value if keep_data else None,
+        payload=payload,
         max_bytes=max_bytes,
         received_at=time.time(),
         record_limit=record_limit - (len(key) if key else 0),
     )
     return key, value
+
+
+def pseudonymised(
+    payload: bytes | None, pseudonymise: Callable[[str], str]
+) -> tuple[bytes | None, str]:
+    """(payload, note): a JSON object with its string `user_id` replaced by the pseudonym, or
+    None when no such field can be found (not JSON, not an object, no string `user_id`): the
+    raw id may then sit anywhere in the bytes, so none of them is kept."""
+    if payload is None:
+        return None, ""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict) or not isinstance(doc.get("user_id"), str):
+        return None, "payload dropped: no user_id to pseudonymise"
+    doc["user_id"] = pseudonymise(doc["user_id"])
+    return orjson.dumps(doc), "user_id pseudonymised"
 
 
 def decode_dlq(value: bytes) -> dict[str, Any]:

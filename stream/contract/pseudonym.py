@@ -70,5 +70,17 @@ class Pseudonymizer:
     def __call__(self, user_id: str) -> str:
         return pseudonym(user_id, self._key) if self._key is not None else user_id
 
+    def stored_id(self, user_id: str) -> str:
+        """The id state is kept under, for an id an operator names (`forget`, block lists).
+
+        With pseudonymisation on, a pseudonym is taken as given (hashing it again would name
+        nobody) and a raw id is pseudonymised; off, every id is a raw id, `p-...` included. A
+        raw id of the exact pseudonym shape is then read as a pseudonym: such ids must be
+        named by their pseudonym (`churnstream pseudonym ID`).
+        """
+        if self._key is None or is_pseudonym(user_id):
+            return user_id
+        return pseudonym(user_id, self._key)
+
     def __repr__(self) -> str:  # never show the key
         return f"Pseudonymizer(enabled={self.enabled})"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from churnstream.stream.contract.pseudonym import Pseudonymizer, PseudonymKeyError, is_pseudonym
+from churnstream.stream.contract.pseudonym import Pseudonymizer, PseudonymKeyError
 from churnstream.stream.errors import ChurnstreamError
 
 PREFIX: Final = "CHURNSTREAM_"
@@ -228,9 +228,7 @@ class SecuritySettings:
         pseudo = self.pseudonymizer()
         lines = Path(self.blocked_users_file).read_text(encoding="utf-8").splitlines()
         ids = (line.split("#", 1)[0].strip() for line in lines)
-        return frozenset(
-            uid if pseudo.enabled and is_pseudonym(uid) else pseudo(uid) for uid in ids if uid
-        )
+        return frozenset(pseudo.stored_id(uid) for uid in ids if uid)
 
     def describe(self) -> str:
         """One log-safe line: protocol, mechanism and user, never a secret."""

@@ -2,7 +2,8 @@
 
 Publishes one erasure request `{event_id, user_id, ts}` to `privacy.erasure`, keyed by the
 user id so it reaches the worker that owns the user's state (agents/erasure.py). With
-pseudonymisation on, the pseudonym is published, never the raw id. The request's format is
+pseudonymisation on, the pseudonym is published, never the raw id: USER_ID may be the raw id
+(pseudonymised here) or its pseudonym `p-...` (published as given). The request's format is
 part of the contract (stream/contract/erasure.py).
 """
 
@@ -22,18 +23,22 @@ from churnstream.stream.settings import Settings
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("forget", help="erase a user's state on the workers (privacy request)")
-    p.add_argument("user_id", help="the user id as producers send it (pseudonymised if on)")
+    p.add_argument(
+        "user_id",
+        help="the user id as producers send it, or its pseudonym p-... when pseudonymisation is on",
+    )
     p.add_argument("--event-id", default=None, help="request id (default: a random UUID)")
     p.set_defaults(handler=run)
 
 
 def request_for(user_id: str, settings: Settings, event_id: str | None = None) -> ErasureRequest:
-    """The request for `user_id`, with the id pseudonymised when a pseudonym key is set."""
+    """The request for `user_id`, with a raw id pseudonymised when a pseudonym key is set (a
+    pseudonym is published as given)."""
     from churnstream.stream.kafka.client import security_settings
 
     if not 1 <= len(user_id) <= MAX_ID_CHARS:
         raise CommandError(f"a user id has 1 to {MAX_ID_CHARS} characters")
-    stored_id = security_settings(settings).pseudonymizer()(user_id)
+    stored_id = security_settings(settings).pseudonymizer().stored_id(user_id)
     # Wall clock on purpose: an erasure is an operator action, not a business event.
     return ErasureRequest(event_id or str(uuid.uuid4()), stored_id, time.time())
 
