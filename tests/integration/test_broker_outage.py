@@ -55,7 +55,14 @@ def test_worker_waits_out_a_frozen_broker_and_loses_nothing(
     make_topics(bootstrap, prefix)
     sims = list(generate(SimConfig(users=800, days=6, seed=23)))
     records = sim_to_kafka(prefix, sims)
-    env = {"CHURNSTREAM_OUTPUT_TIMEOUT_S": "1"}
+    # Short waits for lagging sources and models: with the broker frozen no source advances,
+    # and a day boundary pending at the freeze would otherwise hold every output (so every
+    # send) for the 120 s default, longer than this test waits for a failed send.
+    env = {
+        "CHURNSTREAM_OUTPUT_TIMEOUT_S": "1",
+        "CHURNSTREAM_SOURCE_WAIT_S": "5",
+        "CHURNSTREAM_MODEL_WAIT_S": "5",
+    }
     worker = WorkerProcess(bootstrap, prefix, tmp_path / "w", env=env)
     try:
         worker.start()
@@ -67,7 +74,7 @@ def test_worker_waits_out_a_frozen_broker_and_loses_nothing(
         try:
             wait_until(
                 lambda: worker.metric("churnstream_output_send_retries_total") >= 2,
-                60,
+                120,  # held events go out after the aligner's 30 s, then sends fail
                 "output sends retried while the broker is frozen",
             )
         finally:
