@@ -39,6 +39,7 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from churnstream.stream.cli.commands import (
+        deliver,
         demo,
         forget,
         kafka,
@@ -59,7 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     add_log_options(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (kafka, topics, worker, simulate, tail, replay, state, demo, forget, pseudonym):
+    for module in (
+        kafka,
+        topics,
+        worker,
+        simulate,
+        tail,
+        deliver,
+        replay,
+        state,
+        demo,
+        forget,
+        pseudonym,
+    ):
         module.add_parser(sub)
     for command in sub.choices.values():
         add_log_options(command, top_level=False)
