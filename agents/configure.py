@@ -17,6 +17,7 @@ from churnstream.stream.settings import Settings
 def model_config(settings: Settings) -> ModelConfig:
     return ModelConfig(
         estimator=settings.estimator,
+        trust_pickled_snapshots=settings.trust_pickled_snapshots,
         min_labels=settings.min_labels,
         horizons_days={
             "course": settings.horizon_course_days,

@@ -83,9 +83,14 @@ async def latest_snapshots(ctx: WorkerContext) -> dict[str, Published]:
         await consumer.stop()
 
 
+def _one_line(error: Exception) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
 def register(ctx: WorkerContext) -> None:
     scorer = ctx.detector.scorer
     metrics = ctx.metrics
+    trusted = ctx.settings.trust_pickled_snapshots
 
     @ctx.app.task
     async def follow_models() -> None:
@@ -102,9 +107,12 @@ def register(ctx: WorkerContext) -> None:
                     if not record.value:
                         continue
                     try:
-                        model = SegmentModel.from_snapshot(record.value)
-                    except Exception:  # a broken snapshot must not stop scoring
-                        log.exception("ignoring an unreadable model snapshot")
+                        model = SegmentModel.from_snapshot(record.value, allow_pickle=trusted)
+                    except Exception as e:  # a broken or hostile snapshot must not stop scoring
+                        metrics.model_snapshots_unreadable.inc()
+                        log.error(
+                            "ignoring model snapshot at offset %d: %s", record.offset, _one_line(e)
+                        )
                         continue
                     if scorer.install(model):
                         made_at[model.segment] = record.timestamp / 1000.0

@@ -101,6 +101,9 @@ class ModelConfig:
     """Everything the model side needs; defaults are the documented production defaults."""
 
     estimator: str = "logistic"
+    # Load pickled snapshots (tree estimators, format 1): unpickling runs code, so only when
+    # no one but the trainer can write them (model.snapshot_codec).
+    trust_pickled_snapshots: bool = False
     base_rates: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_BASE_RATES))
     horizons_days: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_HORIZON_DAYS))
     label_modes: Mapping[str, LabelMode] = field(default_factory=lambda: dict(DEFAULT_LABEL_MODES))
@@ -120,6 +123,10 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if self.estimator != "logistic" and not self.trust_pickled_snapshots:
+            raise ValueError(
+                f"estimator {self.estimator!r} has pickled snapshots: needs trust_pickled_snapshots"
+            )
         if self.drift_action not in ("none", "reset"):
             raise ValueError(f"drift_action must be 'none' or 'reset', got {self.drift_action!r}")
         for seg in SEGMENTS:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import math
-import pickle
-from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from river import base, compose, forest, linear_model, preprocessing, tree
 
 from churnstream.model.explain import Driver, top_drivers
 from churnstream.model.rules import logit
-
-SNAPSHOT_FORMAT: Final = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,61 +254,16 @@ class SegmentModel:
     # -- persistence ------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        """Pickled state for the compacted `churn.models` topic.
+        """The model as data for the compacted `churn.models` topic (model.snapshot_codec)."""
+        # Imported here: the codec rebuilds SegmentModel objects, so it imports this module.
+        from churnstream.model import snapshot_codec
 
-        Trust assumption: only our own trainer writes that topic (ACL-protected); unpickling
-        runs arbitrary code, so never load snapshots from an untrusted source.
-        """
-        state: dict[str, Any] = {
-            "format": SNAPSHOT_FORMAT,
-            "segment": self.segment,
-            "estimator": self.estimator,
-            "base_rate": self.base_rate,
-            "feature_names": self.feature_names,
-            "seed": self.seed,
-            "clip_z": self.clip_z,
-            "version": self.version,
-            "n_pos": self.n_pos,
-            "n_neg": self.n_neg,
-            "n_resets": self.n_resets,
-            "labels_until": self.labels_until,
-            "learned_ids": array("Q", self.learned_ids),  # 8 bytes each, pickled portably
-            "model": self._model,
-        }
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        return snapshot_codec.encode(self)
 
     @classmethod
-    def from_snapshot(cls, data: bytes) -> SegmentModel:
-        """Rebuild a model from `snapshot()` bytes (trusted source only, see `snapshot`)."""
-        state = _RenamingUnpickler(io.BytesIO(data)).load()
-        if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError("not a SegmentModel snapshot of a supported format")
-        m = cls.__new__(cls)
-        m.segment = state["segment"]
-        m.estimator = state["estimator"]
-        m.base_rate = state["base_rate"]
-        m.feature_names = tuple(state["feature_names"])
-        m.seed = state["seed"]
-        m.clip_z = state.get("clip_z", 0.0)  # older snapshots: no ClipZ step in the pipeline
-        m.version = state["version"]
-        m.n_pos = state["n_pos"]
-        m.n_neg = state["n_neg"]
-        m.n_resets = state["n_resets"]
-        # Snapshots from before the field: what they learned is unknown, so they cover nothing.
-        m.labels_until = state.get("labels_until", -math.inf)
-        m.learned_ids = tuple(state.get("learned_ids", ()))
-        m._model = state["model"]
-        m._linear = None
-        m._linear_asked = -1
-        return m
+    def from_snapshot(cls, data: bytes, *, allow_pickle: bool = False) -> SegmentModel:
+        """Rebuild a model from `snapshot()` bytes; anything else raises `SnapshotError` (a
+        ValueError). `allow_pickle`: see `snapshot_codec.decode` (trusted writers only)."""
+        from churnstream.model import snapshot_codec
 
-
-class _RenamingUnpickler(pickle.Unpickler):
-    """Reads snapshots written before the code moved under `churnstream.*` (version 0.1: its
-    classes were pickled as `model.learner.ClipZ`, ...), so a running deployment keeps its
-    models across the upgrade. Trusted source only, see `SegmentModel.snapshot`."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module.split(".", 1)[0] in {"model", "features", "stream", "agents"}:
-            module = f"churnstream.{module}"
-        return super().find_class(module, name)
+        return snapshot_codec.decode(data, allow_pickle=allow_pickle)

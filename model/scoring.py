@@ -71,7 +71,7 @@ class Scorer:
         return history[0]
 
     def install_snapshot(self, data: bytes) -> SegmentModel:
-        model = SegmentModel.from_snapshot(data)
+        model = SegmentModel.from_snapshot(data, allow_pickle=self.config.trust_pickled_snapshots)
         self.install(model)
         return model
 

@@ -99,8 +99,10 @@ class Trainer:
         model = None
         for data in published:
             try:
-                candidate = SegmentModel.from_snapshot(data)
-            except Exception:  # unpickling can raise anything; an unreadable one is skipped
+                candidate = SegmentModel.from_snapshot(
+                    data, allow_pickle=self.config.trust_pickled_snapshots
+                )
+            except Exception:  # a trusted pickle can raise anything; an unreadable one is skipped
                 skipped += 1
                 continue
             if candidate.segment == segment:

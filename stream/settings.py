@@ -104,6 +104,9 @@ class Settings:
     """Labels a segment's model must learn (both classes) before it replaces the rules score."""
     estimator: str = "logistic"
     """River estimator of each segment's model: logistic (default), hoeffding, arf."""
+    trust_pickled_snapshots: bool = False
+    """Load pickled model snapshots (the tree estimators' and those written before format 2).
+    Unpickling runs code: set it only if no one but the trainer can write `churn.models`."""
     snapshot_every: int = 500
     """The trainer publishes a model snapshot after this many learned examples."""
     alert_cooldown_days: float = 7.0
@@ -188,6 +191,11 @@ class Settings:
             self.estimator in {"logistic", "hoeffding", "arf"},
             "estimator",
             "one of logistic, hoeffding, arf",
+        )
+        need(
+            self.estimator == "logistic" or self.trust_pickled_snapshots,
+            "estimator",
+            f"tree snapshots are pickles: also set {PREFIX}TRUST_PICKLED_SNAPSHOTS=true",
         )
         need(
             self.store.startswith(("memory://", "rocksdb://")),

@@ -109,23 +109,55 @@ def test_snapshot_round_trip_gives_identical_predictions() -> None:
     assert clone.predict(x) == m.predict(x)
 
 
-def test_snapshot_written_under_the_old_module_names_still_loads(
+def format1_pickle(m: SegmentModel, **drop: bool) -> bytes:
+    """A snapshot as written before format 2 (a pickle of the whole pipeline)."""
+    state = {
+        "format": 1,
+        "segment": m.segment,
+        "estimator": m.estimator,
+        "base_rate": m.base_rate,
+        "feature_names": m.feature_names,
+        "seed": m.seed,
+        "clip_z": m.clip_z,
+        "version": m.version,
+        "n_pos": m.n_pos,
+        "n_neg": m.n_neg,
+        "n_resets": m.n_resets,
+        "labels_until": m.labels_until,
+        "model": m._model,
+    }
+    for key in drop:
+        del state[key]
+    return pickle.dumps(state)
+
+
+def test_format1_pickle_loads_only_with_the_opt_in() -> None:
+    m = trained(n=300, clip_z=3.0)
+    old = format1_pickle(m)
+    with pytest.raises(ValueError, match="pickled snapshot refused"):
+        SegmentModel.from_snapshot(old)
+    clone = SegmentModel.from_snapshot(old, allow_pickle=True)
+    x, _ = sample(random.Random(3))
+    assert clone.predict(x) == m.predict(x)
+
+
+def test_snapshot_written_under_the_old_module_names_still_loads_with_the_opt_in(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Before 0.2 the code was installed as top-level `model`: its snapshots name
-    `model.learner.ClipZ`. A deployment upgraded in place must keep its models."""
+    `model.learner.ClipZ`. A deployment that opts in to pickles keeps such models."""
     import churnstream.model.learner as learner
 
     m = trained(n=300, clip_z=3.0)
     monkeypatch.setitem(sys.modules, "model", types.ModuleType("model"))
     monkeypatch.setitem(sys.modules, "model.learner", learner)
     monkeypatch.setattr(learner.ClipZ, "__module__", "model.learner")
-    old = m.snapshot()
+    old = format1_pickle(m)
     monkeypatch.undo()
     # and the old top-level name is not importable (as in a user's environment)
     monkeypatch.setitem(sys.modules, "model", None)
     assert b"model.learner" in old and b"churnstream.model.learner" not in old
-    clone = SegmentModel.from_snapshot(old)
+    clone = SegmentModel.from_snapshot(old, allow_pickle=True)
     x, _ = sample(random.Random(3))
     assert clone.predict(x) == m.predict(x)
 
@@ -134,7 +166,7 @@ def test_from_snapshot_rejects_foreign_payload() -> None:
     import pickle
 
     with pytest.raises(ValueError):
-        SegmentModel.from_snapshot(pickle.dumps({"format": 999}))
+        SegmentModel.from_snapshot(pickle.dumps({"format": 999}), allow_pickle=True)
 
 
 def test_explain_picks_the_driving_feature() -> None:
@@ -257,9 +289,7 @@ def test_clipping_survives_snapshot_and_reset() -> None:
 
 
 def test_snapshot_from_before_clipping_loads_unclipped() -> None:
-    state = pickle.loads(trained(n=50).snapshot())
-    del state["clip_z"]
-    old = SegmentModel.from_snapshot(pickle.dumps(state))
+    old = SegmentModel.from_snapshot(format1_pickle(trained(n=50), clip_z=True), allow_pickle=True)
     assert old.clip_z == 0.0
     old.reset()
     assert list(old._model.steps) == ["StandardScaler", "LogisticRegression"]
