@@ -23,7 +23,7 @@ from churnstream.features import FEATURE_NAMES
 from churnstream.model.engine import Detector
 from churnstream.model.scoring import Scorer
 from churnstream.stream.contract import topics as t
-from churnstream.stream.kafka.admin import existing_topics
+from churnstream.stream.kafka.admin import CHANGELOG_CONFIG, existing_topics
 from churnstream.stream.kafka.client import client_options
 from churnstream.stream.settings import Settings
 
@@ -85,6 +85,9 @@ class WorkerContext:
             # Writes happen at flush time, outside any one event, so the partition comes from
             # the key (murmur2, the same partitioner producers use for the input topics).
             use_partitioner=True,
+            # Compaction and tombstone retention as `topics create` sets them, when Faust
+            # creates the changelog itself.
+            extra_topic_configs=dict(CHANGELOG_CONFIG),
         )
         config = live_engine_config(settings)
         repo = TableRepository(

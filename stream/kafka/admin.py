@@ -38,12 +38,37 @@ class TopicsNotReady(ChurnstreamError, RuntimeError):
     """Some partitions had no serving leader before the deadline; the message names them."""
 
 
+_DAY_MS: Final = 86_400_000
+
+# How long each topic keeps personal data (docs/privacy.md has the table and the reasons):
+# inputs long enough for replays and the longest feature window (28 days), outputs and dead
+# letters two weeks for downstream systems, erasure requests a week (handled in seconds).
+INPUT_RETENTION_MS: Final = 30 * _DAY_MS
+OUTPUT_RETENTION_MS: Final = 14 * _DAY_MS
+ERASURE_RETENTION_MS: Final = 7 * _DAY_MS
+
+CHANGELOG_CONFIG: Final = {
+    "cleanup.policy": "compact",
+    # An erased user's tombstone stays one day, so a worker recovering from the changelog
+    # within a day sees it.
+    "delete.retention.ms": str(_DAY_MS),
+    # Older values of a user may be compacted at once, and are within 7 days: what erasure
+    # leaves in the changelog is gone within a week.
+    "min.compaction.lag.ms": "0",
+    "max.compaction.lag.ms": str(7 * _DAY_MS),
+}
+"""Topic configuration of the `users` table's changelog, set by `topics create` and by the
+worker when Faust creates the topic (agents/context.py)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
     name: str
     partitions: int
     compacted: bool = False
     retention_ms: int | None = None
+    extra: tuple[tuple[str, str], ...] = ()
+    """Further topic configuration, (name, value) pairs."""
 
     def config(self) -> dict[str, str]:
         cfg: dict[str, str] = {}
@@ -51,27 +76,45 @@ class TopicSpec:
             cfg["cleanup.policy"] = "compact"
         if self.retention_ms is not None:
             cfg["retention.ms"] = str(self.retention_ms)
+        cfg.update(self.extra)
         return cfg
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """All topics `churnstream topics create` makes (Faust creates its own changelogs)."""
+    """The contract's topics `churnstream topics create` makes (`changelog_spec` is the
+    worker's own table changelog, which Faust makes if it is missing)."""
     n = settings.partitions
     t = settings.topic
-    specs = [TopicSpec(t(name), n) for name in INPUT_TOPICS.values()]
+    specs = [
+        TopicSpec(t(name), n, retention_ms=INPUT_RETENTION_MS) for name in INPUT_TOPICS.values()
+    ]
     specs += [
-        TopicSpec(t(REKEYED), n),
-        TopicSpec(t(ERASURE), n),
-        TopicSpec(t(SCORES), n),
-        TopicSpec(t(ALERTS), n),
-        TopicSpec(t(DLQ), n),
+        TopicSpec(t(REKEYED), n, retention_ms=INPUT_RETENTION_MS),
+        TopicSpec(t(ERASURE), n, retention_ms=ERASURE_RETENTION_MS),
+        TopicSpec(t(SCORES), n, retention_ms=OUTPUT_RETENTION_MS),
+        TopicSpec(t(ALERTS), n, retention_ms=OUTPUT_RETENTION_MS),
+        TopicSpec(t(DLQ), n, retention_ms=OUTPUT_RETENTION_MS),
+        # The proof that requests were honoured: kept as the broker's default says until the
+        # operator sets what their compliance policy requires.
         TopicSpec(t(AUDIT), 1),
         # One partition: a single trainer sees every labelled example in order.
-        TopicSpec(t(EXAMPLES), 1),
+        TopicSpec(t(EXAMPLES), 1, retention_ms=OUTPUT_RETENTION_MS),
         # Compacted by segment key: the latest snapshot of each segment's model survives.
         TopicSpec(t(MODELS), 1, compacted=True),
     ]
     return specs
+
+
+def changelog_topic(settings: Settings) -> str:
+    """The `users` table's changelog: Faust names it after the app id, without the prefix."""
+    return f"{settings.app_id}-users-changelog"
+
+
+def changelog_spec(settings: Settings) -> TopicSpec:
+    """The `users` changelog, compacted with the tombstone retention of CHANGELOG_CONFIG."""
+    return TopicSpec(
+        changelog_topic(settings), settings.partitions, extra=tuple(CHANGELOG_CONFIG.items())
+    )
 
 
 async def create_topics(

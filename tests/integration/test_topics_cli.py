@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from churnstream.stream.cli.main import main
-from churnstream.stream.kafka.admin import create_topics, topic_specs
+from churnstream.stream.kafka.admin import changelog_topic, create_topics, topic_specs
 from churnstream.stream.settings import Settings
 
 pytestmark = pytest.mark.kafka
@@ -85,7 +85,8 @@ def test_topics_list_shows_what_is_on_the_broker(
     cli_env: str, kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     prefix = cli_env
-    names = [s.name for s in topic_specs(Settings(topic_prefix=prefix))]
+    settings = Settings(topic_prefix=prefix, app_id=f"{prefix}app")
+    names = [s.name for s in topic_specs(settings)] + [changelog_topic(settings)]
 
     assert main(["topics", "list"]) == 3
     out = capsys.readouterr().out.splitlines()
@@ -94,11 +95,11 @@ def test_topics_list_shows_what_is_on_the_broker(
 
     assert main(["topics", "create", "--partitions", "2"]) == 0
     capsys.readouterr()
-    asyncio.run(_create_extra(kafka_bootstrap, [f"{prefix}extra", f"{prefix}app-users-changelog"]))
+    asyncio.run(_create_extra(kafka_bootstrap, [f"{prefix}extra"]))
 
-    assert main(["topics", "list"]) == 3  # CHURNSTREAM_PARTITIONS is 4: eleven have 2
+    assert main(["topics", "list"]) == 3  # CHURNSTREAM_PARTITIONS is 4: twelve have 2
     out = capsys.readouterr().out
-    assert out.count("has 2 partitions, expected 4") == 11
+    assert out.count("has 2 partitions, expected 4") == 12
     assert f"{prefix}churn.models" in out and "__consumer_offsets" not in out
 
     assert main(["topics", "list", "--partitions", "2"]) == 0
@@ -106,7 +107,34 @@ def test_topics_list_shows_what_is_on_the_broker(
     assert rows[f"{prefix}behaviour.logins"] == ["2", "ok"]
     assert rows[f"{prefix}churn.models"] == ["1", "ok"]
     assert rows[f"{prefix}extra"] == ["3", "other"]
-    assert rows[f"{prefix}app-users-changelog"] == ["3", "the", "worker's", "own", "(Faust)"]
+    assert rows[f"{prefix}app-users-changelog"] == ["2", "ok"]
+    configs = asyncio.run(_configs(kafka_bootstrap, [n for n in rows if n.startswith(prefix)]))
+    # Retention and compaction as docs/privacy.md states them.
+    changelog = configs[f"{prefix}app-users-changelog"]
+    assert changelog["cleanup.policy"] == "compact"
+    assert changelog["delete.retention.ms"] == "86400000"
+    assert changelog["max.compaction.lag.ms"] == "604800000"
+    assert configs[f"{prefix}behaviour.logins"]["retention.ms"] == str(30 * 86_400_000)
+    assert configs[f"{prefix}churn.dlq"]["retention.ms"] == str(14 * 86_400_000)
+    assert configs[f"{prefix}privacy.erasure"]["retention.ms"] == str(7 * 86_400_000)
+
+
+async def _configs(bootstrap: str, names: list[str]) -> dict[str, dict[str, str]]:
+    """Topic -> its configuration on the broker (name -> value)."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+        responses = await admin.describe_configs(resources)
+    finally:
+        await admin.close()
+    out: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.resources:
+            out[resource[3]] = {entry[0]: entry[1] for entry in resource[4]}
+    return out
 
 
 def test_kafka_status_and_stop_of_an_external_broker(

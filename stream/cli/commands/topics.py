@@ -1,5 +1,6 @@
-"""`churnstream topics create|list`: make churnstream's topics (idempotent), or show what the
-broker has: churnstream's topics (missing ones and wrong partition counts flagged) and the
+"""`churnstream topics create|list`: make churnstream's topics and the worker's table
+changelog with their retention and compaction settings (idempotent), or show what the broker
+has: churnstream's topics (missing ones and wrong partition counts flagged) and the
 other topics of this deployment (its topic prefix, Faust's `<app id>-...` topics)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, Final
 from churnstream.stream.cli.common import setting_default
 from churnstream.stream.kafka.admin import (
     TopicCheck,
+    changelog_spec,
     check_topics,
     create_topics,
     existing_topics,
@@ -56,7 +58,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         changes["replication"] = args.replication
     settings = settings.replace(**changes) if changes else settings
     bootstrap = find_bootstrap(settings)
-    specs = topic_specs(settings)
+    # The worker's table changelog too: its compaction and tombstone retention are part of
+    # what erasure promises (docs/privacy.md).
+    specs = [*topic_specs(settings), changelog_spec(settings)]
     if args.action == "list":
         existing = asyncio.run(existing_topics(settings, bootstrap=bootstrap))
         related = [n for n in existing if is_related(n, settings)]
