@@ -15,22 +15,38 @@ For each batch (agents/intake.py), under the worker's state lock:
 `tick` runs the same release and commit on a timer, so held events and throttled commits do
 not wait for the next record. The parts come in through the constructor, so the loop is
 tested with fakes (tests/unit/agents/test_batch_loop.py); agents/process.py wires the real ones.
+
+Three rules keep a fault from freezing or corrupting what the worker holds:
+- nothing runs while the consumer rebalances or Faust recovers the tables (`Guard.ready`):
+  a batch fetched before the rebalance is dropped (delivered again once it is over) and the
+  timer waits, so the due-label index is rebuilt only from a completely recovered table;
+- each checkpoint carries the lease it was taken under (`Guard.lease`) and raises `Fenced`
+  before writing anything once the group moved on (agents/checkpoint.py);
+- a turn that does not end normally (fenced, or an error outside the per-record handling in
+  agents/processor.py) restarts the next one from the last commit: everything held or open in
+  the ack ledger is forgotten and the consumer is sent back to the committed offsets, so no
+  taken record stays open forever and commits go on. Counted in
+  `churnstream_batches_dropped_total{reason=fenced|failed}`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from churnstream.agents.acks import AckLedger
-from churnstream.agents.checkpoint import Checkpoint, Outbox
+from churnstream.agents.checkpoint import Checkpoint, Fenced, Lease, Outbox
 from churnstream.agents.commits import OffsetCommitter
 from churnstream.agents.metrics import WorkerMetrics
 from churnstream.agents.ordering import EventTimeAligner
+from churnstream.agents.outputs import OutputRefused
 from churnstream.stream.contract.events import Event
+
+log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
 UNRANKED = 99  # tie-break rank of a topic outside the contract's order
@@ -39,11 +55,15 @@ UNRANKED = 99  # tie-break rank of a topic outside the contract's order
 class Guard(Protocol):
     """agents/input_guard.InputGuard: admits each input record once, in offset order."""
 
+    def ready(self) -> bool: ...
+
     def changed(self) -> bool: ...
 
     def revoked(self) -> frozenset[TP]: ...
 
-    async def sync(self) -> None: ...
+    def lease(self) -> Lease: ...
+
+    async def sync(self, rewind: bool = False) -> None: ...
 
     async def watch(self) -> None: ...
 
@@ -69,6 +89,8 @@ class Processor(Protocol):
 
     def waiting(self, now: float) -> bool: ...
 
+    def holding(self) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Clock:
@@ -88,7 +110,7 @@ class BatchLoop:
         aligner: EventTimeAligner[tuple[Event, Any]],
         ledger: AckLedger,
         committer: OffsetCommitter,
-        checkpoints: Callable[[], Checkpoint],
+        checkpoints: Callable[..., Checkpoint],  # called with lease=, the rest bound
         rank: Mapping[str, int],
         metrics: WorkerMetrics,
         lock: asyncio.Lock,
@@ -105,58 +127,102 @@ class BatchLoop:
         # The loop, its timer and erasures change user records; one at a time.
         self.lock = lock
         self.clock = clock
+        # Set when a turn did not end normally: the next one starts from the last commit.
+        self.restart = False
 
     async def run(self, batch: list[Any]) -> None:
         """Process one batch of Faust events and commit what it finished."""
         async with self.lock:
+            if not self.guard.ready():
+                # Fetched before a rebalance whose recovery is not over: Faust delivers these
+                # again from the committed offsets once it is.
+                self.metrics.input_repeats.inc(len(batch))
+                return
             started = self.clock.perf()
-            await self._check_assignment()
-            guard, ledger, processor, rank = self.guard, self.ledger, self.processor, self.rank
-            checkpoint = self.checkpoints()
-            arrived = self.clock.monotonic()
-            for event in batch:
-                msg = event.message
-                take = guard.take(msg)
-                if take is None:
-                    take = await guard.settle(msg)
-                if not take:
-                    continue  # a repeat, or beyond a hole being read again: not ours
-                ledger.open(event)
-                valid = processor.validate(msg, checkpoint)
-                if valid is None:
-                    checkpoint.done(event)
-                    continue
-                tiebreak = (rank.get(msg.topic, UNRANKED), msg.partition, msg.offset)
-                source = (msg.topic, msg.partition)
-                self.aligner.push(source, valid.ts, tiebreak, (valid, event), arrived)
-            await self._release_and_commit(checkpoint)
+            await self._turn(self._run(batch))
             self.metrics.observe_batch(len(batch), self.clock.perf() - started)
+
+    async def _run(self, batch: list[Any]) -> None:
+        await self._check_assignment()
+        guard, ledger, processor, rank = self.guard, self.ledger, self.processor, self.rank
+        checkpoint = self.checkpoints(lease=guard.lease())
+        arrived = self.clock.monotonic()
+        for event in batch:
+            msg = event.message
+            take = guard.take(msg)
+            if take is None:
+                take = await guard.settle(msg)
+            if not take:
+                continue  # a repeat, or beyond a hole being read again: not ours
+            ledger.open(event)
+            valid = processor.validate(msg, checkpoint)
+            if valid is None:
+                checkpoint.done(event)
+                continue
+            tiebreak = (rank.get(msg.topic, UNRANKED), msg.partition, msg.offset)
+            source = (msg.topic, msg.partition)
+            self.aligner.push(source, valid.ts, tiebreak, (valid, event), arrived)
+        await self._release_and_commit(checkpoint)
 
     async def tick(self) -> None:
         """The timer's turn: release what is due, commit what is pending (skipped while a
-        batch or an erasure holds the lock: they commit themselves)."""
-        if self.lock.locked():
+        batch or an erasure holds the lock: they commit themselves, and while the consumer
+        rebalances or recovers the tables)."""
+        if self.lock.locked() or not self.guard.ready():
             return
         async with self.lock:
-            await self._check_assignment()
-            # Decisions waiting for a source or a model go on once it arrives or the limit
-            # passes, also when no input record comes.
-            waiting = self.processor.waiting(self.clock.monotonic())
-            if len(self.aligner) or waiting:
-                await self._release_and_commit(self.checkpoints(), resume=waiting)
-            await self.committer.commit()
+            await self._turn(self._tick())
+
+    async def _tick(self) -> None:
+        await self._check_assignment()
+        # Decisions waiting for a source or a model go on once it arrives or the limit
+        # passes, also when no input record comes.
+        waiting = self.processor.waiting(self.clock.monotonic())
+        if len(self.aligner) or waiting:
+            checkpoint = self.checkpoints(lease=self.guard.lease())
+            await self._release_and_commit(checkpoint, resume=waiting)
+        await self.committer.commit()
+
+    async def _turn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run one turn; unless it ends normally, the next turn starts from the last commit.
+
+        A fenced batch and an error outside the per-record handling are counted and logged,
+        not raised: the agent and its timer keep running. `OutputRefused` (the worker stops)
+        and cancellation go on up.
+        """
+        ended = False
+        try:
+            await work
+            ended = True
+        except Fenced:
+            self.metrics.batch_dropped("fenced").inc()
+            log.warning("batch dropped: its partitions were revoked while it was written")
+        except OutputRefused:
+            raise
+        except Exception:
+            self.metrics.batch_dropped("failed").inc()
+            log.exception(
+                "batch failed outside the per-record handling; restarting from the last commit"
+            )
+        finally:
+            if not ended:
+                self.restart = True
 
     async def _check_assignment(self) -> None:
-        """After a rebalance, forget everything not committed and start over."""
+        """After a rebalance or a turn that did not end normally, forget everything not
+        committed and start over (the consumer is sent back to the committed offsets)."""
         guard = self.guard
-        if guard.changed():
+        changed = guard.changed()
+        if changed or self.restart:
             revoked = guard.revoked()
             self.aligner.clear()
             self.ledger.clear()
             self.committer.forget()
             self.processor.reset(revoked)
-            await guard.sync()
-            self.metrics.rebalances.inc()
+            await guard.sync(rewind=self.restart)
+            self.restart = False
+            if changed:
+                self.metrics.rebalances.inc()
         await guard.watch()
 
     async def _release_and_commit(self, checkpoint: Checkpoint, resume: bool = False) -> None:
@@ -165,17 +231,20 @@ class BatchLoop:
         aligner, metrics, processor = self.aligner, self.metrics, self.processor
         forced = aligner.forced
         lagging = self.guard.lagging()
-        released = aligner.release(lagging, self.clock.monotonic())
-        # Back-pressure: partitions far ahead wait unread while the lagging ones catch up.
-        self.guard.hold_back(aligner.ahead(lagging))
-        metrics.events_held.set(len(aligner))
-        metrics.events_released_early.inc(aligner.forced - forced)
+        released = aligner.drain(lagging, self.clock.monotonic())
         appended: list[float] = []
-        for valid, event in released:
+        # While the detector holds a boundary for its model, the next event stays held: the
+        # rows of that boundary must read the state `replay` reads (docs/architecture.md).
+        while not processor.holding() and (item := next(released, None)) is not None:
+            valid, event = item
             checkpoint.done(event)
             ts = processor.apply(valid, event.message, checkpoint)
             if ts is not None:
                 appended.append(ts)
+        # Back-pressure: partitions far ahead wait unread while the lagging ones catch up.
+        self.guard.hold_back(aligner.ahead(lagging))
+        metrics.events_held.set(len(aligner))
+        metrics.events_released_early.inc(aligner.forced - forced)
         if not checkpoint.handled and not resume:
             return
         processor.finish(checkpoint)

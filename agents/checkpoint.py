@@ -18,6 +18,15 @@ changelog lacks. A `Checkpoint` collects one batch's outputs and the input recor
    failed commit is logged and not fatal: those records are processed again after a rebalance
    or restart, and applied once (per-user offsets).
 
+A checkpoint is made under a lease: the consumer generation and input assignment its records
+were taken under (agents/input_guard.InputGuard.lease). Before every send attempt, before the
+store write and before the commit it checks that the lease still holds; once the group moved on
+(a rebalance began, or the worker was dropped from the group while it retried a send) it raises
+`Fenced` and writes nothing more: a worker that lost its partitions cannot land older changelog
+values after the new owner's, nor overwrite its store or commits. The records are delivered
+again from the committed offsets, to whichever worker owns them now. Only a send already in
+flight when the lease ends can still land (Kafka without transactions cannot recall it).
+
 Like Quix Streams' `Checkpoint.commit`, one object per batch. The ledger and the committer
 outlive it (a record may be admitted in one batch and released in a later one); after a
 rebalance the batch loop clears both (agents/batch_loop.py).
@@ -35,12 +44,20 @@ from churnstream.agents.outputs import Headers, Record
 from churnstream.agents.repository import ChangelogRecord
 
 Offsets = dict[tuple[str, int], int]  # last offset written, by (topic, partition)
+# True while the generation and assignment a batch was taken under still hold.
+Lease = Callable[[], bool]
+
+
+class Fenced(Exception):
+    """The batch's lease ended: the group moved on, nothing more of the batch may be written."""
 
 
 class Sender(Protocol):
     """agents/outputs.OutputWriter: sends records, returns once the broker has them all."""
 
-    async def send(self, records: list[Record]) -> Offsets: ...
+    async def send(
+        self, records: list[Record], before_attempt: Callable[[], None] | None = None
+    ) -> Offsets: ...
 
 
 class ChangelogStore(Protocol):
@@ -63,6 +80,7 @@ class Checkpoint:
     __slots__ = (
         "_committer",
         "_done",
+        "_lease",
         "_ledger",
         "_observe_flush",
         "_outbox",
@@ -79,8 +97,11 @@ class Checkpoint:
         committer: OffsetCommitter,
         observe_flush: Callable[[float], None],
         timer: Callable[[], float] = time.perf_counter,
+        *,
+        lease: Lease,
     ) -> None:
         self._sender = sender
+        self._lease = lease
         self._store = store
         self._ledger = ledger
         self._committer = committer
@@ -104,14 +125,25 @@ class Checkpoint:
         """True once an input record is done in this checkpoint (there is something to commit)."""
         return bool(self._done)
 
+    def _hold(self) -> None:
+        if not self._lease():
+            raise Fenced("the partitions of this batch were revoked or the group moved on")
+
     async def commit(self) -> None:
-        """Send, await the acks, write the store, mark the inputs done, commit their offsets."""
+        """Send, await the acks, write the store, mark the inputs done, commit their offsets.
+
+        Raises `Fenced` (nothing more written) once the batch's lease no longer holds.
+        """
         started = self._timer()
+        self._hold()
         records: list[Record] = [*self._store.flush(), *self._outbox]
         self._outbox = []
         if records:
-            self._store.written(await self._sender.send(records))
+            last = await self._sender.send(records, self._hold)
+            self._hold()  # acknowledged after the group moved on: the store keeps what it had
+            self._store.written(last)
         self._observe_flush(self._timer() - started)
+        self._hold()
         ledger = self._ledger
         for event in self._done:
             ledger.finish(event)

@@ -11,6 +11,18 @@ last records were dropped, so no later record can reveal the hole) is read again
 Counted in `churnstream_input_gaps_total{kind=lost|empty|stalled}` and
 `churnstream_input_repeats_total`.
 
+Records may also be gone for good: retention or delete-records can remove records the group
+never processed, so its committed offset (or the offset expected next) lies below the log
+start. Processing then goes on from the log start, and the offsets skipped are counted in
+`churnstream_input_records_expired_total{topic}`; the guard never seeks below the log start
+(the consumer would fall back to the log start and be sent back again, forever on an idle
+topic) and never asks the broker in a way that resets to the log end (which would skip the
+records that arrive meanwhile).
+
+`ready` is false while the consumer rebalances or Faust recovers the tables (the batch loop does
+nothing then), and `lease` is what a batch's checkpoint checks before it writes: the generation
+and input assignment the batch was taken under (agents/checkpoint.py).
+
 The guard also knows which partitions still have unread records (`lagging`: the log end, as of
 the consumer's last fetch, beyond what was received, or not known yet), which the event-time
 aligner must wait for, and stops fetching the partitions it names as ahead (`hold_back`,
@@ -23,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -66,6 +78,27 @@ class InputGuard:
         self._admin: AIOKafkaAdminClient | None = None
 
     # -- generations --------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        """False while the consumer rebalances or Faust recovers the tables: Faust sets
+        `rebalancing` when partitions are revoked and clears it once the new assignment's
+        tables are recovered and its stream partitions resumed (faust-streaming 0.15.3
+        `App.on_rebalance_start` / `on_rebalance_end`)."""
+        return not self.app.rebalancing
+
+    def lease(self) -> Callable[[], bool]:
+        """True while the generation and input assignment of the last `sync` still hold and no
+        rebalance has begun (a batch taken now may be written while it is true)."""
+        app, generation, assigned = self.app, self.generation, self.assigned
+
+        def held() -> bool:
+            return (
+                not app.rebalancing
+                and app.consumer_generation_id == generation
+                and self._input_assignment() == assigned
+            )
+
+        return held
 
     def changed(self) -> bool:
         """True when the consumer moved to another generation or assignment since `sync`."""
@@ -115,8 +148,12 @@ class InputGuard:
         self.paused = sources
         self.metrics.input_partitions_paused.set(len(sources))
 
-    async def sync(self) -> None:
-        """Start every assigned input partition at the group's committed offset."""
+    async def sync(self, rewind: bool = False) -> None:
+        """Start every assigned input partition at the group's committed offset (or its log
+        start, if retention removed what lay between). `rewind`: the batch loop dropped what
+        it had taken, so the consumer is also sent back to those offsets (a rebalance does
+        that itself)."""
+        taken = dict(self.sequence.items())
         self.generation = self.app.consumer_generation_id
         self.assigned = self._input_assignment()
         try:
@@ -127,12 +164,24 @@ class InputGuard:
                 "record of each partition on",
                 exc_info=True,
             )
-            starts = {}
+            # Faust's record of the last commit, so a rewind still goes back far enough.
+            committed = faust_private.committed_offsets(self.app.consumer) if rewind else {}
+            starts = {
+                (tp.topic, tp.partition): offset
+                for tp, offset in committed.items()
+                if offset is not None and (tp.topic, tp.partition) in self.assigned
+            }
         self.sequence.reset(starts)
         self._still.clear()
         # The rebalance's recovery resumed every assigned partition.
         self.paused = frozenset()
         self.metrics.input_partitions_paused.set(0)
+        if rewind:
+            # Only partitions with records taken beyond the start: elsewhere nothing is owed,
+            # and a seek whose record never comes would be repeated on an idle partition.
+            for tp, start in starts.items():
+                if taken.get(tp, start) > start:
+                    await self._reseek(tp, start)
 
     async def _start_offsets(self, tps: frozenset[TP]) -> dict[TP, int]:
         parts = [TopicPartition(t, p) for t, p in tps]
@@ -140,21 +189,51 @@ class InputGuard:
         committed = await asyncio.wait_for(
             admin.list_consumer_group_offsets(self.group, partitions=parts), BROKER_TIMEOUT_S
         )
+        # Nothing committed: the consumer starts at the log start (auto_offset_reset); a
+        # committed offset below it: those records expired unprocessed.
+        probe = await self._probe_consumer()
+        begins = await asyncio.wait_for(probe.beginning_offsets(parts), BROKER_TIMEOUT_S)
         starts: dict[TP, int] = {}
-        unset = []
         for tp in parts:
             meta = committed.get(tp)
+            begin = begins[tp]
+            source = (tp.topic, tp.partition)
             if meta is not None and meta.offset >= 0:
-                starts[(tp.topic, tp.partition)] = meta.offset
+                if meta.offset < begin:
+                    self._expired(source, meta.offset, begin)
+                starts[source] = max(meta.offset, begin)
             else:
-                unset.append(tp)
-        if unset:
-            # Nothing committed: the consumer starts at the log start (auto_offset_reset).
-            probe = await self._probe_consumer()
-            begins = await asyncio.wait_for(probe.beginning_offsets(unset), BROKER_TIMEOUT_S)
-            for tp in unset:
-                starts[(tp.topic, tp.partition)] = begins[tp]
+                starts[source] = begin
         return starts
+
+    def _expired(self, tp: TP, offset: int, start: int) -> None:
+        """Offsets `offset`..`start - 1` of `tp` were removed before this group read them."""
+        self.metrics.input_records_expired.labels(tp[0]).inc(start - offset)
+        log.warning(
+            "input %s[%d]: offsets %d..%d were removed (retention or delete-records) before "
+            "they were processed; going on from the log start",
+            tp[0],
+            tp[1],
+            offset,
+            start - 1,
+        )
+
+    async def _past_retention(self, tp: TP, offset: int) -> int:
+        """`offset`, or the log start of `tp` if the records from `offset` on were removed
+        (counted, and the sequence moves there)."""
+        probe = await self._probe_consumer()
+        part = TopicPartition(*tp)
+        try:
+            begins = await asyncio.wait_for(probe.beginning_offsets([part]), BROKER_TIMEOUT_S)
+        except Exception:  # unknown: records may be there (the safe side)
+            log.warning("log start of %s[%d] unavailable", tp[0], tp[1], exc_info=True)
+            return offset
+        start = begins[part]
+        if start <= offset:
+            return offset
+        self._expired(tp, offset, start)
+        self.sequence.skip_to(tp, start)
+        return start
 
     # -- records ------------------------------------------------------------------------------
 
@@ -181,6 +260,10 @@ class InputGuard:
         tp: TP = (message.topic, message.partition)
         expected = self.sequence.expected(tp)
         assert expected is not None
+        expected = await self._past_retention(tp, expected)
+        if expected >= message.offset:  # everything before it expired
+            self.sequence.skip_to(tp, message.offset)
+            return self.sequence.admit(tp, message.offset) is Admit.NEXT
         first = await self._first_offset(tp, expected)
         if first is not None and first >= message.offset:
             self.metrics.input_gap("empty").inc()
@@ -239,7 +322,9 @@ class InputGuard:
                 await self._read_again(tp, expected)
 
     async def _read_again(self, tp: TP, offset: int) -> None:
-        """Send the consumer back to the broker's first record of `tp` at or after `offset`."""
+        """Send the consumer back to the broker's first record of `tp` at or after `offset`
+        (at or after the log start, if retention removed `offset`)."""
+        offset = await self._past_retention(tp, offset)
         first = await self._first_offset(tp, offset)
         await self._reseek(tp, offset if first is None else first)
 
@@ -279,6 +364,9 @@ class InputGuard:
                 bootstrap_servers=self.bootstrap,
                 group_id=None,
                 enable_auto_commit=False,
+                # Offsets removed meanwhile: read from the log start, never from the log end
+                # (aiokafka's default), which would skip whatever arrives before the next read.
+                auto_offset_reset="earliest",
                 **self.options,
             )
             await probe.start()

@@ -39,6 +39,8 @@ RESULTS: Final = ("ok", "invalid", "duplicate", "late", "too_late", "redelivered
 SCORE_SOURCES: Final = ("rules", "model")
 LABEL_VALUES: Final = ("positive", "negative")
 GAP_KINDS: Final = ("lost", "empty", "stalled")
+# Why a batch was dropped before its commit (agents/batch_loop.py).
+DROP_REASONS: Final = ("fenced", "failed")
 # Why the broker refused outputs for good (agents/outputs.py).
 REFUSALS: Final = ("message_too_large", "unknown_topic", "not_authorized")
 
@@ -400,6 +402,24 @@ class WorkerMetrics:
             namespace=ns,
             registry=r,
         )
+        self.input_records_expired = Counter(
+            "input_records_expired_total",
+            "Input records removed by retention or delete-records before this group processed "
+            "them (its committed offset was below the log start); processing went on from the "
+            "log start.",
+            ["topic"],
+            namespace=ns,
+            registry=r,
+        )
+        self.batches_dropped = Counter(
+            "batches_dropped_total",
+            "Batches dropped before their commit and read again from the committed offsets: "
+            "fenced (the partitions were revoked or the group moved on while the batch was "
+            "written) or failed (an error outside the per-record handling).",
+            ["reason"],
+            namespace=ns,
+            registry=r,
+        )
         self.events_released_early = Counter(
             "events_released_early_total",
             "Events released before their turn (a lagging input partition could still deliver "
@@ -433,6 +453,7 @@ class WorkerMetrics:
         self._scores: _Children[Counter] = _Children(self.scores, (seg, SCORE_SOURCES))
         self._alerts: _Children[Counter] = _Children(self.alerts, (ALERT_KINDS, SEVERITIES))
         self._gaps: _Children[Counter] = _Children(self.input_gaps, (GAP_KINDS,))
+        self._dropped: _Children[Counter] = _Children(self.batches_dropped, (DROP_REASONS,))
 
         # Bounded, known label sets exist at 0 from the start: rate()/increase() then see
         # the first event, and dashboards show 0 rather than "no data".
@@ -443,6 +464,7 @@ class WorkerMetrics:
         self._alerts.prebind((k, sv) for k in ALERT_KINDS for sv in SEVERITIES)
         self._risk.prebind((s,) for s in seg)
         self._gaps.prebind((k,) for k in GAP_KINDS)
+        self._dropped.prebind((r,) for r in DROP_REASONS)
 
     # --- hot-path accessors: each returns a cached child (call .inc/.set/.observe on it)
 
@@ -453,6 +475,10 @@ class WorkerMetrics:
     def input_gap(self, kind: str) -> Counter:
         """Counter child of input offset jumps of `kind` (see GAP_KINDS)."""
         return self._gaps.get(kind)
+
+    def batch_dropped(self, reason: str) -> Counter:
+        """Counter child of batches dropped before their commit for `reason` (DROP_REASONS)."""
+        return self._dropped.get(reason)
 
     def dlq(self, error: str) -> Counter:
         """Counter child of dead-lettered records with `error` (stream.contract.validation code)."""

@@ -196,15 +196,21 @@ class OutputWriter:
             h = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
         return h % n
 
-    async def send(self, records: list[Record]) -> dict[tuple[str, int], int]:
+    async def send(
+        self, records: list[Record], before_attempt: Callable[[], None] | None = None
+    ) -> dict[tuple[str, int], int]:
         """Send (topic, key, value, headers) records, wait until the broker has them all.
 
         Returns the offset of the last record written to each (topic, partition). Retries
         failed sends with back-off for as long as it takes (cancel the task to give up), except
         those no retry can fix: `OutputRefused` for a missing topic or a denied write.
+        `before_attempt` runs before every attempt and may raise to give up (a worker that lost
+        its partitions while retrying must not land its records after the new owner's).
         """
         delay = RETRY_FIRST_S
         while True:
+            if before_attempt is not None:
+                before_attempt()
             try:
                 return await self._send_once(records)
             except (MessageSizeTooLargeError, RecordTooLargeError) as exc:

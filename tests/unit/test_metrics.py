@@ -143,6 +143,7 @@ def _exercised() -> WorkerMetrics:
     m.decisions_at_limit.labels("daily_model").inc()
     m.sources_given_up.labels("value").inc()
     m.sources_waited_for.set(1)
+    m.input_records_expired.labels("behaviour.logins").inc(7)
     return m
 
 

@@ -72,7 +72,11 @@ class RecordingSender:
     while_sending: Callable[[], None] | None = None
     _written: dict[str, int] = field(default_factory=dict)
 
-    async def send(self, records: list[Record]) -> dict[tuple[str, int], int]:
+    async def send(
+        self, records: list[Record], before_attempt: Callable[[], None] | None = None
+    ) -> dict[tuple[str, int], int]:
+        if before_attempt is not None:
+            before_attempt()
         self.journal.append(("send", [(topic, key) for topic, key, _, _ in records]))
         if self.while_sending is not None:
             self.while_sending()

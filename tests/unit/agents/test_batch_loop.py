@@ -8,7 +8,7 @@ from the group's committed offsets, as the real one does after asking the broker
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -46,19 +46,29 @@ class FakeGuard:
         self.expected: dict[TP, int] = {}
         self.lagging_sources: list[tuple[str, int]] = []
         self.paused: frozenset[tuple[str, int]] = frozenset()
+        self.recovering = False  # the consumer rebalances or Faust recovers the tables
+        self.rewinds = 0  # syncs that sent the consumer back to the committed offsets
 
     def rebalance(self, assignment: set[TP]) -> None:
         """The group moves to a new generation (a worker joined, left or restarted)."""
         self.group.assignment = assignment
         self.generation += 1
 
+    def ready(self) -> bool:
+        return not self.recovering
+
     def changed(self) -> bool:
         return self.synced != (self.generation, frozenset(self.group.assignment))
+
+    def lease(self) -> Callable[[], bool]:
+        synced = self.synced
+        return lambda: not self.recovering and not self.changed() and self.synced == synced
 
     def revoked(self) -> frozenset[TP]:
         return self.assigned - self.group.assignment
 
-    async def sync(self) -> None:
+    async def sync(self, rewind: bool = False) -> None:
+        self.rewinds += rewind
         self.assigned = frozenset(self.group.assignment)
         self.synced = (self.generation, self.assigned)
         self.expected = {tp: self.group.committed.get(tp, 0) for tp in self.assigned}
@@ -102,6 +112,9 @@ class FakeProcessor:
         self.resets: list[frozenset[TP]] = []
         self._scored: list[bytes] = []
         self.held: list[bytes] = []  # users whose decisions wait (for a source or a model)
+        self.failures = 0  # finish() calls that raise first
+        self.hold_at: float | None = None  # applying this event time holds a boundary
+        self.model_held = False  # a boundary waits for its model: no event may be applied
 
     def validate(self, message: Msg, out: Outbox) -> Happened | None:
         if message.value == b"bad":
@@ -114,9 +127,16 @@ class FakeProcessor:
         user = f"u{message.partition}".encode()
         self.store.changed[user] = message.value
         self._scored.append(user)
+        self.model_held |= event.ts == self.hold_at
         return None
 
+    def holding(self) -> bool:
+        return self.model_held
+
     def finish(self, out: Outbox) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("a bug outside the per-record handling")
         for user in self._scored:
             out.produce("churn.risk-scores", user, b"score")
         self._scored.clear()
@@ -175,6 +195,11 @@ class World:
     def metric(self, name: str) -> float | None:
         return self.metrics.registry.get_sample_value(f"churnstream_{name}")
 
+    def dropped(self, reason: str) -> float | None:
+        return self.metrics.registry.get_sample_value(
+            "churnstream_batches_dropped_total", {"reason": reason}
+        )
+
     def steps(self) -> list[str]:
         return [step for step, _ in self.journal]
 
@@ -222,6 +247,27 @@ def test_a_held_event_holds_back_the_commit_until_the_timer_releases_it() -> Non
     run(scenario())
 
 
+def test_no_event_is_applied_while_a_boundary_waits_for_its_model() -> None:
+    async def scenario() -> None:
+        w = World()
+        w.processor.hold_at = 20.0  # this event moves the watermark past a held boundary
+        await w.batch((0, 0, b"10"), (1, 0, b"20"), (0, 1, b"30"), (1, 1, b"40"))
+        # The rest stay held, in order, and uncommitted: replay makes the rows first.
+        assert w.processor.applied == [(0, 0), (1, 0)]
+        assert w.group.committed == {P0: 1, P1: 1}
+        assert w.metric("events_held") == 2
+        await w.loop.tick()  # still no model: nothing moves
+        assert w.processor.applied == [(0, 0), (1, 0)]
+        w.processor.model_held = False  # the snapshot arrived
+        w.clock.now += 1.0  # the next commit is due
+        await w.loop.tick()
+        assert w.processor.applied == [(0, 0), (1, 0), (0, 1), (1, 1)]
+        assert w.group.committed == {P0: 2, P1: 2}
+        assert w.metric("events_held") == 0
+
+    run(scenario())
+
+
 def test_a_rebalance_in_the_middle_of_a_batch() -> None:
     async def scenario() -> None:
         w = World(grace_s=5.0)
@@ -231,7 +277,11 @@ def test_a_rebalance_in_the_middle_of_a_batch() -> None:
         # p1's offset 1 (event time 30) is held for event-time order: p0 is only at 10.
         await w.batch((0, 1, b"10"), (1, 0, b"bad"), (1, 1, b"30"))
         assert w.processor.applied == [(0, 0), (0, 1)]
-        assert w.group.committed == {P0: 1}  # p0:1 and p1:0 are done, their commit pending
+        # Acknowledged after the group moved on: fenced, nothing stored, nothing done.
+        assert w.steps()[-2:] == ["flush", "send"]
+        assert w.store.data == {b"u0": b"5"}
+        assert w.dropped("fenced") == 1
+        assert w.group.committed == {P0: 1}
         w.sender.while_sending = None
         w.clock.now += 10.0  # the hold is over, but p1 belongs to another worker now
         # The new generation starts again at p0's committed offset.
@@ -288,5 +338,86 @@ def test_decisions_that_waited_go_out_at_a_tick_without_a_new_record() -> None:
         await w.loop.tick()
         assert w.steps()[:2] == ["flush", "send"]
         assert ("churn.risk-scores", b"u9") in w.journal[1][1]
+
+    run(scenario())
+
+
+def test_an_error_outside_the_per_record_handling_restarts_from_the_last_commit() -> None:
+    """Records taken by a failed batch must not stay open in the ack ledger (commits would
+    stop for good): the next turn forgets them and the consumer delivers them again."""
+
+    async def scenario() -> None:
+        w = World()
+        await w.batch((0, 0, b"10"))
+        w.processor.failures = 1
+        await w.batch((0, 1, b"11"), (0, 2, b"12"))  # raises in finish(): not out of the loop
+        assert w.dropped("failed") == 1
+        assert w.group.committed == {P0: 1}
+        w.clock.now += 1.0
+        # Sent back to the committed offset, the consumer delivers offset 1 on again.
+        await w.batch((0, 1, b"11"), (0, 2, b"12"), (0, 3, b"13"))
+        assert w.guard.rewinds == 1
+        assert w.processor.applied[-3:] == [(0, 1), (0, 2), (0, 3)]
+        assert w.group.committed == {P0: 4}
+        assert len(w.loop.ledger) == 0
+        assert w.metric("rebalances_total") == 1  # a restart is not a rebalance
+
+    run(scenario())
+
+
+def test_a_failed_timer_turn_also_restarts_from_the_last_commit() -> None:
+    async def scenario() -> None:
+        w = World()
+        w.guard.lagging_sources = [("logins", 1)]
+        await w.batch((0, 0, b"10"))  # held for p1
+        w.guard.lagging_sources = []
+        w.processor.failures = 1
+        await w.loop.tick()
+        assert w.dropped("failed") == 1
+        w.clock.now += 1.0
+        await w.batch((0, 0, b"10"), (0, 1, b"11"))
+        assert w.group.committed == {P0: 2}
+        assert len(w.loop.ledger) == 0
+
+    run(scenario())
+
+
+def test_nothing_runs_while_the_consumer_rebalances_or_recovers_the_tables() -> None:
+    """The due-label index (processor.reset) is rebuilt only from a recovered table, and a
+    batch fetched before the rebalance is left to be delivered again."""
+
+    async def scenario() -> None:
+        w = World()
+        await w.batch((0, 0, b"10"))
+        assert w.processor.resets == [frozenset()]
+        w.guard.recovering = True
+        w.guard.rebalance({P0})
+        await w.loop.tick()
+        await w.batch((0, 1, b"11"))  # fetched under the old generation
+        assert w.processor.resets == [frozenset()]
+        assert w.processor.applied == [(0, 0)]
+        assert w.metric("input_repeats_total") == 1
+        w.guard.recovering = False
+        await w.loop.tick()
+        assert w.processor.resets == [frozenset(), frozenset({P1})]
+        await w.batch((0, 1, b"11"))
+        assert w.processor.applied == [(0, 0), (0, 1)]
+
+    run(scenario())
+
+
+def test_a_batch_fenced_by_a_rebalance_that_began_while_it_was_sent_writes_nothing() -> None:
+    async def scenario() -> None:
+        w = World()
+
+        def revoke() -> None:
+            w.guard.recovering = True  # partitions revoked, the new assignment not there yet
+
+        w.sender.while_sending = revoke
+        await w.batch((0, 0, b"10"))
+        assert w.steps() == ["flush", "send"]
+        assert w.store.data == {}
+        assert w.group.committed == {}
+        assert w.dropped("fenced") == 1
 
     run(scenario())

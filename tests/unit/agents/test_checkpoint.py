@@ -21,7 +21,7 @@ from fake_records import (
 from faust.types import TP
 
 from churnstream.agents.acks import AckLedger
-from churnstream.agents.checkpoint import Checkpoint, Sender
+from churnstream.agents.checkpoint import Checkpoint, Fenced, Sender
 from churnstream.agents.commits import OffsetCommitter
 from churnstream.agents.outputs import OutputWriter, Record
 
@@ -46,10 +46,17 @@ class Parts:
         self.clock = FakeClock()
         self.committer = OffsetCommitter(self.commits.commit_offsets, 1.0, self.clock)
         self.flushes: list[float] = []
+        self.held = True  # the lease of the generation the records were taken under
 
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(
-            self.sender, self.store, self.ledger, self.committer, self.flushes.append, self.clock
+            self.sender,
+            self.store,
+            self.ledger,
+            self.committer,
+            self.flushes.append,
+            self.clock,
+            lease=lambda: self.held,
         )
 
     def admit(self, *events: Ev) -> None:
@@ -135,7 +142,9 @@ def test_a_failed_send_is_sent_again_and_the_store_written_only_after_the_ack() 
 
 def test_a_send_that_fails_for_good_writes_nothing_and_marks_nothing_done() -> None:
     class Broken:
-        async def send(self, records: list[Record]) -> dict[tuple[str, int], int]:
+        async def send(
+            self, records: list[Record], before_attempt: Callable[[], None] | None = None
+        ) -> dict[tuple[str, int], int]:
             raise ValueError("a record exceeds the batch size")
 
     parts = Parts(lambda _: Broken())
@@ -164,3 +173,55 @@ def test_a_failed_commit_is_logged_and_not_fatal(caplog: pytest.LogCaptureFixtur
     later.done(ev(0, 1))
     asyncio.run(later.commit())
     assert parts.commits.committed == {P0: 2}
+
+
+def test_a_worker_that_lost_its_partitions_while_retrying_sends_nothing_more() -> None:
+    """The changelog value of a revoked worker must not land after the new owner's."""
+    delays: list[float] = []
+    parts = Parts(lambda journal: FlakyBroker(journal, failures=3, delays=delays))
+    parts.admit(ev(0, 0))
+    parts.store.changed[b"u1"] = b"old state"
+    cp = parts.checkpoint()
+    cp.done(ev(0, 0))
+
+    async def rebalance_during_back_off(delay: float) -> None:
+        delays.append(delay)
+        parts.held = False  # the group moved on while this worker waited to retry
+
+    parts.sender._sleep = rebalance_during_back_off  # type: ignore[attr-defined]
+    with pytest.raises(Fenced):
+        asyncio.run(cp.commit())
+    assert [step for step, _ in parts.journal] == ["flush", "send failed"]
+    assert parts.store.data == {}
+    assert parts.commits.committed == {}
+
+
+def test_records_acknowledged_after_the_lease_ended_are_not_stored_nor_committed() -> None:
+    parts = Parts()
+    parts.admit(ev(0, 0))
+    parts.store.changed[b"u1"] = b"state"
+
+    def revoke() -> None:
+        parts.held = False
+
+    parts.sender.while_sending = revoke  # type: ignore[attr-defined]
+    cp = parts.checkpoint()
+    cp.done(ev(0, 0))
+    with pytest.raises(Fenced):
+        asyncio.run(cp.commit())
+    assert [step for step, _ in parts.journal] == ["flush", "send"]
+    assert parts.store.data == {}
+    assert parts.commits.committed == {}
+
+
+def test_a_checkpoint_whose_lease_ended_before_it_commits_sends_nothing() -> None:
+    parts = Parts()
+    parts.admit(ev(0, 0))
+    parts.store.changed[b"u1"] = b"state"
+    cp = parts.checkpoint()
+    cp.produce("churn.risk-scores", b"u1", b"score")
+    cp.done(ev(0, 0))
+    parts.held = False
+    with pytest.raises(Fenced):
+        asyncio.run(cp.commit())
+    assert parts.journal == []

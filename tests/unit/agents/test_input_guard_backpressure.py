@@ -98,3 +98,20 @@ def test_a_paused_partition_is_not_taken_for_stalled(monkeypatch: pytest.MonkeyP
     asyncio.run(guard.watch())
     asyncio.run(guard.watch())
     assert reread == [("logins", 1)]  # B delivered nothing although unpaused: read again
+
+
+def test_the_lease_of_a_batch_ends_with_its_generation_assignment_or_a_rebalance() -> None:
+    guard, app = guard_at({A: 0, B: 0}, {A: 5, B: 5})
+    guard.assigned = frozenset({("logins", 0), ("logins", 1)})
+    lease = guard.lease()
+    assert guard.ready() and lease()
+    app.rebalancing = True  # partitions revoked, the new assignment not known yet
+    assert not guard.ready() and not lease()
+    app.rebalancing = False
+    assert lease()
+    app.consumer.ends.pop(B)  # the same generation cannot lose a partition, but if it did
+    assert not lease()
+    app.consumer.ends[B] = 5
+    app.consumer_generation_id = 2
+    assert not lease()
+    assert not guard.lease()()  # the guard has not synced to generation 2 yet
