@@ -30,6 +30,7 @@ import orjson
 from churnstream.agents.checkpoint import Outbox
 from churnstream.agents.erasure import ERASED_USER
 from churnstream.agents.metrics import WorkerMetrics
+from churnstream.agents.redelivery import mark, origin_header, origin_of, seen
 from churnstream.agents.repository import TableRepository
 from churnstream.model.engine import Detector
 from churnstream.model.labels import Example
@@ -136,9 +137,8 @@ class EventProcessor:
             alias = self.pseudo(result.user_id)
             doc = orjson.loads(value)
             doc["user_id"] = alias
-            out.produce(
-                rekeyed_topic, alias.encode(), orjson.dumps(doc), [(KIND_HEADER, kind.encode())]
-            )
+            headers = [(KIND_HEADER, kind.encode()), origin_header(message)]
+            out.produce(rekeyed_topic, alias.encode(), orjson.dumps(doc), headers)
             metrics.consumed(self.short(topic), "rekeyed").inc()
             return None
         if self.blocked(result.user_id):
@@ -150,7 +150,8 @@ class EventProcessor:
         user_key = result.user_id.encode()
         if topic != rekeyed_topic and message.key != user_key:
             # Send it to the partition that owns the user; applied when it comes back.
-            out.produce(rekeyed_topic, user_key, value, [(KIND_HEADER, kind.encode())])
+            headers = [(KIND_HEADER, kind.encode()), origin_header(message)]
+            out.produce(rekeyed_topic, user_key, value, headers)
             metrics.consumed(self.short(topic), "rekeyed").inc()
             return None
         return result
@@ -158,12 +159,21 @@ class EventProcessor:
     def apply(self, event: Event, message: Any, out: Outbox) -> float | None:
         """Apply one released event; returns its append time if it was scored (latency).
 
-        A bug must not stall the partition: the record is dead-lettered instead.
+        A bug must not stall the partition: the record is dead-lettered instead. A re-keyed
+        copy of a record already applied (re-sent after a crash) is dropped as redelivered
+        (agents/redelivery.py).
         """
         detector = self.detector
+        topic = message.topic
+        origin = origin_of(message) if topic == self.rekeyed_topic else None
+        if origin is not None and seen(self.repo, event.user_id, origin):
+            self.metrics.consumed(self.short(topic), "redelivered").inc()
+            return None
         try:
             n_scores = len(detector.out.scores)
-            outcome = detector.handle(event, (message.topic, message.partition, message.offset))
+            outcome = detector.handle(event, (topic, message.partition, message.offset))
+            if origin is not None:
+                mark(self.repo, event.user_id, origin)
         except Exception:
             log.exception("unexpected error applying an event; sent to the DLQ")
             self.dead_letter(message, "internal_error", "apply raised; see worker log", out)
