@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 
 from churnstream.features import FeatureConfig
+from churnstream.model.alert_config import AlertConfigError, load_alert_config
 from churnstream.model.alerts import AlertConfig, AlertPolicy
 from churnstream.model.config import ModelConfig
 from churnstream.model.engine import EngineConfig
 from churnstream.model.playbook import Playbook
 from churnstream.stream.contract.events import DAY_S
-from churnstream.stream.settings import Settings
+from churnstream.stream.settings import Settings, SettingsError
 
 
 def model_config(settings: Settings) -> ModelConfig:
@@ -66,4 +67,11 @@ def live_engine_config(settings: Settings) -> EngineConfig:
 
 def alert_policy(settings: Settings) -> AlertPolicy:
     playbook = Playbook.load(settings.playbook_path or None)
-    return AlertPolicy(AlertConfig(cooldown_s=settings.alert_cooldown_days * DAY_S), playbook)
+    config = AlertConfig(cooldown_s=settings.alert_cooldown_days * DAY_S)
+    if not settings.alerts_config:
+        return AlertPolicy(config, playbook)
+    try:
+        setup = load_alert_config(settings.alerts_config, config)
+    except AlertConfigError as exc:
+        raise SettingsError(f"CHURNSTREAM_ALERTS_CONFIG: {exc}") from None
+    return AlertPolicy(setup.config, playbook, setup.experiment)

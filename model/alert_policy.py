@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 import orjson
 
+from churnstream.model.experiment import Experiment
 from churnstream.model.messages import compose_message
 from churnstream.model.playbook import Action, Driver, Playbook
 from churnstream.model.roi import (
@@ -72,6 +73,8 @@ class AlertConfig:
         default_factory=lambda: dict(DEFAULT_SEGMENT_THRESHOLDS)
     )
     cooldown_s: float = 7 * DAY_S
+    # Per-segment cooldowns (event-time seconds); segments not listed use `cooldown_s`.
+    segment_cooldown_s: Mapping[str, float] = field(default_factory=dict)
     # No churn_risk alert in the first day of a relationship: a user with (almost) no events
     # scores high on silence alone, which flooded a replay with alerts at signup.
     risk_warmup_s: float = 1 * DAY_S
@@ -102,12 +105,20 @@ class AlertConfig:
             raise ValueError("need cooldown_s >= 0, roi_threshold > 0, roi_clear_factor >= 1")
         if self.risk_warmup_s < 0 or self.risk_hold_s < 0:
             raise ValueError("risk_warmup_s and risk_hold_s must be >= 0")
+        if any(c < 0 for c in self.segment_cooldown_s.values()):
+            raise ValueError("segment cooldowns must be >= 0")
 
     def thresholds_for(self, segment: str | None) -> RiskThresholds:
         """Thresholds of `segment`, falling back to the global ones."""
         if segment is None:
             return self.thresholds
         return self.segment_thresholds.get(segment, self.thresholds)
+
+    def cooldown_for(self, segment: str | None) -> float:
+        """Cooldown of `segment` in event-time seconds, falling back to the global one."""
+        if segment is None:
+            return self.cooldown_s
+        return self.segment_cooldown_s.get(segment, self.cooldown_s)
 
 
 @dataclass(slots=True)
@@ -178,7 +189,9 @@ class AlertMemory:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One `churn.alerts` record."""
+    """One `churn.alerts` record. The optional contract fields are written only when known:
+    `probability` (and `horizon_days`, `revenue_at_risk`) for `churn_risk`, `holdout` and
+    `experiment` when an experiment is configured."""
 
     alert_id: str
     kind: str
@@ -191,10 +204,15 @@ class Alert:
     drivers: tuple[Driver, ...]
     action: Action
     message: str
+    probability: float | None = None
+    horizon_days: float | None = None
+    revenue_at_risk: float | None = None
+    holdout: bool | None = None
+    experiment: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Contract dict, fields in contract order, `ts` as RFC 3339 UTC."""
-        return {
+        doc = {
             "alert_id": self.alert_id,
             "kind": self.kind,
             "user_id": self.user_id,
@@ -207,6 +225,14 @@ class Alert:
             "action": self.action.to_dict(),
             "message": self.message,
         }
+        if self.probability is not None:
+            doc["probability"] = self.probability
+            doc["horizon_days"] = self.horizon_days
+            doc["revenue_at_risk"] = self.revenue_at_risk
+        if self.experiment is not None:
+            doc["holdout"] = self.holdout
+            doc["experiment"] = self.experiment
+        return doc
 
 
 def alert_id(user_id: str, kind: str, ts: float, severity: str) -> str:
@@ -230,9 +256,15 @@ def top_drivers(drivers: Sequence[Any]) -> tuple[Driver, ...]:
 class AlertPolicy:
     """Turns scores and ROI readings into alerts; all state lives in the caller's AlertMemory."""
 
-    def __init__(self, config: AlertConfig | None = None, playbook: Playbook | None = None) -> None:
+    def __init__(
+        self,
+        config: AlertConfig | None = None,
+        playbook: Playbook | None = None,
+        experiment: Experiment | None = None,
+    ) -> None:
         self.config = config or AlertConfig()
         self.playbook = playbook or Playbook.load()
+        self.experiment = experiment
 
     def on_score(
         self,
@@ -242,8 +274,15 @@ class AlertPolicy:
         score: float,
         drivers: Sequence[Any],
         memory: AlertMemory,
+        *,
+        horizon_days: float | None = None,
+        plan_price: float | None = None,
     ) -> Alert | None:
-        """`churn_risk` alert when the score starts to hold >= warning, or escalates."""
+        """`churn_risk` alert when the score starts to hold >= warning, or escalates.
+
+        The score is the calibrated probability of churning within the segment's horizon
+        (`horizon_days`, when given, goes on the alert with it); with a `plan_price` the alert
+        carries the revenue at risk, probability x price per 30 days."""
         if memory.stopped:
             return None
         cfg = self.config
@@ -268,11 +307,13 @@ class AlertPolicy:
                 state.holding = ts
             if ts - state.holding < cfg.risk_hold_s:
                 return None  # not held long enough yet
-        if not self._should_raise(state, ts, severity):
+        if not self._should_raise(state, ts, severity, segment):
             return None
-        return self._alert(
+        alert = self._alert(
             CHURN_RISK, user_id, segment, ts, severity, score, threshold, top_drivers(drivers)
         )
+        revenue = None if plan_price is None else round(score * plan_price, 2)
+        return replace(alert, probability=score, horizon_days=horizon_days, revenue_at_risk=revenue)
 
     def on_roi(
         self,
@@ -298,7 +339,7 @@ class AlertPolicy:
             if rule_cleared(reading, cfg.roi_threshold, cfg.roi_drop, cfg.roi_clear_factor):
                 _clear(state)
             return None
-        if not self._should_raise(state, ts, breach.severity):
+        if not self._should_raise(state, ts, breach.severity, segment):
             return None
         drivers = _roi_drivers(features, reading.roi_7d, breach.threshold)
         return self._alert(
@@ -315,7 +356,9 @@ class AlertPolicy:
         memory.kinds.clear()
         memory.roi_day, memory.roi_ph, memory.since = None, None, None
 
-    def _should_raise(self, state: KindMemory, ts: float, severity: str) -> bool:
+    def _should_raise(
+        self, state: KindMemory, ts: float, severity: str, segment: str | None
+    ) -> bool:
         """Edge trigger + escalation + cooldown; updates the episode state."""
         rank = _RANK[severity]
         starts = not state.active
@@ -326,7 +369,7 @@ class AlertPolicy:
         if not (starts or escalates):
             return False
         if state.last_ts is not None and state.last_severity is not None:
-            in_cooldown = ts - state.last_ts < self.config.cooldown_s
+            in_cooldown = ts - state.last_ts < self.config.cooldown_for(segment)
             if in_cooldown and rank <= _RANK[state.last_severity]:
                 return False
         state.last_ts, state.last_severity = ts, severity
@@ -373,6 +416,7 @@ class AlertPolicy:
         drivers: tuple[Driver, ...],
     ) -> Alert:
         action = self.playbook.choose(segment, drivers, kind)
+        experiment = self.experiment
         return Alert(
             alert_id=alert_id(user_id, kind, ts, severity),
             kind=kind,
@@ -385,6 +429,8 @@ class AlertPolicy:
             drivers=drivers,
             action=action,
             message=compose_message(kind, severity, value, threshold, drivers, action),
+            holdout=None if experiment is None else experiment.is_holdout(user_id, segment),
+            experiment=None if experiment is None else experiment.name,
         )
 
 

@@ -278,7 +278,16 @@ class Detector:
         )
         self.due.schedule(rec.user_id, rec.pending.next_due())
         self._alert(
-            self.alerts.on_score(rec.user_id, segment, boundary, s.score, s.drivers, rec.alerts)
+            self.alerts.on_score(
+                rec.user_id,
+                segment,
+                boundary,
+                s.score,
+                s.drivers,
+                rec.alerts,
+                horizon_days=horizon_s / DAY_S,
+                plan_price=state.plan_price,
+            )
         )
         if not self.config.score_events:
             self._alert(self.alerts.on_roi(rec.user_id, segment, boundary, x, rec.alerts))

@@ -113,6 +113,9 @@ class Settings:
     """Event-time days before the same user and alert kind may alert again."""
     playbook_path: str = ""
     """Path of a playbook JSON file; empty = the packaged default."""
+    alerts_config: str = ""
+    """Path of a TOML file of per-segment alert thresholds, cooldowns and the A/B holdout
+    experiment (docs/alerts.md); empty = the defaults of the code."""
     default_segment: str = "course"
     """Segment assumed for users whose lifecycle events were not seen yet."""
     log_level: str = "info"
@@ -207,6 +210,11 @@ class Settings:
         need(
             not self.playbook_path or Path(self.playbook_path).is_file(),
             "playbook_path",
+            "no such file",
+        )
+        need(
+            not self.alerts_config or Path(self.alerts_config).is_file(),
+            "alerts_config",
             "no such file",
         )
         need(self.log_level.lower() in LOG_LEVELS, "log_level", f"one of {', '.join(LOG_LEVELS)}")

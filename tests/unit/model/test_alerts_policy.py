@@ -166,6 +166,9 @@ def test_alert_dict_has_contract_field_order(policy: AlertPolicy) -> None:
         "drivers",
         "action",
         "message",
+        "probability",
+        "horizon_days",
+        "revenue_at_risk",
     ]
     assert d["ts"] == "2026-03-01T12:00:00.000Z"
     assert [x["feature"] for x in d["drivers"]] == ["trend_watch_minutes", "rewinds_per_min_7d"]
