@@ -34,7 +34,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Collection, Hashable, Iterable
+from collections.abc import Collection, Hashable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -110,6 +110,12 @@ class EventTimeAligner(Generic[T]):
 
     def release(self, lagging: Iterable[Hashable], now: float = 0.0) -> list[T]:
         """Pop every event that is safe (or overdue) to process now, merged by event time."""
+        return list(self.drain(lagging, now))
+
+    def drain(self, lagging: Iterable[Hashable], now: float = 0.0) -> Iterator[T]:
+        """`release`, one event at a time: an event is popped only when the caller asks for
+        the next, so a caller that stops (the detector holds a boundary for its model) leaves
+        the rest held, in order, for a later call. The frontier is taken now, asked or not."""
         safe = self.frontier(lagging)
         if safe != self._safe:
             self._safe, self._moved = safe, now
@@ -124,10 +130,11 @@ class EventTimeAligner(Generic[T]):
                 must_go = max(must_go, max(e[0] for e in queue if e[3] < overdue))
         # Every source seen has delivered up to here: nothing earlier is on its way.
         seen_by_all = min(self._max_ts.values(), default=math.inf)
-        settled = now - self.grace_s
+        return self._pop(safe, must_go, seen_by_all, now - self.grace_s)
+
+    def _pop(self, safe: float, must_go: float, seen_by_all: float, settled: float) -> Iterator[T]:
         heads = [(q[0][0], q[0][1], s) for s, q in self._queues.items() if q]
         heapq.heapify(heads)
-        out: list[T] = []
         while heads:
             ts, _, source = heads[0]
             queue = self._queues[source]
@@ -139,11 +146,11 @@ class EventTimeAligner(Generic[T]):
             heapq.heappop(heads)
             if ts > safe:
                 self.forced += 1
-            out.append(queue.popleft()[2])
+            item = queue.popleft()[2]
             self._n -= 1
             if queue:
                 heapq.heappush(heads, (queue[0][0], queue[0][1], source))
-        return out
+            yield item
 
     def clear(self) -> list[T]:
         """Forget every held event (after a rebalance the consumer delivers them again)."""

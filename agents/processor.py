@@ -220,6 +220,16 @@ class EventProcessor:
         # Rows of a boundary spread over sweeps go on on the timer when no record comes.
         return passed or detector.held is not None or detector.rows_due
 
+    def holding(self) -> bool:
+        """True while the detector holds a boundary's daily rows for the model as of it: no
+        event is applied meanwhile, since those rows must read the states `replay` reads (its
+        inline trainer installs the model before its next event). A snapshot that arrived
+        since is tried first (a sweep)."""
+        detector = self.detector
+        if detector.held is not None:
+            detector.sweep()
+        return detector.held is not None
+
     def status(self, now: float) -> dict[str, Any]:
         """What decisions wait for at wall time `now`, as of the last `waiting` call: each input
         source waited for (topic/partition, or a kind that has not started) with its progress

@@ -184,3 +184,15 @@ def test_no_early_release_while_the_lagging_source_keeps_delivering() -> None:
     assert a.forced == 0  # a10 waited 5 s, longer than max_hold_s, but B was read all along
     assert a.release(["B"], now=7.5) == ["a10"]  # B stopped delivering: a10 goes early
     assert a.forced == 1
+
+
+def test_a_drain_stopped_early_leaves_the_rest_held_in_order() -> None:
+    a: EventTimeAligner[str] = EventTimeAligner()
+    for i, (source, ts) in enumerate([("A", 1.0), ("B", 2.0), ("A", 3.0), ("B", 4.0)]):
+        a.push(source, ts, (i,), f"{source}{ts:.0f}")
+    drain = a.drain([])
+    assert next(drain) == "A1"
+    assert next(drain) == "B2"
+    # The caller stops here (a boundary waits for its model): nothing else was popped.
+    assert len(a) == 2
+    assert a.release([]) == ["A3", "B4"]
