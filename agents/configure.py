@@ -43,6 +43,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         score_events=settings.score_events,
         day_offset_s=settings.day_offset_s,
         gone_after_s=settings.gone_after_days * DAY_S,
+        expire_after_s=settings.user_retention_days * DAY_S or None,
         watermark_max_step_s=settings.watermark_max_step_s,
     )
 

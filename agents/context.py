@@ -15,15 +15,17 @@ from typing import Any
 
 import faust
 
+from churnstream.agents import faust_private
 from churnstream.agents.configure import alert_policy, live_engine_config
 from churnstream.agents.metrics import METRICS, WorkerMetrics
 from churnstream.agents.outputs import OutputWriter
 from churnstream.agents.repository import TableRepository
+from churnstream.agents.store_guard import StoreGuard
 from churnstream.features import FEATURE_NAMES
 from churnstream.model.engine import Detector
 from churnstream.model.scoring import Scorer
 from churnstream.stream.contract import topics as t
-from churnstream.stream.kafka.admin import CHANGELOG_CONFIG, existing_topics
+from churnstream.stream.kafka.admin import CHANGELOG_CONFIG, existing_topics, topic_config_value
 from churnstream.stream.kafka.client import client_options
 from churnstream.stream.settings import Settings
 
@@ -89,13 +91,30 @@ class WorkerContext:
             # creates the changelog itself.
             extra_topic_configs=dict(CHANGELOG_CONFIG),
         )
+        changelog = table.changelog_topic.get_topic_name()
+
+        async def tombstone_retention_s() -> float | None:
+            ms = await topic_config_value(
+                settings, changelog, "delete.retention.ms", bootstrap=bootstrap
+            )
+            return None if ms is None else float(ms) / 1000.0
+
+        guard = StoreGuard(
+            settings.data_dir / f"{settings.app_id}-store-stamps.json",
+            table.data,
+            settings.partitions,
+            tombstone_retention_s,
+        )
+        faust_private.before_table_recovery(table, guard.before_recovery)
         config = live_engine_config(settings)
         repo = TableRepository(
             table,
             config.features,
-            table.changelog_topic.get_topic_name(),
+            changelog,
             dlq_topic=name(t.DLQ),
             on_quarantine=METRICS.state_quarantined.inc,
+            on_expire=METRICS.users_expired.inc,
+            on_written=guard.stamp,
         )
         detector = Detector(
             config, Scorer(config.model, FEATURE_NAMES), alert_policy(settings), repo

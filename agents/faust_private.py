@@ -5,14 +5,15 @@ event (agents/commits.py, agents/repository.py), and reads the consumer's commit
 for the lag gauge (agents/monitor.py). Faust has no public API for these, so they reach into
 its internals. The input guard also pauses and resumes fetching input partitions during a
 catch-up (back-pressure of the event-time aligner): public methods, but their state is Faust's
-own flow control, whose rebalance behaviour the guard relies on. Each function below names the
-faust-streaming behaviour it relies on (checked against 0.15.3, the version pyproject.toml
-pins); no other module touches a `_` attribute of a Faust object.
+own flow control, whose rebalance behaviour the guard relies on. The store guard
+(agents/store_guard.py) wipes a table partition's local store before Faust recovers it. Each
+function below names the faust-streaming behaviour it relies on (checked against 0.15.3, the
+version pyproject.toml pins); no other module touches a `_` attribute of a Faust object.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from faust.types import TP
@@ -99,3 +100,61 @@ def pause_fetching(consumer: Any, tps: Iterable[TP]) -> None:
 def resume_fetching(consumer: Any, tps: Iterable[TP]) -> None:
     """Hand out records of `tps` again (faust-streaming 0.15.3 `Consumer.resume_partitions`)."""
     consumer.resume_partitions(tps)
+
+
+def before_table_recovery(table: Any, callback: Callable[[set[int]], Awaitable[None]]) -> None:
+    """Await `callback(partitions)` at each rebalance with the partitions of `table`'s
+    changelog newly assigned to this worker, once the store opened them and before recovery
+    reads them.
+
+    faust-streaming 0.15.3: `Table.on_rebalance` awaits `store.on_rebalance(assigned, revoked,
+    newly_assigned, generation_id)` (the RocksDB store opens the newly assigned partitions'
+    databases there), and `TableManager.on_rebalance` starts the recovery, which reads each
+    partition's `persisted_offset`, only after every table's returned. The store's method is
+    wrapped on the instance.
+    """
+    store = table.data
+    topic = table.changelog_topic.get_topic_name()
+    original = store.on_rebalance
+
+    async def on_rebalance(
+        assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
+    ) -> None:
+        await original(assigned, revoked, newly_assigned, generation_id)
+        mine = {tp.partition for tp in newly_assigned if tp.topic == topic}
+        if mine:
+            await callback(mine)
+
+    store.on_rebalance = on_rebalance
+
+
+def store_is_persistent(store: Any) -> bool:
+    """True for a store that keeps partitions across revocations and restarts (RocksDB)."""
+    return getattr(store, "_db_for_partition", None) is not None
+
+
+def wipe_partition(store: Any, partition: int, partitions: int) -> int:
+    """Delete every key of `partition` from a table's store, its persisted changelog offset
+    included (recovery then reads the partition's changelog from its start); returns the
+    number of keys deleted.
+
+    faust-streaming 0.15.3's memory store keeps every partition in one dict (`.data`), with
+    `_key_partition` (key -> partition) for the keys it read from the changelog, and drops
+    nothing of a partition revoked from it; the key's partition is murmur2's, as the worker
+    writes it. The RocksDB store's `_db_for_partition(partition)` is the partition's database
+    (see `store_writer`), which holds the offset under `Store.offset_key`.
+    """
+    db_for_partition = getattr(store, "_db_for_partition", None)
+    if db_for_partition is None:
+        data = store.data
+        keys = [key for key in data if key_partition(key, partitions) == partition]
+        key_partitions = getattr(store, "_key_partition", {})
+        for key in keys:
+            del data[key]
+            key_partitions.pop(key, None)
+        return len(keys)
+    db = db_for_partition(partition)
+    keys = list(db.keys())
+    for key in keys:
+        db.delete(key)
+    return len(keys)

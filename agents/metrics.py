@@ -239,6 +239,13 @@ class WorkerMetrics:
         self.erasures = Counter(
             "erasures_total", "Users erased on request (privacy).", namespace=ns, registry=r
         )
+        self.users_expired = Counter(
+            "users_expired_total",
+            "Users removed (state and changelog tombstone) after a silence longer than "
+            "user_retention_days of event time.",
+            namespace=ns,
+            registry=r,
+        )
 
         # --- model
         self.labels_learned = Counter(

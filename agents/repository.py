@@ -14,7 +14,8 @@ itself would write (same topic, raw key and value, key-hash partition), so Faust
 restores them unchanged. They reach the table's store only once the broker has acknowledged
 them (`written`): the store never holds a state the changelog lacks, so a RocksDB store can
 record how far it holds the changelog and a restart need read only what came after. Deletions
-return a tombstone the same way.
+return a tombstone the same way, sent at once (erasure); a user removed by the detector
+(expired) gets its tombstone in the next flush, like any other change.
 
 A stored value that cannot be decoded (a corrupt changelog record, another writer) must not
 stop the worker: any bytes can sit in the table. Its key is quarantined: the raw bytes go to the
@@ -27,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from faust.types import TP
@@ -55,6 +56,8 @@ class TableRepository:
         *,
         dlq_topic: str = "churn.dlq",
         on_quarantine: Callable[[], None] | None = None,
+        on_expire: Callable[[], None] | None = None,
+        on_written: Callable[[Iterable[int]], None] | None = None,
     ) -> None:
         self.table = table
         self.store = table.data  # the store itself: writing to it sends nothing
@@ -64,9 +67,14 @@ class TableRepository:
         self.cached = cached
         self._cache: OrderedDict[str, UserRecord] = OrderedDict()
         self._dirty: set[str] = set()
-        self._unacked: dict[bytes, bytes] = {}  # flushed, not yet acknowledged by the broker
+        # Flushed, not yet acknowledged by the broker; None: a tombstone (an expired user).
+        self._unacked: dict[bytes, bytes | None] = {}
+        self._removed: set[str] = set()  # removed since the last flush
         self.dlq_topic = dlq_topic
         self._on_quarantine = on_quarantine
+        self._on_expire = on_expire
+        # Told the changelog partitions each acknowledged flush wrote (agents/store_guard.py).
+        self._on_written = on_written
         # (topic, key, value, None) of quarantined keys: DLQ copies and changelog tombstones.
         self._quarantined: list[tuple[str, bytes, bytes | None, None]] = []
 
@@ -74,6 +82,8 @@ class TableRepository:
         rec = self._cache.get(user_id)
         if rec is None:
             key = user_id.encode()
+            if user_id in self._removed or (key in self._unacked and self._unacked[key] is None):
+                return None  # removed; the store still has it until the tombstone is written
             raw = self.table.get(key)
             if raw is None:
                 return None
@@ -89,16 +99,27 @@ class TableRepository:
     def put(self, record: UserRecord) -> None:
         self._cache[record.user_id] = record
         self._dirty.add(record.user_id)
+        self._removed.discard(record.user_id)
+
+    def remove(self, user_id: str) -> None:
+        """The detector expired the user: its tombstone goes out with the next flush."""
+        self._cache.pop(user_id, None)
+        self._dirty.discard(user_id)
+        self._removed.add(user_id)
+        if self._on_expire is not None:
+            self._on_expire()
 
     def delete(self, user_id: str) -> ChangelogRecord | None:
         """Forget a user now; returns the tombstone to send if a stored record existed."""
         self._cache.pop(user_id, None)
         self._dirty.discard(user_id)
+        self._removed.discard(user_id)
         key = user_id.encode()
-        unsent = self._unacked.pop(key, None)
+        pending = key in self._unacked
+        self._unacked.pop(key, None)
         if key in self.store:
             del self.store[key]
-        elif unsent is None:
+        elif not pending:
             return None
         return (self.changelog, key, None, None)
 
@@ -108,6 +129,9 @@ class TableRepository:
         Records of an earlier flush whose send failed are returned again (newest value wins).
         """
         unacked = self._unacked
+        for user_id in self._removed:
+            unacked[user_id.encode()] = None
+        self._removed.clear()
         for user_id in self._dirty:
             unacked[user_id.encode()] = self._cache[user_id].to_bytes()
         self._dirty.clear()
@@ -126,14 +150,21 @@ class TableRepository:
         offset per partition (RocksDB does; the memory store, rebuilt from the changelog at
         every start, ignores it).
         """
-        put = self._put
+        put, store = self._put, self.store
         for key, value in self._unacked.items():
-            put(key, value)
+            if value is not None:
+                put(key, value)
+            elif key in store:
+                del store[key]
         self._unacked.clear()
         self._quarantined.clear()
+        written = []
         for (topic, partition), offset in last_offsets.items():
             if topic == self.changelog:
                 self.store.set_persisted_offset(TP(topic, partition), offset)
+                written.append(partition)
+        if written and self._on_written is not None:
+            self._on_written(written)
         while len(self._cache) > self.cached:
             self._cache.popitem(last=False)
 
@@ -145,6 +176,7 @@ class TableRepository:
         """
         self._cache.clear()
         self._dirty.clear()
+        self._removed.clear()
         self._unacked.clear()
         self._quarantined.clear()
 

@@ -50,6 +50,8 @@ Source = tuple[str, int, int]
 class UserRepository(Protocol):
     def get(self, user_id: str) -> UserRecord | None: ...
     def put(self, record: UserRecord) -> None: ...
+    def remove(self, user_id: str) -> None:
+        """Delete the user's record (expired): the live repository writes a tombstone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,9 @@ class EngineConfig:
     day_offset_s: float = 0.0
     # A user silent for longer than this is gone: no daily scores until their next event.
     gone_after_s: float = 30 * DAY_S
+    # A user silent (no event) for longer than this, in event time past the watermark, is
+    # deleted: state removed, a tombstone in the changelog (None: users are kept forever).
+    expire_after_s: float | None = 400 * DAY_S
     # None: every daily row of a boundary is made at the event that moves the watermark past
     # it (replay: nothing waits on it). n: a boundary's rows are spread so that intake does not
     # stall: each sweep() makes at most n, handle() only those of the user it applies (see
@@ -126,6 +131,7 @@ class Detector:
         self.repo = repo
         self.due = DueIndex()
         self.days = DueIndex()  # (next daily boundary, user_id)
+        self.expiry = DueIndex()  # (earliest time the user may expire, user_id)
         self.watermark = Watermark(
             config.features.lateness_s,
             config.watermark_idle_s,
@@ -163,6 +169,8 @@ class Detector:
         wm = self.watermark.value
         if self.days.earliest <= wm or self.due.earliest < wm:
             self._advance(wm, 0 if self.config.daily_rows_per_sweep is not None else math.inf)
+        if self.expiry.earliest < wm:
+            self._expire(wm)
         nxt = self.days.earliest
         if wm < nxt <= self.watermark.freshest and nxt > self._source_held:
             # The rows of this boundary would be made now if no source lagged: count it once.
@@ -175,6 +183,11 @@ class Detector:
         if rec is not None and self._behind(rec):
             self._catch_up(rec)
             rec = self.repo.get(event.user_id)  # the same record, now put back
+        if rec is not None and self._expired(rec, self.watermark.value):
+            # Not swept yet (the sweep runs at the event that moves the watermark past it):
+            # the event starts a fresh user either way, as in a replay.
+            self._remove(rec.user_id)
+            rec = None
         if rec is None:
             rec = UserRecord.new(event.user_id, self.config.features)
         state = rec.state
@@ -199,6 +212,8 @@ class Detector:
             rec.pending = None  # snapshots and horizon belonged to the old segment
         if isinstance(event, Lifecycle):
             self._lifecycle(rec, event)
+        if self.config.expire_after_s is not None:
+            self.expiry.schedule(rec.user_id, state.clock + self.config.expire_after_s)
         if self.config.scoring and applied is not Applied.TOO_LATE:
             segment = state.segment or self.config.default_segment
             if rec.pending is not None and is_activity(event, segment):
@@ -501,15 +516,52 @@ class Detector:
         return budget
 
     def reschedule(self, records: Iterable[UserRecord]) -> None:
-        """Rebuild the due and daily indexes from stored users (after recovery or a rebalance)."""
+        """Rebuild the due, daily and expiry indexes from stored users (after recovery or a
+        rebalance)."""
         self.due = DueIndex()
         self.days = DueIndex()
+        self.expiry = DueIndex()
+        after = self.config.expire_after_s
         for rec in records:
             if rec.pending is not None:
                 self.due.schedule(rec.user_id, rec.pending.next_due())
             self.days.schedule(rec.user_id, rec.next_daily)
+            if after is not None:
+                self.expiry.schedule(rec.user_id, rec.state.clock + after)
+
+    # -- retention: users silent for longer than `expire_after_s` ------------------------------
+
+    def _expired(self, rec: UserRecord, wm: float) -> bool:
+        """True if `rec`'s user was silent for longer than the retention as of `wm` and has
+        nothing left to make (no daily row scheduled, no label pending)."""
+        after = self.config.expire_after_s
+        return (
+            after is not None
+            and rec.state.clock + after < wm
+            and rec.next_daily is None
+            and rec.pending is None
+        )
+
+    def _expire(self, wm: float) -> None:
+        """Remove the users whose retention ended before `wm` (event time: a replay removes
+        the same users at the same event)."""
+        after = self.config.expire_after_s
+        for user_id in self.expiry.pop_due(wm):
+            rec = self.repo.get(user_id)
+            if rec is None:
+                continue
+            if self._expired(rec, wm):
+                self._remove(user_id)
+            elif after is not None:
+                # Back since it was scheduled, or still scored or labelled: look again later.
+                self.expiry.schedule(user_id, max(rec.state.clock + after, wm + DAY_S))
+
+    def _remove(self, user_id: str) -> None:
+        self.forget(user_id)
+        self.repo.remove(user_id)
 
     def forget(self, user_id: str) -> None:
-        """Stop tracking an erased user."""
+        """Stop tracking an erased (or expired) user."""
         self.due.discard(user_id)
         self.days.discard(user_id)
+        self.expiry.discard(user_id)

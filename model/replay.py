@@ -44,12 +44,17 @@ class MemoryRepository:
 
     def __init__(self) -> None:
         self.records: dict[str, UserRecord] = {}
+        self.expired = 0  # users removed after the retention (model.engine `_expire`)
 
     def get(self, user_id: str) -> UserRecord | None:
         return self.records.get(user_id)
 
     def put(self, record: UserRecord) -> None:
         self.records[record.user_id] = record
+
+    def remove(self, user_id: str) -> None:
+        self.records.pop(user_id, None)
+        self.expired += 1
 
 
 @dataclass

@@ -94,6 +94,10 @@ class Settings:
     """Daily scores are made as of each UTC midnight plus this offset, seconds in [0, 86400)."""
     gone_after_days: float = 30.0
     """Event-time days of silence after which a user gets no daily scores until it is back."""
+    user_retention_days: float = 400.0
+    """Event-time days of silence after which a user is removed (state deleted, a tombstone in
+    the changelog, counted); 0 = users are kept forever. More than gone_after_days plus the
+    longest horizon, so a removed user has no daily score or label left."""
     label_course: str = "either"
     """What churn means for course labels: cancel, inactivity or either."""
     label_saas: str = "cancel"
@@ -181,6 +185,13 @@ class Settings:
         need(self.score_min_interval_s >= 0, "score_min_interval_s", "must be >= 0")
         need(0 <= self.day_offset_s < 86400, "day_offset_s", "must be in [0, 86400) seconds")
         need(self.gone_after_days > 0, "gone_after_days", "must be > 0")
+        longest = max(getattr(self, f"horizon_{seg}_days") for seg in SEGMENTS)
+        need(
+            self.user_retention_days == 0
+            or self.user_retention_days > self.gone_after_days + longest,
+            "user_retention_days",
+            "0 (keep forever) or more than gone_after_days plus the longest horizon",
+        )
         for seg in ("course", "saas", "docs"):
             need(
                 getattr(self, f"label_{seg}") in {"cancel", "inactivity", "either"},

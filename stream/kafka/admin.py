@@ -49,8 +49,9 @@ ERASURE_RETENTION_MS: Final = 7 * _DAY_MS
 
 CHANGELOG_CONFIG: Final = {
     "cleanup.policy": "compact",
-    # An erased user's tombstone stays one day, so a worker recovering from the changelog
-    # within a day sees it.
+    # An erased or expired user's tombstone stays one day, so a worker recovering from the
+    # changelog within a day sees it (a store older than that is rebuilt from the changelog:
+    # agents/store_guard.py).
     "delete.retention.ms": str(_DAY_MS),
     # Older values of a user may be compacted at once, and are within 7 days: what erasure
     # leaves in the changelog is gone within a week.
@@ -276,3 +277,30 @@ async def existing_topics(settings: Settings, *, bootstrap: str) -> dict[str, in
         for t in described
         if not t.get("is_internal") and not t["topic"].startswith("__")
     }
+
+
+async def topic_config_value(
+    settings: Settings, topic: str, name: str, *, bootstrap: str
+) -> str | None:
+    """The value of the configuration `name` of `topic` on the broker, or None when it cannot
+    be read (no such topic, not allowed to describe it, the broker unreachable)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+    from aiokafka.errors import KafkaError
+
+    from churnstream.stream.kafka.client import client_options
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(settings))
+    try:
+        await admin.start()
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, {name: None})
+        for response in await admin.describe_configs([resource]):
+            for error_code, _, _, _, entries in response.resources:
+                for entry in entries if error_code == 0 else ():
+                    if entry[0] == name:
+                        return str(entry[1])
+    except (KafkaError, OSError) as exc:
+        log.warning("%s of %s not read (%s)", name, topic, type(exc).__name__)
+    finally:
+        await admin.close()
+    return None

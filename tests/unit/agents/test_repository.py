@@ -178,3 +178,22 @@ def test_state_size_is_read_without_copying_every_value(tmp_path: Path) -> None:
     assert users == 500
     assert 0 < size <= 60_000  # an estimate of the data on disk (compressed)
     db.close()
+
+
+def test_a_removed_user_gets_a_tombstone_in_the_next_flush_and_leaves_the_store() -> None:
+    expired: list[int] = []
+    table = DictTable()
+    repo = TableRepository(table, FeatureConfig(), CHANGELOG, on_expire=lambda: expired.append(1))
+    store = table.data
+    changed(repo, "u1")
+    repo.flush()
+    repo.written({(CHANGELOG, 0): 5})
+    repo.remove("u1")
+    assert repo.get("u1") is None  # gone for the detector at once
+    assert b"u1" in store  # the store holds what the changelog holds until acknowledged
+    assert repo.flush() == [(CHANGELOG, b"u1", None, None)]
+    assert repo.get("u1") is None
+    repo.written({(CHANGELOG, 0): 6})
+    assert b"u1" not in store and expired == [1]
+    changed(repo, "u1")  # back: a fresh record
+    assert [value is not None for _, _, value, _ in repo.flush()] == [True]
