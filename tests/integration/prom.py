@@ -65,14 +65,24 @@ def scalar(base: str, promql: str) -> float | None:
 
 
 @contextlib.contextmanager
-def prometheus_server(targets: list[str], workdir: Path) -> Iterator[str]:
-    """A real Prometheus on 127.0.0.1 scraping `targets` every second; yields its base URL."""
+def prometheus_server(
+    targets: list[str], workdir: Path, alertmanagers: list[str] | None = None
+) -> Iterator[str]:
+    """A real Prometheus on 127.0.0.1 scraping `targets` every second and evaluating rules.yml,
+    sending firing alerts to `alertmanagers` (host:port) if given; yields its base URL."""
     ensure_tools()
     config = workdir / "prometheus.yml"
+    alerting = (
+        "alerting:\n  alertmanagers:\n    - static_configs:\n"
+        f"        - targets: {json.dumps(alertmanagers)}\n"
+        if alertmanagers
+        else ""
+    )
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         f"rule_files:\n  - {PROM_DIR / 'rules.yml'}\n"
-        "scrape_configs:\n  - job_name: churnstream\n    static_configs:\n"
+        + alerting
+        + "scrape_configs:\n  - job_name: churnstream\n    static_configs:\n"
         f"      - targets: {json.dumps(targets)}\n"
     )
     port = free_port()

@@ -53,7 +53,7 @@ def test_promtool_check_rules(promtool: str) -> None:
 
 
 def test_promtool_test_rules(promtool: str) -> None:
-    out = _run([promtool, "test", "rules", "rules_test.yml"], cwd=PROM_DIR)
+    out = _run([promtool, "test", "rules", "rules_test.yml", "rules_test_daily.yml"], cwd=PROM_DIR)
     assert "SUCCESS" in out
 
 
