@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import logging
 import os
+import socket
 import statistics
 import sys
 import tempfile
@@ -75,7 +76,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 async def _demo(args: argparse.Namespace, base: Settings, bootstrap: str) -> int:
     run_id = f"demo{int(time.time())}"
     workdir = Path(tempfile.mkdtemp(prefix="churnstream-demo-"))
-    metrics_port, web_port = free_port(), free_port()
+    # The configured metrics port (9464 unless set) is the one deploy/prometheus/prometheus.yml
+    # scrapes, so a Prometheus started from it (compose or Debian's package) shows the demo.
+    metrics_port, web_port = _port_or_free(base.metrics_port), free_port()
+    if metrics_port != base.metrics_port:
+        print(
+            f"metrics port {base.metrics_port} is taken: using {metrics_port}, which "
+            "deploy/prometheus/prometheus.yml does not scrape"
+        )
     settings = base.replace(
         bootstrap_servers=bootstrap,
         topic_prefix=f"{run_id}.",
@@ -123,6 +131,18 @@ async def _demo(args: argparse.Namespace, base: Settings, bootstrap: str) -> int
         worker.stop()
     _summary(alerts, truth, sent, metrics_port)
     return 0
+
+
+def _port_or_free(port: int) -> int:
+    """`port` if it can be bound on 127.0.0.1 now, else a free one."""
+    if port <= 0:
+        return free_port()
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
 
 
 async def _produce_paced(
