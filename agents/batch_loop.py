@@ -26,7 +26,9 @@ Three rules keep a fault from freezing or corrupting what the worker holds:
   agents/processor.py) restarts the next one from the last commit: everything held or open in
   the ack ledger is forgotten and the consumer is sent back to the committed offsets, so no
   taken record stays open forever and commits go on. Counted in
-  `churnstream_batches_dropped_total{reason=fenced|failed}`.
+  `churnstream_batches_dropped_total{reason=fenced|failed}`. Failures in a row back off
+  (0.5 s doubling up to 30 s, batches meanwhile are left to be delivered again), so a
+  persistent bug does not spin the worker.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
 UNRANKED = 99  # tie-break rank of a topic outside the contract's order
+FAILURE_BACKOFF_S = (0.5, 30.0)  # after a failed turn: first pause, longest pause
 
 
 class Guard(Protocol):
@@ -129,13 +132,16 @@ class BatchLoop:
         self.clock = clock
         # Set when a turn did not end normally: the next one starts from the last commit.
         self.restart = False
+        self._failures = 0  # failed turns in a row
+        self._paused_until = -float("inf")  # monotonic time: no turn before it
 
     async def run(self, batch: list[Any]) -> None:
         """Process one batch of Faust events and commit what it finished."""
         async with self.lock:
-            if not self.guard.ready():
-                # Fetched before a rebalance whose recovery is not over: Faust delivers these
-                # again from the committed offsets once it is.
+            if not self.guard.ready() or self._backing_off():
+                # Fetched before a rebalance whose recovery is not over (Faust delivers these
+                # again from the committed offsets once it is), or while a failure backs off
+                # (the restart sends the consumer back to them).
                 self.metrics.input_repeats.inc(len(batch))
                 return
             started = self.clock.perf()
@@ -168,7 +174,7 @@ class BatchLoop:
         """The timer's turn: release what is due, commit what is pending (skipped while a
         batch or an erasure holds the lock: they commit themselves, and while the consumer
         rebalances or recovers the tables)."""
-        if self.lock.locked() or not self.guard.ready():
+        if self.lock.locked() or not self.guard.ready() or self._backing_off():
             return
         async with self.lock:
             await self._turn(self._tick())
@@ -194,6 +200,7 @@ class BatchLoop:
         try:
             await work
             ended = True
+            self._failures = 0
         except Fenced:
             self.metrics.batch_dropped("fenced").inc()
             log.warning("batch dropped: its partitions were revoked while it was written")
@@ -201,12 +208,19 @@ class BatchLoop:
             raise
         except Exception:
             self.metrics.batch_dropped("failed").inc()
+            self._failures += 1
+            first, longest = FAILURE_BACKOFF_S
+            pause = min(first * 2 ** min(self._failures - 1, 16), longest)
+            self._paused_until = self.clock.monotonic() + pause
             log.exception(
                 "batch failed outside the per-record handling; restarting from the last commit"
             )
         finally:
             if not ended:
                 self.restart = True
+
+    def _backing_off(self) -> bool:
+        return self.clock.monotonic() < self._paused_until
 
     async def _check_assignment(self) -> None:
         """After a rebalance or a turn that did not end normally, forget everything not

@@ -421,3 +421,24 @@ def test_a_batch_fenced_by_a_rebalance_that_began_while_it_was_sent_writes_nothi
         assert w.dropped("fenced") == 1
 
     run(scenario())
+
+
+def test_failures_in_a_row_back_off_and_leave_their_batches_to_be_delivered_again() -> None:
+    async def scenario() -> None:
+        w = World()
+        w.processor.failures = 2
+        await w.batch((0, 0, b"10"))  # fails: no turn for 0.5 s
+        await w.batch((0, 1, b"11"))  # within the pause: not even taken
+        assert w.processor.applied == [(0, 0)]
+        assert w.metric("input_repeats_total") == 1
+        w.clock.now += 0.5
+        await w.batch((0, 0, b"10"), (0, 1, b"11"))  # fails again: 1 s now
+        w.clock.now += 0.9
+        await w.loop.tick()
+        assert w.guard.rewinds == 1  # the timer did not restart either
+        w.clock.now += 0.1
+        await w.batch((0, 0, b"10"), (0, 1, b"11"))
+        assert w.dropped("failed") == 2
+        assert w.group.committed == {P0: 2}
+
+    run(scenario())
