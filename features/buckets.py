@@ -10,7 +10,15 @@ import zlib
 from operator import add
 from typing import Final
 
-RING_DAYS: Final = 28
+# The longest feature window, in days.
+WINDOW_DAYS: Final = 28
+# Days the ring keeps beyond the window: a daily row as of boundary B reads the complete days
+# before B (`UserState.vector_at`), and the state may run this far past B before the row is
+# made (live rows are made later than `replay`'s when a source or the model is waited for)
+# without losing the oldest day of the row's window. Days older than the window no longer
+# take events (too late) and count in no window of the state's own clock.
+AHEAD_DAYS: Final = 4
+RING_DAYS: Final = WINDOW_DAYS + AHEAD_DAYS
 
 ACTIVE: Final = 0  # 1 if the day has any behaviour event
 LOGINS: Final = 1  # successful logins

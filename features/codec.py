@@ -1,23 +1,26 @@
 """Versioned binary encoding of `UserState` (once per user per flush, so it caps throughput).
 
-Layout v3: `version:u8 flags:u8 payload`; the payload is zlib-compressed only when it is
+Layout v4: `version:u8 flags:u8 payload`; the payload is zlib-compressed only when it is
 longer than `_ZLIB_ABOVE` (rare: compression costs more CPU than the rest of the codec and
 saves ~20 % on a typical state). Fixed-width little-endian fields packed with one `struct`
 call per group, no per-field varints:
 
     head      u16 len(user_id), u8 segment code, u16 opt mask (bit 0 churned, bit i+1:
-              optional time i present), u8 mask of `last` times present
+              optional value i present), u8 mask of `last` times present
     user_id   UTF-8; then, if segment code is 255, u16 length + UTF-8 segment
-    doubles   the present optional times, then the present `last` times (float64)
+    doubles   the present optional values, then the present `last` times (float64)
     ids       u16 count + u32 event-id hashes, oldest first (eviction order survives)
     offsets   u16 count + per entry: u16 length, UTF-8 source, i64 partition, i64 offset
     days      u8 count + one age byte per live day (clock day - day), then, if any,
               25 column codes and the columns: code 0 = all zero (nothing stored),
               1..4 = u8/u16/u32/u64 array, 5 = zigzag varints (negative or > 64 bits)
 
-v3 added the tenth optional time (the billing anchor, `renewal_ts`). v2 is the same layout
-without it, so a v2 state decodes unchanged (its mask never has that bit): states written
-before an upgrade stay readable, and a v2 reader rejects a v3 state by its version.
+v4 added two optional values (the price before the newest price change and when that change
+took effect) and keeps `features.buckets.RING_DAYS` days (ages up to 31, was 27: a v3 reader
+would fold them onto the wrong slots). v3 added the tenth optional time (the billing anchor,
+`renewal_ts`). v2 and v3 are the same layout without those values, so their states decode
+unchanged (their masks never have those bits): states written before an upgrade stay readable,
+and an older reader rejects a newer state by its version.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ if TYPE_CHECKING:
     from churnstream.features.config import FeatureConfig
     from churnstream.features.state import UserState
 
-VERSION = 3
-_READABLE = (2, 3)
+VERSION = 4
+_READABLE = (2, 3, 4)
 _FLAG_ZLIB = 1
 _ZLIB_ABOVE = 1800  # keeps the worst case near the 2 KiB budget without taxing the usual one
 _HEAD = struct.Struct("<HBHB")
@@ -53,7 +56,7 @@ _VARINT = 5
 # any other), else the narrowest.
 _HINT = [1] * N_COUNTERS
 _HINT[b.VIDEO_BITS] = _HINT[b.INTEGRATION_BITS] = 4
-_N_OPT = 10
+_N_OPT = 12
 _INF = float("inf")
 _NEG_INF = float("-inf")
 
@@ -139,6 +142,8 @@ def encode(st: UserState) -> bytes:
         clock if clock != _NEG_INF else None,
         st.first_ts if st.first_ts != _INF else None,
         st.renewal_ts,
+        st.price_before,
+        st.price_from,
     )
     mask = 1 if st.churned else 0
     doubles = []
@@ -252,6 +257,7 @@ def _decode_payload(data: bytes, cls: type[UserState], config: FeatureConfig) ->
     if opt[8] is not None:
         st.first_ts = opt[8]
     st.renewal_ts = opt[9]
+    st.price_before, st.price_from = opt[10:12]
     st.last = [next(it) if lmask & (1 << i) else _NEG_INF for i in range(N_LAST)]
 
     (k,) = _U16.unpack_from(data, pos)

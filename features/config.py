@@ -12,7 +12,8 @@ class FeatureConfig:
     """Tunables of `UserState`.
 
     `lateness_s`: how far behind the user's clock an event may be and still count as on time.
-    `ring_days`: size of the day ring; fixed at 28 because the feature set has 28-day windows.
+    `ring_days`: size of the day ring; fixed by the feature set (28-day windows, see
+    `features.buckets.AHEAD_DAYS`).
     `dedupe_slots`: how many recent event-id hashes are remembered per user.
     """
 

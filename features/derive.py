@@ -173,7 +173,7 @@ def derive(
     else:
         renewal_known = 1.0
         to_renewal = RENEWAL_CYCLE_DAYS - ((now - anchor) / DAY_S) % RENEWAL_CYCLE_DAYS
-    price = st.plan_price or 0.0
+    price = st.price_at(now) or 0.0
     per_day = price / 30.0
     cost7 = per_day * st.subscribed_days(now_day - 6, now_day) if per_day else 0.0
     cost28 = per_day * st.subscribed_days(now_day - 27, now_day) if per_day else 0.0

@@ -17,6 +17,7 @@ from churnstream.features.buckets import (
     LAST_VIDEO,
     N_LAST,
     RING_DAYS,
+    WINDOW_DAYS,
     aggregate,
     combine,
     id_bit,
@@ -51,7 +52,7 @@ class Applied(Enum):
 
 
 class UserState:
-    """Rolling per-user features over a ring of 28 UTC day buckets.
+    """Rolling per-user features over a ring of UTC day buckets (28-day windows).
 
     The user's clock is the max event time seen. Windowed counters live in day buckets
     (`day = floor(ts / 86400)`); lifecycle facts and last-seen times are plain attributes.
@@ -72,6 +73,8 @@ class UserState:
         "offsets",
         "plan_price",
         "prev_sub",
+        "price_before",
+        "price_from",
         "renewal_ts",
         "rows",
         "segment",
@@ -88,6 +91,11 @@ class UserState:
         self.signup_ts: float | None = None
         self.cancel_ts: float | None = None
         self.plan_price: float | None = None
+        # The price before the newest price change and when that change took effect: a daily
+        # row as of a boundary before it reads the old price (`price_at`), however far the
+        # state ran ahead (one change back).
+        self.price_before: float | None = None
+        self.price_from: float | None = None
         self.sub_start_ts: float | None = None  # start of the current subscription period
         self.prev_sub: tuple[float, float] | None = None  # last closed period (start, cancel)
         self.renewal_ts: float | None = None  # latest billing anchor: signup, renewal, reactivate
@@ -152,7 +160,7 @@ class UserState:
             day = int(ts // DAY_S)
             if on_time:
                 status = Applied.APPLIED
-            elif day > int(clock // DAY_S) - RING_DAYS:
+            elif day > int(clock // DAY_S) - WINDOW_DAYS:
                 status = Applied.LATE_APPLIED
             else:
                 return Applied.TOO_LATE
@@ -201,7 +209,8 @@ class UserState:
         self.lifecycle_ts = ts
         if ev.segment:
             self.segment = ev.segment
-        if price is not None:
+        if price is not None and price != self.plan_price:
+            self.price_before, self.price_from = self.plan_price, ts
             self.plan_price = price
         if kind == "signup" or kind == "reactivate":
             if kind == "signup":
@@ -223,9 +232,9 @@ class UserState:
             now = self.clock
         nd = int(now // DAY_S)
         # Days that fell out of the clock's ring are expired even when `now` is in the past.
-        lo = nd - (RING_DAYS - 1)
+        lo = nd - (WINDOW_DAYS - 1)
         if self._clock != _NEG_INF:
-            lo = max(lo, int(self._clock // DAY_S) - (RING_DAYS - 1))
+            lo = max(lo, int(self._clock // DAY_S) - (WINDOW_DAYS - 1))
         agg = self._agg
         if agg is None or agg[0] != lo or agg[1] != nd:
             agg = self._agg = self._totals_before(lo, nd)
@@ -244,12 +253,18 @@ class UserState:
         whole days: 0 when that day had the event, 1 when only the day before had it. The 28-day
         windows hold the 27 complete days before the boundary: the boundary's own day, often
         already in the state, takes the slot of the 28th, and a row must not depend on how far
-        the state ran ahead (live and replay sweep at different times). An event seen only after
-        `boundary` and otherwise out of the ring counts as never seen.
+        the state ran ahead (live and replay sweep at different times): the ring keeps
+        `AHEAD_DAYS` more days for that, and the plan price is the one before a change made
+        after `boundary` (`price_at`). An event seen only after `boundary` and otherwise out of
+        the ring counts as never seen.
         """
         bd = int(boundary // DAY_S)
         end = bd - 1
-        lo = bd - (RING_DAYS - 1)
+        lo = bd - (WINDOW_DAYS - 1)
+        if self._clock != _NEG_INF:
+            # A day out of the clock's ring is not stored (features.codec) even while its slot
+            # was not reused yet: a decoded state and the one in memory read the same.
+            lo = max(lo, int(self._clock // DAY_S) - (RING_DAYS - 1))
         rows = sorted(
             (
                 (d, r)
@@ -286,6 +301,12 @@ class UserState:
     def features(self, now: float | None = None) -> dict[str, float]:
         """Feature dict with exactly the keys of `FEATURE_NAMES`, in that order."""
         return dict(zip(FEATURE_NAMES, self.vector(now), strict=True))
+
+    def price_at(self, ts: float) -> float | None:
+        """The plan price at event time `ts`: the one before the newest change if that change
+        is later than `ts` (earlier changes are not kept)."""
+        since = self.price_from
+        return self.price_before if since is not None and since > ts else self.plan_price
 
     def subscribed_days(self, lo_day: int, hi_day: int) -> int:
         """Days in [lo_day, hi_day] covered by a subscription period (whole days)."""

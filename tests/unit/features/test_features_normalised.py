@@ -161,6 +161,6 @@ def test_a_v2_state_still_decodes() -> None:
     v2 = bytes((2,)) + blob[1:]
     back = UserState.from_bytes(v2)
     assert back.vector() == st.vector() and back.renewal_ts is None
-    assert VERSION == 3
+    assert VERSION == 4
     anchored = busy_user(40)
     assert UserState.from_bytes(anchored.to_bytes()).renewal_ts == anchored.renewal_ts == at(30, 0)

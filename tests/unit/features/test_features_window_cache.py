@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from test_features_codec import events_strategy
 
 from churnstream.features import UserState
-from churnstream.features.buckets import RING_DAYS, aggregate, combine
+from churnstream.features.buckets import WINDOW_DAYS, aggregate, combine
 from churnstream.features.derive import derive
 from churnstream.stream.contract.events import DAY_S, Event
 
@@ -16,7 +16,7 @@ from churnstream.stream.contract.events import DAY_S, Event
 def from_scratch(state: UserState, now: float) -> list[float]:
     """The vector without the cache: every live day row of each window summed again."""
     nd = int(now // DAY_S)
-    lo = max(nd - (RING_DAYS - 1), int(state.clock // DAY_S) - (RING_DAYS - 1))
+    lo = max(nd - (WINDOW_DAYS - 1), int(state.clock // DAY_S) - (WINDOW_DAYS - 1))
     rows = [
         (d, r)
         for d, r in zip(state.days, state.rows, strict=True)

@@ -1,0 +1,45 @@
+"""A daily row as of boundary B reads the same features however far the state ran past B.
+
+The live worker makes a boundary's rows later than `replay` when it waits for a source or a
+model while the users' events go on; the row must not change (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from feature_events import D0, DAY, at, life, login, state_of
+
+from churnstream.features import FEATURE_NAMES, UserState
+
+B = D0 + 30 * DAY  # a boundary with 30 days of history before it
+
+
+def history() -> list:  # type: ignore[type-arg]
+    return [life(at(0), "signup", price=60.0), *(login(at(d)) for d in range(30))]
+
+
+def row(st: UserState) -> dict[str, float]:
+    return dict(zip(FEATURE_NAMES, st.vector_at(B), strict=True))
+
+
+def test_the_oldest_day_of_the_window_survives_days_of_running_ahead() -> None:
+    made_at_once = row(state_of(history()))
+    # Four days past the boundary's own day: the margin the ring keeps (`AHEAD_DAYS`).
+    ahead = state_of([*history(), *(login(at(30 + d)) for d in range(1, 5))])
+    assert row(ahead) == made_at_once
+    assert made_at_once["logins_28d"] == 27.0  # the 27 complete days before B
+
+
+def test_a_price_change_after_the_boundary_is_not_read() -> None:
+    before = row(state_of(history()))
+    changed = state_of([*history(), life(at(32), "plan_change", price=30.0)])
+    assert row(changed) == before
+    assert before["plan_price"] == 60.0
+    assert changed.vector()[FEATURE_NAMES.index("plan_price")] == 30.0
+
+
+def test_the_price_before_a_change_survives_the_codec() -> None:
+    st = state_of([*history(), life(at(32), "plan_change", price=30.0)])
+    back = UserState.from_bytes(st.to_bytes())
+    assert (back.price_before, back.price_from) == (60.0, at(32))
+    assert (st.price_before, st.price_from) == (60.0, at(32))
+    assert back.vector_at(B) == st.vector_at(B)
