@@ -130,8 +130,11 @@ class Replay:
     def feed(self, rec: ReplayRecord) -> None:
         """Validate one record; valid events of the same event time wait so that they are
         applied in the live worker's tie order (the contract's topic order)."""
+        self.feed_parsed(rec.kind, parse(rec.kind, rec.value, self.max_bytes) if rec.kind else None)
+
+    def feed_parsed(self, kind: str | None, event: Event | Invalid | None) -> None:
+        """`feed` of a record its caller already parsed (None: it names no known topic)."""
         self.events += 1
-        event = parse(rec.kind, rec.value, self.max_bytes) if rec.kind else None
         if event is None or isinstance(event, Invalid):
             error = event.error if isinstance(event, Invalid) else "unknown_topic"
             self.invalid[error.split(":", 1)[0]] += 1
@@ -139,7 +142,7 @@ class Replay:
             return
         if self._ties and event.ts != self._ties[0][2].ts:
             self._apply_ties()
-        self._ties.append((TOPIC_RANK[rec.kind], len(self._ties), event))  # type: ignore[index]
+        self._ties.append((TOPIC_RANK[kind], len(self._ties), event))  # type: ignore[index]
 
     def _apply_ties(self) -> None:
         self._ties.sort(key=lambda t: (t[0], t[1]))

@@ -39,6 +39,7 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from churnstream.stream.cli.commands import (
+        backfill,
         deliver,
         demo,
         forget,
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         tail,
         deliver,
         replay,
+        backfill,
         state,
         demo,
         forget,

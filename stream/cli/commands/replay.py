@@ -11,8 +11,9 @@ from typing import Any
 import orjson
 
 from churnstream.agents.configure import alert_policy, engine_config
-from churnstream.model.replay import replay_file, summarize
+from churnstream.model.replay import Replay, summarize
 from churnstream.stream.cli.common import CommandError, check_output
+from churnstream.stream.cli.history_input import add_history_options, history
 from churnstream.stream.cli.progress import Progress
 from churnstream.stream.devtools.simulator.judge import SimulatorTruth
 from churnstream.stream.devtools.simulator.truth import truth_path
@@ -21,7 +22,8 @@ from churnstream.stream.settings import Settings
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("replay", help="replay a JSONL history offline and report model quality")
-    p.add_argument("file", type=Path, help="JSONL history, e.g. from `simulate --out`")
+    p.add_argument("file", type=Path, help="history: JSONL (e.g. from `simulate --out`) or CSV")
+    add_history_options(p)
     p.add_argument("--scores", type=Path, default=None, help="write risk scores (JSONL)")
     p.add_argument("--alerts", type=Path, default=None, help="write alerts (JSONL)")
     p.add_argument("--state", type=Path, default=None, help="write final user states (JSONL)")
@@ -51,17 +53,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     with contextlib.ExitStack() as stack:
         scores = stack.enter_context(args.scores.open("wb")) if args.scores else None
         alerts = stack.enter_context(args.alerts.open("wb")) if args.alerts else None
-        replay, report = replay_file(
-            args.file,
+        replay = Replay(
             engine_config(settings),
             alert_policy(settings),
             max_bytes=settings.max_record_bytes,
             snapshot_every=settings.snapshot_every,
             scores_out=scores,
             alerts_out=alerts,
-            progress=progress if sys.stderr.isatty() else None,
             truth=truth,
         )
+        report = replay.run(history(args), progress if sys.stderr.isatty() else None)
     if sys.stderr.isatty():
         progress.done()
     if args.state:

@@ -1,0 +1,141 @@
+"""`churnstream backfill FILE.jsonl`: start the live system from history (agents/backfill.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from churnstream.agents.backfill import History, Published, publish, run_history
+from churnstream.model.replay import summarize
+from churnstream.stream.cli.common import CommandError
+from churnstream.stream.cli.history_input import add_history_options
+from churnstream.stream.cli.history_input import history as history_records
+from churnstream.stream.contract.timefmt import rfc3339
+from churnstream.stream.contract.validation import parse_ts
+from churnstream.stream.kafka.connect import find_bootstrap
+from churnstream.stream.settings import Settings
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "backfill",
+        help="run a JSONL history through the detector and hand its models and user states "
+        "to the live system (before the workers start)",
+    )
+    p.add_argument(
+        "file", type=Path, help="history: JSONL (contract events or `simulate --out`) or CSV"
+    )
+    add_history_options(p)
+    p.add_argument(
+        "--until",
+        default=None,
+        help="event time (RFC 3339 or epoch seconds) where the live stream takes over: events "
+        "at or after it are left out (default: the whole file)",
+    )
+    p.add_argument(
+        "--publish-scores",
+        action="store_true",
+        help="also publish the history's risk scores and alerts (default: none, they are old)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write user states even if the table's changelog already holds records",
+    )
+    p.set_defaults(handler=run)
+
+
+class BackfillProgress:
+    """Records read, events/s, event time reached and ETA, on one line (redrawn on a tty)."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+        self.total = total
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self._last = 0.0
+
+    def __call__(self, count: int, reached: float) -> None:
+        now = time.monotonic()
+        if now - self._last < (0.2 if self.tty else 10.0):
+            return
+        self._last = now
+        rate = count / max(now - self.started, 1e-9)
+        eta = (self.total - count) / rate if rate else 0.0
+        at = rfc3339(reached) if reached > float("-inf") else "-"
+        text = (
+            f"backfill {count:,}/{self.total:,} records {rate:,.0f}/s, event time {at}, "
+            f"ETA {eta:,.0f} s"
+        )
+        self.stream.write(("\r" + text) if self.tty else text + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.file.is_file():
+        raise CommandError(f"{args.file}: no such file")
+    until = None
+    if args.until is not None:
+        until = parse_ts(args.until.strip())
+        if until is None:
+            with contextlib.suppress(ValueError):
+                until = float(args.until)
+        if until is None:
+            raise CommandError(f"--until {args.until!r}: not an RFC 3339 time or epoch seconds")
+    bootstrap = find_bootstrap(settings)  # before the long run: a missing broker fails fast
+    progress = BackfillProgress(_count_lines(args.file))
+    with contextlib.ExitStack() as stack:
+        scores = alerts = None
+        if args.publish_scores:
+            scores = stack.enter_context(tempfile.TemporaryFile())
+            alerts = stack.enter_context(tempfile.TemporaryFile())
+        history = run_history(
+            history_records(args),
+            settings,
+            until=until,
+            scores_out=scores,
+            alerts_out=alerts,
+            progress=progress,
+        )
+        progress.done()
+        done = asyncio.run(
+            publish(history, settings, bootstrap, force=args.force, scores=scores, alerts=alerts)
+        )
+    print(summarize(history.report))
+    print(describe(history, done))
+    return 0
+
+
+def describe(history: History, done: Published) -> str:
+    """What went where, and where the live stream must take over."""
+    events = history.report["events"]
+    models = ", ".join(f"{s} v{v}" for s, v in done.models.items()) or "none (nothing learned)"
+    lines = [
+        f"backfilled {events:,} records in {history.seconds:,.1f} s "
+        f"({events / max(history.seconds, 1e-9):,.0f}/s); {history.after_until:,} at or after "
+        "--until left for the live stream",
+        f"users: {done.users:,} records written to {done.changelog}",
+        f"models published to churn.models: {models}",
+    ]
+    if done.scores or done.alerts:
+        lines.append(f"published {done.scores:,} scores and {done.alerts:,} alerts")
+    if history.until is not None:
+        lines.append(f"live stream takes over at {rfc3339(history.until)} (events at or after)")
+    elif history.reached > float("-inf"):
+        lines.append(f"live stream takes over after {rfc3339(history.reached)} (events after it)")
+    return "\n".join(lines)
