@@ -6,9 +6,10 @@ in it is optional; what it leaves out keeps the defaults of the code (`AlertConf
 
     cooldown_days = 7            # every segment not given its own
 
-    [segments.saas]              # any of warning, critical, clear (hysteresis), cooldown_days
-    warning = 0.3
+    [segments.saas]              # any of warning, critical, clear (hysteresis), cooldown_days,
+    warning = 0.3                # daily_budget (most churn_risk alerts per event-time day)
     critical = 0.6
+    daily_budget = 20
 
     [experiment]                 # A/B holdout (model/experiment.py); absent = no experiment
     name = "interventions-2026-12"
@@ -34,7 +35,7 @@ from churnstream.stream.contract.events import DAY_S, SEGMENTS
 __all__ = ["AlertConfigError", "AlertSetup", "load_alert_config", "parse_alert_config"]
 
 _TOP_KEYS: Final = frozenset({"cooldown_days", "segments", "experiment"})
-_SEGMENT_KEYS: Final = frozenset({"warning", "critical", "clear", "cooldown_days"})
+_SEGMENT_KEYS: Final = frozenset({"warning", "critical", "clear", "cooldown_days", "daily_budget"})
 _EXPERIMENT_KEYS: Final = frozenset({"name", "holdout_share", "segments"})
 
 
@@ -72,6 +73,7 @@ def parse_alert_config(doc: Mapping[str, Any], base: AlertConfig) -> AlertSetup:
     segments = _table(doc, "segments", "")
     thresholds = dict(base.segment_thresholds)
     cooldowns = dict(base.segment_cooldown_s)
+    budgets = dict(base.daily_budget)
     for segment, raw in segments.items():
         where = f"segments.{segment}"
         if segment not in SEGMENTS:
@@ -97,11 +99,19 @@ def parse_alert_config(doc: Mapping[str, Any], base: AlertConfig) -> AlertSetup:
             ) from None
         if "cooldown_days" in raw:
             cooldowns[segment] = _number(raw["cooldown_days"], f"{where}.cooldown_days") * DAY_S
+        if "daily_budget" in raw:
+            budget = raw["daily_budget"]
+            if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+                raise AlertConfigError(
+                    f"{where}.daily_budget: must be an integer >= 0 (got {budget!r})"
+                )
+            budgets[segment] = budget
     config = replace(
         base,
         cooldown_s=cooldown_s,
         segment_thresholds=thresholds,
         segment_cooldown_s=cooldowns,
+        daily_budget=budgets,
     )
     return AlertSetup(config, _experiment(doc))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final, Literal
 
 import orjson
@@ -75,6 +75,9 @@ class AlertConfig:
     cooldown_s: float = 7 * DAY_S
     # Per-segment cooldowns (event-time seconds); segments not listed use `cooldown_s`.
     segment_cooldown_s: Mapping[str, float] = field(default_factory=dict)
+    # At most this many churn_risk alerts per segment and daily boundary, highest expected
+    # loss first (`AlertPolicy.settle`); segments not listed have no budget.
+    daily_budget: Mapping[str, int] = field(default_factory=dict)
     # No churn_risk alert in the first day of a relationship: a user with (almost) no events
     # scores high on silence alone, which flooded a replay with alerts at signup.
     risk_warmup_s: float = 1 * DAY_S
@@ -107,6 +110,8 @@ class AlertConfig:
             raise ValueError("risk_warmup_s and risk_hold_s must be >= 0")
         if any(c < 0 for c in self.segment_cooldown_s.values()):
             raise ValueError("segment cooldowns must be >= 0")
+        if any(k < 0 for k in self.daily_budget.values()):
+            raise ValueError("daily budgets must be >= 0")
 
     def thresholds_for(self, segment: str | None) -> RiskThresholds:
         """Thresholds of `segment`, falling back to the global ones."""
@@ -141,6 +146,9 @@ class AlertMemory:
     since: float | None = None  # first score of the current relationship (for the warm-up)
     roi_day: int | None = None  # last UTC day fed to the Page-Hinkley detector
     roi_ph: dict[str, Any] | None = None
+    # A churn_risk alert waiting for its boundary's budget decision: {"boundary", "alert"
+    # (the record), "before" (the churn_risk KindMemory before it was raised, or None)}.
+    candidate: dict[str, Any] | None = None
 
     def kind(self, kind: str) -> KindMemory:
         """State of one kind (created on first use)."""
@@ -163,7 +171,7 @@ class AlertMemory:
             "roi_day": self.roi_day,
             "roi_ph": self.roi_ph,
             "since": self.since,
-        }
+        } | ({} if self.candidate is None else {"candidate": self.candidate})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AlertMemory:
@@ -175,6 +183,7 @@ class AlertMemory:
             roi_ph=data.get("roi_ph"),
             # Memories written before the warm-up existed belong to established users.
             since=data.get("since", 0.0),
+            candidate=data.get("candidate"),
         )
 
     def to_bytes(self) -> bytes:
@@ -346,6 +355,54 @@ class AlertPolicy:
             ROI_DROP, user_id, segment, ts, breach.severity, breach.value, breach.threshold, drivers
         )
 
+    # -- the daily budget ------------------------------------------------------------------------
+
+    def budgeted(self, segment: str | None) -> bool:
+        """True when `segment`'s churn_risk alerts wait for the budget decision."""
+        return segment is not None and segment in self.config.daily_budget
+
+    @staticmethod
+    def risk_memory(memory: AlertMemory) -> dict[str, Any] | None:
+        """The churn_risk episode state as it is now (to restore if the alert is dropped)."""
+        state = memory.kinds.get(CHURN_RISK)
+        return None if state is None else asdict(state)
+
+    @staticmethod
+    def hold(
+        memory: AlertMemory, alert: Alert, boundary: float, before: dict[str, Any] | None
+    ) -> None:
+        """Keep `alert` as the user's candidate of `boundary` (stored with the user, so a
+        restart decides it too)."""
+        memory.candidate = {"boundary": boundary, "alert": alert.to_dict(), "before": before}
+
+    def settle(self, memories: Sequence[AlertMemory]) -> list[dict[str, Any]]:
+        """Decide one boundary's candidates: per segment the `daily_budget` ones with the
+        highest expected loss (`budget_rank`) are returned as records to publish; the others
+        are dropped and their episode is put back as it was before, so the customer competes
+        again at the next boundary while the risk holds. Every candidate is cleared."""
+        by_segment: dict[str, list[AlertMemory]] = {}
+        for memory in memories:
+            if memory.candidate is not None:
+                segment = str(memory.candidate["alert"]["segment"])
+                by_segment.setdefault(segment, []).append(memory)
+        kept: list[dict[str, Any]] = []
+        for segment in sorted(by_segment):
+            ranked = sorted(by_segment[segment], key=lambda m: budget_rank(m.candidate or {}))
+            limit = self.config.daily_budget.get(segment, len(ranked))
+            for i, memory in enumerate(ranked):
+                candidate = memory.candidate or {}
+                memory.candidate = None
+                if i < limit:
+                    kept.append(candidate["alert"])
+                # A reactivation since cleared the episodes: nothing to put back.
+                elif CHURN_RISK in memory.kinds:
+                    before = candidate.get("before")
+                    if before is None:
+                        del memory.kinds[CHURN_RISK]
+                    else:
+                        memory.kinds[CHURN_RISK] = KindMemory(**before)
+        return kept
+
     def on_cancel(self, memory: AlertMemory) -> None:
         """Stop alerting a churned user."""
         memory.stopped = True
@@ -432,6 +489,14 @@ class AlertPolicy:
             holdout=None if experiment is None else experiment.is_holdout(user_id, segment),
             experiment=None if experiment is None else experiment.name,
         )
+
+
+def budget_rank(candidate: Mapping[str, Any]) -> tuple[float, float, str]:
+    """Sort key of a budget candidate, best first: the highest revenue at risk (unknown price:
+    0), then the highest probability, then the user id (a deterministic tie-break)."""
+    alert = candidate["alert"]
+    revenue = alert.get("revenue_at_risk")
+    return (-(revenue or 0.0), -float(alert["value"]), str(alert["user_id"]))
 
 
 def rule_breach_absolute(roi_7d: float, roi_threshold: float) -> RoiBreach | None:

@@ -148,6 +148,9 @@ class Detector:
         self._source_held = -math.inf  # last boundary counted as held by a lagging source
         # The boundary whose daily rows are being made (every earlier one is done), if any.
         self._opened: float | None = None
+        # Users with a churn_risk alert waiting for the daily budget, by boundary (decided
+        # once every row of the boundary is made: `_decide_budgets`).
+        self._candidates: dict[float, set[str]] = {}
         self.out = Outputs()
         # Only `scored_at` reads it: the contract marks that field as wall-clock, for latency.
         self._wall_clock = wall_clock
@@ -292,18 +295,23 @@ class Detector:
             active=active_after(state.last, segment, boundary),
         )
         self.due.schedule(rec.user_id, rec.pending.next_due())
-        self._alert(
-            self.alerts.on_score(
-                rec.user_id,
-                segment,
-                boundary,
-                s.score,
-                s.drivers,
-                rec.alerts,
-                horizon_days=horizon_s / DAY_S,
-                plan_price=state.plan_price,
-            )
+        budgeted = self.alerts.budgeted(segment)
+        before = self.alerts.risk_memory(rec.alerts) if budgeted else None
+        alert = self.alerts.on_score(
+            rec.user_id,
+            segment,
+            boundary,
+            s.score,
+            s.drivers,
+            rec.alerts,
+            horizon_days=horizon_s / DAY_S,
+            plan_price=state.price_at(boundary),
         )
+        if alert is not None and budgeted:
+            self.alerts.hold(rec.alerts, alert, boundary, before)
+            self._candidates.setdefault(boundary, set()).add(rec.user_id)
+        else:
+            self._alert(alert)
         if not self.config.score_events:
             self._alert(self.alerts.on_roi(rec.user_id, segment, boundary, x, rec.alerts))
         return boundary + DAY_S
@@ -399,11 +407,13 @@ class Detector:
             self._opened = None
         self.held = None
         self._release_labels(wm)
+        self._decide_budgets()
 
     def _open(self, boundary: float) -> bool:
         """Start the rows of `boundary`: release the labels due before it, then hold the rows
         while no installed snapshot has learned them (the trainer learns them and publishes
         one). False while held."""
+        self._decide_budgets()
         self._release_labels(boundary)
         if (
             self.config.model_as_of
@@ -459,6 +469,8 @@ class Detector:
             rec.next_daily = self._daily(rec, boundary)
             self.days.schedule(user_id, rec.next_daily)
             self.repo.put(rec)
+        # Before the user's event is applied, as when the rows are made at once.
+        self._decide_budgets()
         # Labels go out in the order made at once (the trainer learns in that order): all
         # users' labels up to the first boundary not opened, never this user's alone.
         while rec.pending is not None and (due := rec.pending.next_due()) is not None and due < wm:
@@ -526,6 +538,9 @@ class Detector:
             if rec.pending is not None:
                 self.due.schedule(rec.user_id, rec.pending.next_due())
             self.days.schedule(rec.user_id, rec.next_daily)
+            if rec.alerts.candidate is not None:
+                boundary = rec.alerts.candidate["boundary"]
+                self._candidates.setdefault(boundary, set()).add(rec.user_id)
             if after is not None:
                 self.expiry.schedule(rec.user_id, rec.state.clock + after)
 
@@ -559,6 +574,22 @@ class Detector:
     def _remove(self, user_id: str) -> None:
         self.forget(user_id)
         self.repo.remove(user_id)
+
+    def _decide_budgets(self) -> None:
+        """Publish the budget's pick of every boundary whose daily rows are all made (none is
+        left in `days` at or before it), the same set of candidates live and in a replay."""
+        while self._candidates and (boundary := min(self._candidates)) < self.days.earliest:
+            users = self._candidates.pop(boundary)
+            records = [
+                rec
+                for user_id in sorted(users)
+                if (rec := self.repo.get(user_id)) is not None
+                and rec.alerts.candidate is not None
+                and rec.alerts.candidate["boundary"] == boundary
+            ]
+            self.out.alerts.extend(self.alerts.settle([rec.alerts for rec in records]))
+            for rec in records:
+                self.repo.put(rec)
 
     def forget(self, user_id: str) -> None:
         """Stop tracking an erased (or expired) user."""

@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         state,
         tail,
         topics,
+        uplift,
         worker,
     )
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         simulate,
         tail,
         deliver,
+        uplift,
         replay,
         backfill,
         state,

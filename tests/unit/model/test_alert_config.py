@@ -35,6 +35,7 @@ def test_segments_override_only_what_they_name(tmp_path: Path) -> None:
     path = tmp_path / "alerts.toml"
     path.write_text(
         "cooldown_days = 5\n\n[segments.saas]\nwarning = 0.3\ncritical = 0.6\ncooldown_days = 2\n"
+        "daily_budget = 20\n"
         '\n[experiment]\nname = "exp1"\nholdout_share = 0.2\nsegments = { docs = 0.5 }\n'
     )
     setup = load_alert_config(path, AlertConfig())
@@ -43,6 +44,7 @@ def test_segments_override_only_what_they_name(tmp_path: Path) -> None:
     assert cfg.thresholds_for("course") == DEFAULT_SEGMENT_THRESHOLDS["course"]
     assert cfg.cooldown_for("saas") == 2 * DAY_S
     assert cfg.cooldown_for("course") == 5 * DAY_S
+    assert cfg.daily_budget == {"saas": 20}
     assert setup.experiment == Experiment("exp1", 0.2, {"docs": 0.5})
 
 
@@ -59,6 +61,10 @@ def test_segments_override_only_what_they_name(tmp_path: Path) -> None:
         ({"segments": {"saas": {"warning": "0.3"}}}, "segments.saas.warning: must be a number"),
         ({"segments": {"saas": {"critical": 1.5}}}, "segments.saas.critical: must be in [0, 1]"),
         ({"cooldown_days": -1}, "cooldown_days: must be >= 0"),
+        (
+            {"segments": {"saas": {"daily_budget": 2.5}}},
+            "segments.saas.daily_budget: must be an integer >= 0",
+        ),
         ({"budget": 3}, "budget: unknown key"),
         ({"experiment": {"holdout_share": 0.1}}, "experiment.name: required"),
         (
