@@ -1,0 +1,233 @@
+"""Backfill then live: days 1-60 through `churnstream backfill`, days 61-90 through a worker.
+
+The alerts and daily scores of days 61-90 are compared with a `replay` of all 90 days. What must
+hold: the worker recovers the backfilled users as the replay left them and installs the
+backfilled models; nothing the backfill made is published; the live worker makes the daily rows
+the replay makes after the handover, and the first boundary it decides (scored with the
+backfilled model) equals the replay's row for row.
+
+Measured (2026-12-06, loaded 2-core machine): 3,441 daily rows on both sides, the same rows; all
+compared with the same model version; the boundaries of days 60 and 61 equal row for row, then
+2,039 rows differ, every row from day 77 on: with the same `model_version` the live trainer's
+model is not the replay's (issue 15, as in test_parity.py without a backfill). Alerts: 76 live,
+77 in the replay, 76 in common.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from workers import (
+    ROOT,
+    consume,
+    feature_mismatches,
+    input_topics,
+    make_topics,
+    produce_day_by_day,
+    running_worker,
+    wait_caught_up,
+    wait_until,
+)
+
+from churnstream.agents.backfill import run_history
+from churnstream.agents.configure import alert_policy, engine_config
+from churnstream.model.replay import Replay
+from churnstream.model.replay_input import read_records
+from churnstream.model.user_view import user_view
+from churnstream.stream.contract.events import SEGMENTS
+from churnstream.stream.contract.timefmt import rfc3339
+from churnstream.stream.devtools.simulator import SimConfig, generate, write_jsonl
+from churnstream.stream.settings import Settings
+
+pytestmark = pytest.mark.kafka
+
+DAY = 86400.0
+CFG = SimConfig(users=150, days=90, seed=21)
+CUT = CFG.start + 60 * DAY
+ENV = {"CHURNSTREAM_MIN_LABELS": "50", "CHURNSTREAM_SNAPSHOT_EVERY": "50"}
+
+
+def replay_all(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    settings = Settings.from_env(ENV)
+    scores, alerts = io.BytesIO(), io.BytesIO()
+    Replay(
+        engine_config(settings),
+        alert_policy(settings),
+        snapshot_every=settings.snapshot_every,
+        scores_out=scores,
+        alerts_out=alerts,
+    ).run(read_records(path))
+    return (
+        [orjson.loads(line) for line in scores.getvalue().splitlines()],
+        [orjson.loads(line) for line in alerts.getvalue().splitlines()],
+    )
+
+
+def read_all(settings: Settings, topic: str, n: int) -> list[dict[str, Any]]:
+    records = consume(
+        settings.bootstrap_servers,
+        settings.topic(topic),
+        until=lambda rs: len(rs) >= n,
+        timeout=120,
+        partitions=settings.partitions,
+    )
+    return [orjson.loads(r.value) for r in records]
+
+
+def test_backfill_then_live_equals_a_replay_of_everything(
+    kafka_bootstrap: str, fresh_topic_prefix: str, tmp_path: Path
+) -> None:
+    prefix = fresh_topic_prefix
+    settings = make_topics(kafka_bootstrap, prefix)
+    sims = list(generate(CFG))
+    history = tmp_path / "history.jsonl"
+    write_jsonl(sims, history)
+    live = [r for r in sims if r.ts >= CUT]
+    assert live and len(live) < len(sims)
+
+    env = {
+        **os.environ,
+        **ENV,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "CHURNSTREAM_TOPIC_PREFIX": prefix,
+        "CHURNSTREAM_APP_ID": prefix.strip("."),
+    }
+    churnstream = str(Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "churnstream")
+    done = subprocess.run(
+        [churnstream, "backfill", str(history), "--until", rfc3339(CUT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert f"live stream takes over at {rfc3339(CUT)}" in out, out
+    assert f"{len(live):,} at or after --until left for the live stream" in out, out
+
+    # What the backfill wrote, computed again in this process (same code, same cut).
+    old_scores, old_alerts = io.BytesIO(), io.BytesIO()
+    offline = run_history(
+        read_records(history),
+        Settings.from_env(ENV),
+        until=CUT,
+        scores_out=old_scores,
+        alerts_out=old_alerts,
+    ).replay
+    backfilled = offline.repo.records
+    made_before = {_key(orjson.loads(line)) for line in old_scores.getvalue().splitlines()}
+    alerted_before = {orjson.loads(line)["alert_id"] for line in old_alerts.getvalue().splitlines()}
+
+    # A second backfill into the same deployment is refused (the table holds records).
+    again = subprocess.run(
+        [churnstream, "backfill", str(history), "--until", rfc3339(CUT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert again.returncode == 1 and "already holds" in again.stderr, again.stderr[-500:]
+
+    everything_scores, everything_alerts = replay_all(history)
+    # The replay's scores and alerts after the handover: those the backfill did not make.
+    want_daily = {
+        (s["user_id"], s["ts"]): s
+        for s in everything_scores
+        if s["trigger"] == "daily" and _key(s) not in made_before
+    }
+
+    with running_worker(kafka_bootstrap, prefix, tmp_path, env=ENV) as worker:
+        for segment in SEGMENTS:
+            version = offline.trainer.models[segment].version
+            assert version > 0, f"the backfill learned no {segment} example"
+            wait_until(
+                lambda s=segment, v=version: worker.metric(
+                    "churnstream_model_version", segment=s
+                ) >= v,
+                120, f"the worker to install the backfilled {segment} model v{version}",
+            )  # fmt: skip
+        # Recovered as its own: users' views equal the backfill's records.
+        for user in sorted(backfilled)[:: max(1, len(backfilled) // 30)]:
+            view = worker.user(user)
+            assert view is not None, f"{user} not recovered"
+            want = user_view(backfilled[user])
+            assert feature_mismatches(view["features"], want["features"]) == {}, user
+            for part in ("segment", "churned", "clock", "pending_labels", "alerts"):
+                assert view[part] == want[part], (user, part)
+        produce_day_by_day(worker, prefix, live)
+        wait_caught_up(worker, input_topics(prefix), timeout=120)
+        # Daily rows wait for the model as of their day (a round trip through the trainer):
+        # the last days' rows come after the inputs are committed.
+        with contextlib.suppress(AssertionError):  # the assertions below say what is missing
+            consume(
+                settings.bootstrap_servers,
+                settings.topic("churn.risk-scores"),
+                until=lambda rs: _daily_keys(rs) >= 0.98 * len(want_daily),
+                timeout=180,
+                partitions=settings.partitions,
+            )
+        n_scores = int(worker.metric("churnstream_scores_total"))
+        n_alerts = int(worker.metric("churnstream_alerts_total"))
+        live_scores = read_all(settings, "churn.risk-scores", n_scores)
+        live_alerts = read_all(settings, "churn.alerts", n_alerts)
+    # Nothing the backfill made is published again; what the live worker made before the cut
+    # are the daily rows of the boundaries the backfill's watermark had not reached yet.
+    assert not made_before & {_key(s) for s in live_scores}, "a backfilled score was published"
+    assert not alerted_before & {a["alert_id"] for a in live_alerts}, "a backfilled alert again"
+    early = [s for s in live_scores if s["ts"] < rfc3339(CUT)]
+    assert all(s["trigger"] == "daily" for s in early), early[:1]
+    got_daily = {(s["user_id"], s["ts"]): s for s in live_scores if s["trigger"] == "daily"}
+    counts: Counter[str] = Counter()
+    by_day: dict[str, Counter[str]] = {}  # boundary -> rows compared and rows that differ
+    for key in want_daily.keys() & got_daily.keys():
+        a, b = got_daily[key], want_daily[key]
+        kind = a["source"] if a["source"] == b["source"] else "other source"
+        if kind == "model" and a["model_version"] != b["model_version"]:
+            kind = "model, other version"
+        counts[kind] += 1
+        day = by_day.setdefault(key[1], Counter())
+        day["rows"] += 1
+        if abs(a["score"] - b["score"]) > 1e-9:
+            counts[f"{kind} differ"] += 1
+            day["differ"] += 1
+    want_ids = {a["alert_id"] for a in everything_alerts} - alerted_before
+    got_ids = {a["alert_id"] for a in live_alerts}
+    summary = (
+        f"daily rows: live {len(got_daily)}, replay {len(want_daily)}, "
+        f"both {len(want_daily.keys() & got_daily.keys())}: {dict(counts)}; alerts: live "
+        f"{len(got_ids)}, replay {len(want_ids)}, common {len(got_ids & want_ids)}"
+    )
+    days = [(ts[:10], dict(c)) for ts, c in sorted(by_day.items())]
+    summary += f"; live daily rows before the cut: {len(early)}; by boundary: {days}"
+    print(summary)
+    both = want_daily.keys() & got_daily.keys()
+    assert len(want_daily) > 1000, summary
+    assert len(both) >= 0.98 * len(want_daily), summary
+    assert len(got_daily.keys() - want_daily.keys()) <= 0.01 * len(want_daily), summary
+    assert counts["model"] >= 0.9 * len(both), summary  # the same model version on both sides
+    assert counts["rules differ"] == 0, summary
+    # The first boundary after the handover is scored with the backfilled model: exact.
+    first = min(by_day)
+    assert by_day[first]["rows"] > 50 and by_day[first]["differ"] == 0, summary
+    # Later rows use models the live trainer learned from the backfilled one; at equal
+    # versions they are not the replay's (issue 15), so only their count is documented.
+    assert len(got_ids & want_ids) >= 0.8 * len(want_ids), summary
+
+
+def _daily_keys(records: list[Any]) -> int:
+    return len({(s["user_id"], s["ts"]) for s in map(orjson.loads, (r.value for r in records))
+                if s["trigger"] == "daily"})  # fmt: skip
+
+
+def _key(score: dict[str, Any]) -> tuple[str, str, str]:
+    return score["user_id"], score["ts"], score["trigger"]
