@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install kafka-jars test unit lint demo bench kafka-up kafka-down clean prometheus
+.PHONY: install kafka-jars test unit lint demo bench soak kafka-up kafka-down clean prometheus
 
 install: $(STAMP)
 
@@ -50,6 +50,13 @@ demo: install kafka-jars
 
 bench: install kafka-jars
 	$(PY) bench/run_all.py
+
+# Reliability drills on a real broker (kill -9, rebalances, broker killed, retention gap,
+# corrupt state, extreme records): RELIABILITY.md, exit 1 if a row fails. Not part of `test`.
+# SOAK_ARGS=--long: the rebalance drill for 10 minutes; --quick: a smoke run.
+SOAK_ARGS ?=
+soak: install kafka-jars
+	$(PY) bench/soak/run.py $(SOAK_ARGS)
 
 kafka-up: install kafka-jars
 	$(PY) -m churnstream.stream.cli kafka start

@@ -25,6 +25,8 @@ from churnstream.features import UserState
 from churnstream.features import buckets as b
 
 # Day-row counters that each count one event of one kind (lifecycle events feed none).
+WORST = 5  # users named in a drill's notes
+
 EVENT_COUNTERS = (b.LOGINS, b.FAILED_LOGINS, b.VIDEOS, b.SYNCS, b.JOBS, b.VALUE_EVENTS)
 
 
@@ -49,6 +51,11 @@ class Expected:
     per_user: dict[str, int] = field(default_factory=dict)
     last_ts: dict[str, float] = field(default_factory=dict)
     invalid: int = 0
+    duplicates: int = 0
+    """Copies of an event already produced (same user and event id): reflected by the first
+    copy; counting them again would show as a double count."""
+    written_off: int = 0
+    """Events the drill itself destroyed: in `records_in`, not expected in any state."""
 
     def valid(self, user: str, ts: float) -> None:
         """One distinct valid event of a counted kind for `user` at event time `ts`."""
@@ -59,6 +66,7 @@ class Expected:
     def write_off(self, user: str, n: int) -> None:
         """`n` of `user`'s events were destroyed by the drill itself (not the worker's loss)."""
         self.per_user[user] = self.per_user.get(user, 0) - n
+        self.written_off += n
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +79,9 @@ class Tally:
     lost: int
     stuck: int
     dlq_repeats: int
+    written_off: int = 0
+    worst: tuple[tuple[str, int], ...] = ()
+    """Users whose state is off the most: (user, events in state and DLQ less produced)."""
 
     @property
     def passed(self) -> bool:
@@ -89,6 +100,7 @@ def reconcile(
     records found there; `dlq_repeats`: DLQ records of a record already found (at least once
     delivery after a crash: reported, not a double count of state)."""
     reflected = doubled = lost = stuck = 0
+    off: list[tuple[str, int]] = []
     for user in expected.per_user.keys() | state.keys():
         want = max(expected.per_user.get(user, 0), 0)
         seen = state.get(user)
@@ -96,6 +108,8 @@ def reconcile(
         reflected += min(want, got)
         doubled += max(got - want, 0)
         lost += max(want - got, 0)
+        if got != want:
+            off.append((user, got - want))
         last = expected.last_ts.get(user)
         unreadable = user in state and seen is None
         behind = want > 0 and last is not None and (seen is None or seen.clock < last)
@@ -103,9 +117,11 @@ def reconcile(
     missing_invalid = max(expected.invalid - invalid_in_dlq, 0)
     return Tally(
         records_in=expected.records_in,
-        reflected=reflected + min(invalid_in_dlq, expected.invalid),
+        reflected=reflected + min(invalid_in_dlq, expected.invalid) + expected.duplicates,
         doubled=doubled,
         lost=lost + missing_invalid,
         stuck=stuck,
         dlq_repeats=dlq_repeats,
+        written_off=expected.written_off,
+        worst=tuple(sorted(off, key=lambda uo: (-abs(uo[1]), uo[0]))[:WORST]),
     )

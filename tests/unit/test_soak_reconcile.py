@@ -26,15 +26,16 @@ def _expected(**users: int) -> Expected:
 
 def test_everything_reflected_passes() -> None:
     exp = _expected(a=3, b=2)
-    exp.invalid, exp.records_in = 1, 6
+    exp.invalid, exp.duplicates, exp.records_in = 1, 1, 7
     tally = reconcile(exp, {"a": Seen(3, 1002.0), "b": Seen(1, 1001.0)}, {"b": 1}, 1)
-    assert (tally.reflected, tally.doubled, tally.lost, tally.stuck) == (6, 0, 0, 0)
+    assert (tally.reflected, tally.doubled, tally.lost, tally.stuck) == (7, 0, 0, 0)
     assert tally.passed
 
 
 def test_double_count_and_loss_do_not_cancel_out_across_users() -> None:
     tally = reconcile(_expected(a=3, b=3), {"a": Seen(4, 1002.0), "b": Seen(2, 1002.0)}, {}, 0)
     assert (tally.reflected, tally.doubled, tally.lost, tally.stuck) == (5, 1, 1, 0)
+    assert tally.worst == (("a", 1), ("b", -1))
     assert not tally.passed
 
 
@@ -49,7 +50,7 @@ def test_unreadable_or_absent_state_is_stuck_and_written_off_events_are_not_lost
     exp = _expected(a=2, b=1, c=4)
     exp.write_off("c", 4)
     tally = reconcile(exp, {"a": None, "c": Seen(0, 0.0)}, {}, 0)
-    assert (tally.lost, tally.stuck) == (3, 2)
+    assert (tally.lost, tally.stuck, tally.written_off) == (3, 2, 4)
 
 
 @pytest.mark.parametrize("n", [1, 5])
