@@ -264,8 +264,9 @@ class WorkerMetrics:
         )
         self.model_snapshots_unreadable = Counter(
             "model_snapshots_unreadable_total",
-            "Published model snapshots the trainer could not restore when it took over its "
-            "partition (skipped for an older one or a fresh model).",
+            "Model snapshots refused: not a data snapshot this code reads (e.g. a pickle), "
+            "malformed, or failing to load; by a worker installing it (skipped, it scores on) "
+            "or by the trainer restoring it when it took over (an older one or a fresh model).",
             namespace=ns,
             registry=r,
         )
