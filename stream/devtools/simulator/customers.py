@@ -114,6 +114,8 @@ class Customer:
     new_plan_price: float = 0.0
     value_per_day: float = 0.0
     integrations: tuple[str, ...] = ()
+    treatment: tuple[int, float] | None = None
+    """(day, factor): the churn probability is multiplied by factor from that day on."""
     seq: int = field(default=0)
 
     @property
@@ -174,7 +176,8 @@ def plan_customers(config: SimConfig) -> list[Customer]:
     seg_rng = random.Random(f"{config.seed}/segments")
     segments = seg_rng.choices(config.segments, weights=weights, k=config.users)
     params = churn_params(config)
-    return [_plan_one(config, i, segments[i], params) for i in range(config.users)]
+    treated = {user: (day, factor) for user, day, factor in config.treatments}
+    return [_plan_one(config, i, segments[i], params, treated) for i in range(config.users)]
 
 
 def new_customer(index: int, segment: str, rng_key: str, days: int) -> Customer:
@@ -198,9 +201,16 @@ def new_customer(index: int, segment: str, rng_key: str, days: int) -> Customer:
     )
 
 
-def _plan_one(config: SimConfig, index: int, segment: str, params: ChurnParams) -> Customer:
+def _plan_one(
+    config: SimConfig,
+    index: int,
+    segment: str,
+    params: ChurnParams,
+    treated: dict[str, tuple[int, float]] | None = None,
+) -> Customer:
     days = config.days
     c = new_customer(index, segment, f"{config.seed}/user/{index}", days)
+    c.treatment = (treated or {}).get(c.user_id)
     rng = c.rng
     price, signup_day = c.plan_price, c.signup_day
     if segment == "saas":
@@ -246,7 +256,10 @@ def step_day(c: Customer, day: int, rng: random.Random, params: ChurnParams) -> 
         c.ramp = rng.randint(*RAMP_DAYS)
     stress = 0.0 if c.decline_day is None else decline_stress(day - c.decline_day, c.ramp)
     c.stress[day] = max(c.stress[day], stress)
-    if rng.random() < churn_probability(stress, params.base):
+    p = churn_probability(stress, params.base)
+    if c.treatment is not None and day >= c.treatment[0]:
+        p *= c.treatment[1]  # an intervention that works (SimConfig.treatments)
+    if rng.random() < p:
         c.churn_day = day
         return True
     return False
