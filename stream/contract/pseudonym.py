@@ -55,6 +55,21 @@ def pseudonym(user_id: str, key: bytes) -> str:
     return PREFIX + digest[:HEX_DIGITS]
 
 
+FINGERPRINT_LABEL: Final = b"churnstream pseudonym key fingerprint v1"
+FINGERPRINT_OFF: Final = "off"
+
+
+def fingerprint(key: bytes | None) -> str:
+    """What workers publish so a group can see it shares one key, without the key: `off`
+    without a key, else `hmac-sha256:` and 16 hex digits of HMAC-SHA256(key, a fixed label)
+    (as hard to reverse as any pseudonym, and unlike any pseudonym, since the label is no
+    user id)."""
+    if not key:
+        return FINGERPRINT_OFF
+    digest = hmac.new(check_key(key), FINGERPRINT_LABEL, hashlib.sha256).hexdigest()
+    return "hmac-sha256:" + digest[:16]
+
+
 class Pseudonymizer:
     """Maps user ids to pseudonyms with one key; `None` key = identity (pseudonymisation off)."""
 
@@ -66,6 +81,11 @@ class Pseudonymizer:
     @property
     def enabled(self) -> bool:
         return self._key is not None
+
+    @property
+    def fingerprint(self) -> str:
+        """The key's fingerprint (`fingerprint`), safe to publish and log."""
+        return fingerprint(self._key)
 
     def __call__(self, user_id: str) -> str:
         return pseudonym(user_id, self._key) if self._key is not None else user_id

@@ -1,6 +1,7 @@
 """`churnstream worker` exits non-zero, with the reason on one line, when the worker stopped
 itself because the broker refuses its outputs for good (agents/process.py `stop_worker`) or
-refused to start because a keyed topic has another partition count (agents/context.py)."""
+refused to start because a keyed topic has another partition count (agents/context.py) or
+the group's workers use another pseudonym key (stream/kafka/key_check.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class StoppedWorker:
 
     fatal: str | None = None
     problems: list[str] = []  # what the start-up check of partition counts finds
+    key_problem: str | None = None  # what the check of the group's pseudonym key finds
     started = False
 
     def __init__(self, app: Any, loglevel: str) -> None:
@@ -35,6 +37,10 @@ async def partition_problems() -> list[str]:
     return StoppedWorker.problems
 
 
+async def key_problem(settings: Any, fingerprint: str, *, bootstrap: str) -> str | None:
+    return StoppedWorker.key_problem
+
+
 @pytest.fixture
 def fake_worker(monkeypatch: pytest.MonkeyPatch) -> type[StoppedWorker]:
     monkeypatch.setattr(
@@ -45,6 +51,8 @@ def fake_worker(monkeypatch: pytest.MonkeyPatch) -> type[StoppedWorker]:
         ),
     )
     StoppedWorker.problems, StoppedWorker.started = [], False
+    StoppedWorker.key_problem = None
+    monkeypatch.setattr(worker_command, "key_problem", key_problem)
     monkeypatch.setattr(worker_command, "find_bootstrap", lambda settings: "127.0.0.1:9")
     monkeypatch.setattr(faust, "Worker", StoppedWorker)
     return StoppedWorker
@@ -77,4 +85,17 @@ def test_a_topic_with_another_partition_count_refuses_to_start_with_one_line(
     assert err == [
         "churnstream: refusing to start: topic app.logins has 3 partitions, expected 4 "
         "(settings.partitions): one user would be split in two states"
+    ]
+
+
+def test_another_pseudonym_key_than_the_group_s_refuses_to_start_with_one_line(
+    fake_worker: type[StoppedWorker], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_worker.key_problem = "this worker's pseudonym key fingerprint is off, the group's ..."
+    assert main(["worker"]) == 1
+    assert not fake_worker.started
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "churnstream: refusing to start: this worker's pseudonym key fingerprint is off, the "
+        "group's ...: one user would be split in two states"
     ]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from typing import Any
 
 from churnstream.stream.cli.common import CommandError
+from churnstream.stream.kafka.client import security_settings
 from churnstream.stream.kafka.connect import find_bootstrap
+from churnstream.stream.kafka.key_check import key_problem
 from churnstream.stream.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(sub: Any) -> None:
@@ -26,17 +31,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     from churnstream.agents.app import create_app
 
-    app = create_app(settings, bootstrap=find_bootstrap(settings))
-    # Before joining the group: a keyed topic with another partition count would split users.
-    # A loop of its own, so Faust's worker still finds no loop closed under it.
+    bootstrap = find_bootstrap(settings)
+    app = create_app(settings, bootstrap=bootstrap)
+    # Before joining the group: a keyed topic with another partition count, or another
+    # pseudonym key than the group's, would split users. A loop of its own, so Faust's worker
+    # still finds no loop closed under it.
+    fingerprint = security_settings(settings).pseudonymizer().fingerprint
     loop = asyncio.new_event_loop()
     try:
         problems = loop.run_until_complete(app.churnstream.partition_problems())
+        if not problems:
+            problem = loop.run_until_complete(
+                key_problem(settings, fingerprint, bootstrap=bootstrap)
+            )
+            problems = [problem] if problem else []
     finally:
         loop.close()
     if problems:
         reason = "; ".join(problems)
         raise CommandError(f"refusing to start: {reason}: one user would be split in two states")
+    log.info("pseudonym key fingerprint %s (the same on every worker of the group)", fingerprint)
     worker = faust.Worker(app, loglevel=settings.log_level)
     # Faust's terminal spinner sets the root logger to DEBUG when the level is WARNING or
     # above, so every debug call on the hot path (one per produced record) builds a record.

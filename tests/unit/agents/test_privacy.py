@@ -120,3 +120,12 @@ def test_stored_id() -> None:
     on, off = Pseudonymizer(KEY.encode()), Pseudonymizer(None)
     assert on.stored_id(RAW) == ALIAS == on.stored_id(ALIAS)
     assert off.stored_id(RAW) == RAW and off.stored_id(ALIAS) == ALIAS
+
+
+def test_the_key_fingerprint_names_the_key_without_revealing_it() -> None:
+    from churnstream.stream.contract.pseudonym import fingerprint
+
+    on = Pseudonymizer(KEY.encode()).fingerprint
+    assert on == fingerprint(KEY.encode()) and on.startswith("hmac-sha256:")
+    assert KEY not in on and on != fingerprint(b"another-key-of-16-bytes")
+    assert Pseudonymizer(None).fingerprint == "off"
