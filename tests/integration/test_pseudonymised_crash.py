@@ -72,19 +72,22 @@ def test_kill_9_with_pseudonymisation_never_double_counts_a_heavy_user(
         # Fed in chunks; killed as soon as copies of at least 100 records are on
         # churn.rekeyed while their input offsets are not committed yet (the crash window;
         # the worker commits its inputs at most once a second).
-        window = 0
-        for sent in range(200, len(records) + 1, 200):
-            produce(kafka_bootstrap, kafka_records(prefix, records[sent - 200 : sent]))
-            wait_until(
-                lambda n=sent: sum(end_offsets(kafka_bootstrap, [rekeyed]).values()) >= n,
-                60,
-                "the chunk re-keyed",
-                every=0.05,
-            )
-            window = sum(consumer_lag(kafka_bootstrap, first.app_id, [logins]).values())
+
+        def crash_window(sent: int) -> tuple[int, bool] | None:
+            copies = sum(end_offsets(kafka_bootstrap, [rekeyed]).values())
+            lag = sum(consumer_lag(kafka_bootstrap, first.app_id, [logins]).values())
+            window = copies - (sent - lag)  # copies whose input is not committed
             if window >= 100:
+                return (window, True)
+            return (window, False) if lag == 0 else None  # the chunk went through: next
+
+        window, caught = 0, False
+        for sent in range(500, 3001, 500):  # the heavy user's records
+            produce(kafka_bootstrap, kafka_records(prefix, records[sent - 500 : sent]))
+            window, caught = wait_until(lambda n=sent: crash_window(n), 60, "the chunk", 0.02)
+            if caught:
                 break
-        assert window >= 100, "no crash window seen"
+        assert caught, "no crash window seen"
         first.kill()
         rest = records[sent:]
         second.start()
