@@ -29,14 +29,20 @@ from pathlib import Path
 from typing import Any, Final
 
 from churnstream.model.alert_policy import AlertConfig
-from churnstream.model.experiment import DEFAULT_HOLDOUT_SHARE, Experiment
+from churnstream.model.experiment import (
+    DEFAULT_EFFECT_DAYS,
+    DEFAULT_HOLDOUT_SHARE,
+    Experiment,
+)
 from churnstream.stream.contract.events import DAY_S, SEGMENTS
 
 __all__ = ["AlertConfigError", "AlertSetup", "load_alert_config", "parse_alert_config"]
 
 _TOP_KEYS: Final = frozenset({"cooldown_days", "segments", "experiment"})
 _SEGMENT_KEYS: Final = frozenset({"warning", "critical", "clear", "cooldown_days", "daily_budget"})
-_EXPERIMENT_KEYS: Final = frozenset({"name", "holdout_share", "segments"})
+_EXPERIMENT_KEYS: Final = frozenset(
+    {"name", "holdout_share", "segments", "learn_from_treated", "effect_days"}
+)
 
 
 class AlertConfigError(ValueError):
@@ -134,7 +140,13 @@ def _experiment(doc: Mapping[str, Any]) -> Experiment | None:
                 f"experiment.segments.{segment}: unknown segment (one of {', '.join(SEGMENTS)})"
             )
         shares[segment] = _number(value, f"experiment.segments.{segment}", upper=1.0)
-    return Experiment(name.strip(), share, shares)
+    learn = raw.get("learn_from_treated", False)
+    if not isinstance(learn, bool):
+        raise AlertConfigError("experiment.learn_from_treated: must be true or false")
+    effect_days = DEFAULT_EFFECT_DAYS
+    if "effect_days" in raw:
+        effect_days = _number(raw["effect_days"], "experiment.effect_days")
+    return Experiment(name.strip(), share, shares, learn, effect_days)
 
 
 def _known(raw: Mapping[str, Any], known: frozenset[str], where: str) -> None:

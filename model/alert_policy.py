@@ -355,6 +355,31 @@ class AlertPolicy:
             ROI_DROP, user_id, segment, ts, breach.severity, breach.value, breach.threshold, drivers
         )
 
+    def treated(
+        self,
+        user_id: str,
+        segment: str | None,
+        memory: AlertMemory,
+        made_at: float,
+        horizon_s: float,
+    ) -> bool:
+        """True when the label of a prediction made at `made_at` may show an intervention's
+        effect: an experiment that does not learn from treated customers, the customer in its
+        treatment arm, and its last alert of any kind within `effect_days` before `made_at` or
+        before the horizon ended. (Only the last alert per kind is remembered: an earlier one
+        followed by a later one after the horizon is missed; labels are released when the
+        horizon ends, so such a later alert is rare.)"""
+        experiment = self.experiment
+        if experiment is None or experiment.learn_from_treated:
+            return False
+        if experiment.is_holdout(user_id, segment):
+            return False
+        earliest = made_at - experiment.effect_days * DAY_S
+        return any(
+            state.last_ts is not None and earliest <= state.last_ts <= made_at + horizon_s
+            for state in memory.kinds.values()
+        )
+
     # -- the daily budget ------------------------------------------------------------------------
 
     def budgeted(self, segment: str | None) -> bool:

@@ -498,6 +498,15 @@ class Detector:
                 continue
             segment = rec.pending.segment
             examples = rec.pending.due(wm, self.config.model.label_mode(segment))
+            if examples and self.alerts.experiment is not None:
+                # A customer an intervention saved would teach the model that customers like
+                # it stay: treated customers' labels are not learned (model/experiment.py).
+                horizon_s = self.config.model.horizon_s(segment)
+                examples = [
+                    e
+                    for e in examples
+                    if not self.alerts.treated(user_id, segment, rec.alerts, e.made_at, horizon_s)
+                ]
             if examples:
                 until = max(e.made_at for e in examples) + self.config.model.horizon_s(segment)
                 self.released_until[segment] = max(

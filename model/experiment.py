@@ -15,9 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["DEFAULT_HOLDOUT_SHARE", "Experiment", "bucket"]
+__all__ = ["DEFAULT_EFFECT_DAYS", "DEFAULT_HOLDOUT_SHARE", "Experiment", "bucket"]
 
 DEFAULT_HOLDOUT_SHARE: Final = 0.1
+# How long an intervention may change a customer's outcome (event-time days).
+DEFAULT_EFFECT_DAYS: Final = 30.0
 _SCALE: Final = float(2**64)
 
 
@@ -30,11 +32,16 @@ def bucket(experiment: str, user_id: str) -> float:
 @dataclass(frozen=True, slots=True)
 class Experiment:
     """`holdout_share` of the users (per segment where `segment_shares` says otherwise) are
-    held out of delivered alerts."""
+    held out of delivered alerts. Unless `learn_from_treated`, the labels of treatment-arm
+    customers alerted within `effect_days` before a prediction (or during its horizon) are
+    not learned: a customer the intervention saved would teach the model that customers like
+    it stay, and the model would stop flagging exactly those it should flag."""
 
     name: str
     holdout_share: float = DEFAULT_HOLDOUT_SHARE
     segment_shares: Mapping[str, float] = field(default_factory=dict)
+    learn_from_treated: bool = False
+    effect_days: float = DEFAULT_EFFECT_DAYS
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -42,6 +49,8 @@ class Experiment:
         for share in (self.holdout_share, *self.segment_shares.values()):
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"holdout shares must be in [0, 1], got {share}")
+        if self.effect_days < 0:
+            raise ValueError(f"effect_days must be >= 0, got {self.effect_days}")
 
     def share(self, segment: str | None) -> float:
         """Holdout share of `segment`."""

@@ -18,6 +18,7 @@ from churnstream.model.alert_policy import (
     budget_rank,
 )
 from churnstream.model.engine import Detector, Outputs
+from churnstream.model.experiment import Experiment
 from churnstream.model.scoring import Scorer
 from churnstream.model.user_record import UserRecord
 from churnstream.stream.contract.alerts import CHURN_RISK
@@ -161,3 +162,45 @@ def test_pending_candidates_survive_a_restart() -> None:
     )
     restarted.reschedule(stored)
     assert restarted._candidates == pending
+
+
+# -- treated customers' labels (model/experiment.py learn_from_treated) --------------------------
+
+
+def experiment_run(experiment: Experiment) -> Outputs:
+    run = Run(lateness_s=DAY_S / 2)
+    run.detector.alerts = AlertPolicy(AlertConfig(cooldown_s=30 * DAY_S), experiment=experiment)
+    return drive(run)
+
+
+def test_treated_customers_labels_are_not_learned_holdout_ones_are() -> None:
+    everyone_treated = experiment_run(Experiment("e", holdout_share=0.0))
+    learning = experiment_run(Experiment("e", holdout_share=0.0, learn_from_treated=True))
+    all_holdout = experiment_run(Experiment("e", holdout_share=1.0))
+    alerted = {a["user_id"] for a in learning.alerts}
+    assert alerted
+    # The same alerts either way: the arm changes delivery and learning, not decisions.
+    ids = [sorted(a["alert_id"] for a in out.alerts) for out in (everyone_treated, all_holdout)]
+    assert ids[0] == ids[1] == sorted(a["alert_id"] for a in learning.alerts)
+    assert {a["holdout"] for a in all_holdout.alerts} == {True}
+    kept = {(e.user_id, e.made_at) for e in everyone_treated.examples}
+    learned = {(e.user_id, e.made_at) for e in learning.examples}
+    assert kept < learned
+    assert {user for user, _ in learned - kept} <= alerted
+    assert {(e.user_id, e.made_at) for e in all_holdout.examples} == learned
+
+
+def test_treated_is_the_last_alert_within_the_effect_window() -> None:
+    policy = AlertPolicy(
+        AlertConfig(risk_warmup_s=0.0), experiment=Experiment("e", 0.0, effect_days=10)
+    )
+    memory = AlertMemory()
+    assert policy.on_score("u1", "saas", T0, 0.9, DRIVERS, memory) is not None
+    horizon = 14 * DAY_S
+    assert policy.treated("u1", "saas", memory, T0 - 13 * DAY_S, horizon)  # alert in horizon
+    assert not policy.treated("u1", "saas", memory, T0 - 15 * DAY_S, horizon)  # before it
+    assert policy.treated("u1", "saas", memory, T0 + 10 * DAY_S, horizon)  # effect lasts
+    assert not policy.treated("u1", "saas", memory, T0 + 11 * DAY_S, horizon)
+    holdout = AlertPolicy(AlertConfig(risk_warmup_s=0.0), experiment=Experiment("e", 1.0))
+    assert not holdout.treated("u1", "saas", memory, T0, horizon)
+    assert not AlertPolicy(AlertConfig()).treated("u1", "saas", memory, T0, horizon)

@@ -37,6 +37,7 @@ def test_segments_override_only_what_they_name(tmp_path: Path) -> None:
         "cooldown_days = 5\n\n[segments.saas]\nwarning = 0.3\ncritical = 0.6\ncooldown_days = 2\n"
         "daily_budget = 20\n"
         '\n[experiment]\nname = "exp1"\nholdout_share = 0.2\nsegments = { docs = 0.5 }\n'
+        "effect_days = 20\n"
     )
     setup = load_alert_config(path, AlertConfig())
     cfg = setup.config
@@ -45,7 +46,7 @@ def test_segments_override_only_what_they_name(tmp_path: Path) -> None:
     assert cfg.cooldown_for("saas") == 2 * DAY_S
     assert cfg.cooldown_for("course") == 5 * DAY_S
     assert cfg.daily_budget == {"saas": 20}
-    assert setup.experiment == Experiment("exp1", 0.2, {"docs": 0.5})
+    assert setup.experiment == Experiment("exp1", 0.2, {"docs": 0.5}, effect_days=20.0)
 
 
 @pytest.mark.parametrize(
@@ -67,6 +68,10 @@ def test_segments_override_only_what_they_name(tmp_path: Path) -> None:
         ),
         ({"budget": 3}, "budget: unknown key"),
         ({"experiment": {"holdout_share": 0.1}}, "experiment.name: required"),
+        (
+            {"experiment": {"name": "e", "learn_from_treated": "no"}},
+            "experiment.learn_from_treated: must be true or false",
+        ),
         (
             {"experiment": {"name": "e", "holdout_share": 2}},
             "experiment.holdout_share: must be in [0, 1]",
