@@ -245,16 +245,18 @@ class BatchLoop:
         aligner, metrics, processor = self.aligner, self.metrics, self.processor
         forced = aligner.forced
         lagging = self.guard.lagging()
-        released = aligner.drain(lagging, self.clock.monotonic())
+        blocked = processor.holding()
+        released = aligner.drain(lagging, self.clock.monotonic(), blocked=blocked)
         appended: list[float] = []
         # While the detector holds a boundary for its model, the next event stays held: the
         # rows of that boundary must read the state `replay` reads (docs/architecture.md).
-        while not processor.holding() and (item := next(released, None)) is not None:
+        while not blocked and (item := next(released, None)) is not None:
             valid, event = item
             checkpoint.done(event)
             ts = processor.apply(valid, event.message, checkpoint)
             if ts is not None:
                 appended.append(ts)
+            blocked = processor.holding()
         # Back-pressure: partitions far ahead wait unread while the lagging ones catch up.
         self.guard.hold_back(aligner.ahead(lagging))
         metrics.events_held.set(len(aligner))

@@ -112,12 +112,16 @@ class EventTimeAligner(Generic[T]):
         """Pop every event that is safe (or overdue) to process now, merged by event time."""
         return list(self.drain(lagging, now))
 
-    def drain(self, lagging: Iterable[Hashable], now: float = 0.0) -> Iterator[T]:
+    def drain(
+        self, lagging: Iterable[Hashable], now: float = 0.0, *, blocked: bool = False
+    ) -> Iterator[T]:
         """`release`, one event at a time: an event is popped only when the caller asks for
         the next, so a caller that stops (the detector holds a boundary for its model) leaves
-        the rest held, in order, for a later call. The frontier is taken now, asked or not."""
+        the rest held, in order, for a later call. The frontier is taken now, asked or not.
+        `blocked`: the caller applies nothing now; that wait is its own, not a stalled source,
+        so it does not count toward `max_hold_s`."""
         safe = self.frontier(lagging)
-        if safe != self._safe:
+        if safe != self._safe or blocked:
             self._safe, self._moved = safe, now
         overdue = now - self.max_hold_s
         must_go = -math.inf

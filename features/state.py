@@ -302,6 +302,17 @@ class UserState:
         """Feature dict with exactly the keys of `FEATURE_NAMES`, in that order."""
         return dict(zip(FEATURE_NAMES, self.vector(now), strict=True))
 
+    def seen_between(self, slot: int, lo_day: int, hi_day: int) -> bool:
+        """Whether a day row of [lo_day, hi_day] had the event of `LAST_*` slot `slot` (days
+        still in the clock's ring only, as `vector_at`)."""
+        seen = _SEEN[slot]
+        if self._clock != _NEG_INF:
+            lo_day = max(lo_day, int(self._clock // DAY_S) - (RING_DAYS - 1))
+        return any(
+            r is not None and lo_day <= d <= hi_day and seen(r)
+            for d, r in zip(self.days, self.rows, strict=True)
+        )
+
     def price_at(self, ts: float) -> float | None:
         """The plan price at event time `ts`: the one before the newest change if that change
         is later than `ts` (earlier changes are not kept)."""

@@ -34,7 +34,7 @@ from churnstream.model.labels import (
     DueIndex,
     Example,
     PendingLabels,
-    active_after,
+    active_within,
     is_activity,
 )
 from churnstream.model.scoring import Score, Scorer
@@ -282,8 +282,8 @@ class Detector:
         if rec.pending is None:
             rec.pending = PendingLabels(rec.user_id, segment)
         # The state may already hold what followed the boundary (it runs ahead of the
-        # watermark by about the lateness, less than a horizon, so activity seen after the
-        # boundary is taken as inside it); later cancels and activity come through handle().
+        # watermark, live even past the horizon while a source or the model is waited for:
+        # only activity inside the horizon counts); later ones come through handle().
         cancel = state.cancel_ts
         rec.pending.add(
             boundary,
@@ -292,7 +292,7 @@ class Detector:
             s.model_version,
             horizon_s,
             cancelled=cancel is not None and boundary < cancel <= boundary + horizon_s,
-            active=active_after(state.last, segment, boundary),
+            active=active_within(state, segment, boundary, horizon_s),
         )
         self.due.schedule(rec.user_id, rec.pending.next_due())
         budgeted = self.alerts.budgeted(segment)

@@ -13,7 +13,7 @@ import struct
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from churnstream.features.buckets import LAST_JOB, LAST_LOGIN, LAST_SYNC, LAST_VIDEO
 from churnstream.stream.contract.events import (
@@ -24,6 +24,9 @@ from churnstream.stream.contract.events import (
     Login,
     VideoView,
 )
+
+if TYPE_CHECKING:
+    from churnstream.features.state import UserState
 
 LabelMode = Literal["cancel", "inactivity", "either"]
 LABEL_MODES: Final = ("cancel", "inactivity", "either")
@@ -49,9 +52,18 @@ def is_activity(event: Event, segment: str) -> bool:
     return isinstance(event, kinds) and (not isinstance(event, Login) or event.success)
 
 
-def active_after(last: Sequence[float], segment: str, ts: float) -> bool:
-    """Whether last-seen times (`UserState.last`) show activity of `segment`'s kind after `ts`."""
-    return any(last[_SLOT[k]] > ts for k in _ACTIVITY.get(segment, tuple(_SLOT)))
+def active_within(state: UserState, segment: str, ts: float, horizon_s: float) -> bool:
+    """Whether `state` shows activity of `segment`'s kind in (ts, ts + horizon_s]: from the
+    last-seen times while the newest is inside, else from the day rows of ts's day to the day
+    before ts + horizon_s (whole days). The state may have run past the horizon before the row
+    at `ts` is made (the live worker makes rows later than `replay` when it waits); a later
+    activity must not count."""
+    slots = [_SLOT[k] for k in _ACTIVITY.get(segment, tuple(_SLOT))]
+    newest = max(state.last[s] for s in slots)
+    if newest <= ts + horizon_s:
+        return newest > ts
+    lo, hi = int(ts // DAY_S), int((ts + horizon_s) // DAY_S) - 1
+    return any(state.seen_between(s, lo, hi) for s in slots)
 
 
 # Format 3 turned the snapshot's last byte from "positive" into flags; a format-2 positive (1)

@@ -196,3 +196,18 @@ def test_a_drain_stopped_early_leaves_the_rest_held_in_order() -> None:
     # The caller stops here (a boundary waits for its model): nothing else was popped.
     assert len(a) == 2
     assert a.release([]) == ["A3", "B4"]
+
+
+def test_time_the_caller_is_blocked_does_not_make_events_overdue() -> None:
+    a: EventTimeAligner[str] = EventTimeAligner(max_hold_s=30.0)
+    a.push("A", 10.0, (0,), "a10", arrived=0.0)
+    a.push("A", 50.0, (1,), "a50", arrived=0.0)
+    a.push("B", 20.0, (2,), "b20", arrived=0.0)
+    # B lags (unread records after 20): a50 waits for it. The caller holds for 100 s.
+    assert list(a.drain(["B"], now=1.0)) == ["a10", "b20"]
+    for now in (40.0, 70.0, 100.0):
+        a.drain(["B"], now=now, blocked=True)
+    # Blocked is the caller's own wait, not a stalled source: nothing goes out early yet...
+    assert a.release(["B"], now=101.0) == [] and a.forced == 0
+    # ...but B standing still for max_hold_s after that does release it (counted).
+    assert a.release(["B"], now=131.0) == ["a50"] and a.forced == 1
