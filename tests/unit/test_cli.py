@@ -134,6 +134,11 @@ def test_worker_runs_faust_at_the_commands_level(monkeypatch: pytest.MonkeyPatch
     app = SimpleNamespace(churnstream=SimpleNamespace(fatal=None, partition_problems=no_problems))
     monkeypatch.setattr(app_module, "create_app", lambda settings, bootstrap: app)
     monkeypatch.setattr(worker_command, "find_bootstrap", lambda settings: "127.0.0.1:1")
+
+    async def same_key(settings: Settings, fingerprint: str, *, bootstrap: str) -> None:
+        return None
+
+    monkeypatch.setattr(worker_command, "key_problem", same_key)
     monkeypatch.setenv("CHURNSTREAM_LOG_LEVEL", "error")
     assert main(["worker"]) == 0
     assert main(["worker", "-v"]) == 0
