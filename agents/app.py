@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from churnstream.agents.web_access import web_token
 from churnstream.stream.kafka.client import broker_credentials
 from churnstream.stream.settings import Settings
 
@@ -14,6 +15,7 @@ def create_app(settings: Settings, *, bootstrap: str | None = None) -> faust.App
     if not servers:
         raise ValueError("no Kafka bootstrap servers: set KAFKA_BOOTSTRAP_SERVERS")
     broker = ";".join(f"kafka://{s.strip()}" for s in servers.split(",") if s.strip())
+    web_token(settings)  # refuses a read API beyond loopback without a token, before anything
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
@@ -28,9 +30,15 @@ def create_app(settings: Settings, *, bootstrap: str | None = None) -> faust.App
         topic_replication_factor=settings.replication,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
+        # Bind where told; advertise (to the other workers, which route read API requests to
+        # a user's owner) an address they can reach.
         web_bind=settings.web_host,
-        web_host=settings.web_host,
+        web_host=settings.web_advertised_host or settings.web_host,
         web_port=settings.web_port,
+        # Faust's own views are not churnstream's: `/table/...` serves raw stored records and
+        # `/router/` the assignment, with no access control.
+        web_router_enabled=False,
+        web_tables_enabled=False,
         # Agents ack in batches after each state flush; commit often so a crash redoes little.
         broker_commit_interval=1.0,
         stream_buffer_maxsize=16384,

@@ -34,6 +34,7 @@ from churnstream.agents.intake import batches
 from churnstream.agents.ordering import EventTimeAligner
 from churnstream.agents.outputs import OutputRefused
 from churnstream.agents.processor import EventProcessor
+from churnstream.agents.web_access import authorized, web_token
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def register(ctx: WorkerContext) -> None:
     class Status(View):
         """What this worker's decisions wait for (`churnstream tail --status` shows it)."""
 
+        @authorized(web_token(settings))
         async def get(self, request: Request) -> Response:
             return self.json(processor.status(time.monotonic()))
 

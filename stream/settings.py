@@ -19,6 +19,8 @@ from churnstream.stream.errors import ChurnstreamError
 
 PREFIX: Final = "CHURNSTREAM_"
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+# Bind addresses meaning "every interface": no other worker can reach a server there.
+WILDCARD_HOSTS: Final = frozenset({"0.0.0.0", "::", "[::]"})  # noqa: S104 - recognised, not bound
 
 
 class SettingsError(ChurnstreamError, ValueError):
@@ -47,7 +49,11 @@ class Settings:
     store: str = "memory://"
     """Faust table store: `memory://` (default) or `rocksdb://` (needs the rocksdb extra)."""
     web_host: str = "127.0.0.1"
-    """Host the worker's web server (read API) binds to."""
+    """Host the worker's web server (read API) binds to; beyond loopback a bearer token is
+    required (CHURNSTREAM_WEB_TOKEN, docs/security.md)."""
+    web_advertised_host: str = ""
+    """Host other workers reach this worker's web server at (read API requests are routed to
+    the user's owner there); empty = web_host, which must then not be a wildcard address."""
     web_port: int = 6066
     """Port of the worker's web server."""
     metrics_host: str = "127.0.0.1"
@@ -170,6 +176,17 @@ class Settings:
         need(self.replication >= 1, "replication", "must be >= 1")
         need(1024 <= self.max_record_bytes <= 16 * 2**20, "max_record_bytes", "1 KiB..16 MiB")
         need(0 <= self.web_port < 65536, "web_port", "must be a TCP port")
+        need(
+            bool(self.web_advertised_host) or self.web_host not in WILDCARD_HOSTS,
+            "web_host",
+            "a wildcard bind address: set CHURNSTREAM_WEB_ADVERTISED_HOST to the address other "
+            "workers reach this one at",
+        )
+        need(
+            self.web_advertised_host not in WILDCARD_HOSTS,
+            "web_advertised_host",
+            "must be an address other workers can reach (not a wildcard)",
+        )
         need(0 <= self.metrics_port < 65536, "metrics_port", "must be a TCP port (0 = off)")
         need(self.flush_interval_s > 0, "flush_interval_s", "must be > 0")
         need(self.flush_max_events >= 1, "flush_max_events", "must be >= 1")

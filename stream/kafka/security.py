@@ -41,8 +41,11 @@ ENV_VARS: Final = frozenset(
         "PSEUDONYM_KEY",
         "PSEUDONYM_KEY_FILE",
         "BLOCKED_USERS_FILE",
+        "WEB_TOKEN",
+        "WEB_TOKEN_FILE",
     )
 )
+MIN_WEB_TOKEN_CHARS: Final = 16
 
 
 class SecurityError(ChurnstreamError, ValueError):
@@ -99,6 +102,9 @@ class SecuritySettings:
     """HMAC key of pseudonymisation (stream.contract.pseudonym); empty = pseudonymisation off."""
     blocked_users_file: str = ""
     """File of user ids (one a line) whose later events are dead-lettered (`erased_user`)."""
+    web_token: Secret = field(default_factory=lambda: Secret(""))
+    """Bearer token the read API requires (`Authorization: Bearer ...`); empty = none, which
+    only a web server bound to loopback may have."""
 
     @property
     def uses_sasl(self) -> bool:
@@ -131,6 +137,7 @@ class SecuritySettings:
             ssl_check_hostname=check in {"1", "true", "yes", "on"},
             pseudonym_key=_secret(env, "PSEUDONYM_KEY"),
             blocked_users_file=get("BLOCKED_USERS_FILE"),
+            web_token=_secret(env, "WEB_TOKEN"),
         )
         settings.validate()
         return settings
@@ -145,6 +152,11 @@ class SecuritySettings:
             need(self.sasl_mechanism in MECHANISMS, "SASL_MECHANISM", f"one of {MECHANISMS}")
             need(bool(self.sasl_username), "SASL_USERNAME", "required with SASL")
             need(bool(self.sasl_password), "SASL_PASSWORD", "required with SASL (or _FILE)")
+        need(
+            not self.web_token or len(self.web_token.reveal()) >= MIN_WEB_TOKEN_CHARS,
+            "WEB_TOKEN",
+            f"at least {MIN_WEB_TOKEN_CHARS} characters",
+        )
         for var, path in (
             ("SSL_CAFILE", self.ssl_cafile),
             ("SSL_CERTFILE", self.ssl_certfile),

@@ -10,6 +10,7 @@ import urllib.request
 from typing import Any
 
 from churnstream.stream.cli.common import CommandError
+from churnstream.stream.kafka.client import security_settings
 from churnstream.stream.settings import Settings
 
 
@@ -26,10 +27,13 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
-def fetch(base: str, user_id: str) -> dict[str, Any] | None:
+def fetch(base: str, user_id: str, token: str | None = None) -> dict[str, Any] | None:
+    """The worker's view of `user_id` (None: unknown), with the bearer token if one is set."""
     url = f"{base.rstrip('/')}/users/{urllib.parse.quote(user_id, safe='')}/"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - our own worker
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - our own worker
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
@@ -43,7 +47,8 @@ def fetch(base: str, user_id: str) -> dict[str, Any] | None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     base = args.url or f"http://{settings.web_host}:{settings.web_port}"
-    view = fetch(base, args.user_id)
+    token = security_settings(settings).web_token.reveal() or None
+    view = fetch(base, args.user_id, token)
     if view is None:
         print(f"unknown user {args.user_id!r}: no event of this user reached the worker")
         return 3

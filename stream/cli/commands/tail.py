@@ -19,7 +19,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from churnstream.stream.cli.formatting import format_record
-from churnstream.stream.kafka.client import client_options
+from churnstream.stream.kafka.client import client_options, security_settings
 from churnstream.stream.kafka.connect import find_bootstrap
 from churnstream.stream.settings import Settings
 
@@ -63,10 +63,13 @@ def format_status(doc: dict[str, Any]) -> str:
     return "worker waits for " + "; ".join(parts) if parts else "worker waits for nothing"
 
 
-def fetch_status(url: str) -> str:
-    """The worker's status line, or why it could not be read."""
+def fetch_status(url: str, token: str | None = None) -> str:
+    """The worker's status line (with the read API's bearer token if one is set), or why it
+    could not be read."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (http URL we build)
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 (http URL we build)
+        with urllib.request.urlopen(request, timeout=2) as resp:  # noqa: S310
             return format_status(orjson.loads(resp.read()))
     except (OSError, ValueError) as exc:
         return f"worker status unavailable at {url}: {exc}"
@@ -145,7 +148,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 from_beginning=args.from_beginning,
                 limit=args.limit,
                 idle_exit=args.idle_exit,
-                status=partial(fetch_status, status_url(settings)) if args.status else None,
+                status=partial(
+                    fetch_status,
+                    status_url(settings),
+                    security_settings(settings).web_token.reveal() or None,
+                )
+                if args.status
+                else None,
             )
         )
     except KeyboardInterrupt:
