@@ -331,11 +331,15 @@ async def deliver_loop(
         if not batch:
             continue
         # A TaskGroup: if a dead-letter send fails, the rest is cancelled and nothing is
-        # committed, so the whole batch is delivered again after the restart.
-        async with asyncio.TaskGroup() as group:
-            for records in batch.values():
-                for record in records:
-                    group.create_task(one(record))
+        # committed, so the whole batch is delivered again after the restart. The first error
+        # is raised as itself, so the command reports it on one line.
+        try:
+            async with asyncio.TaskGroup() as group:
+                for records in batch.values():
+                    for record in records:
+                        group.create_task(one(record))
+        except ExceptionGroup as errors:
+            raise errors.exceptions[0] from None
         handled += sum(len(records) for records in batch.values())
         await _commit(consumer, batch)
     return handled
