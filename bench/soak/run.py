@@ -4,6 +4,7 @@
     .venv/bin/python bench/soak/run.py --long       # the rebalance drill for 10 minutes
     .venv/bin/python bench/soak/run.py --quick      # smoke run, tiny sizes, a temp file
     .venv/bin/python bench/soak/run.py --only a,d   # some drills (the letters of the rows)
+    .venv/bin/python bench/soak/run.py --replay-records 200000   # a smaller offline drill
 
 Starts its own local broker in a temp dir (stopped at the end, and by the kernel if this
 process dies) unless KAFKA_BOOTSTRAP_SERVERS is set; the broker-kill drill needs its own.
@@ -147,6 +148,8 @@ def render(rows: list[Row], scale: Scale, args: argparse.Namespace, seconds: flo
 
 def _flags(args: argparse.Namespace) -> str:
     flags = [f for f, on in (("--quick", args.quick), ("--long", args.long)) if on]
+    if args.replay_records:
+        flags.append(f"--replay-records {args.replay_records}")
     if args.only:
         flags.append(f"--only {args.only}")
     return "".join(f" {f}" for f in flags)
@@ -188,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         "--long", action="store_true", help="the rebalance drill for 10 minutes (the issue's)"
     )
     parser.add_argument("--only", default="", help="drills by letter, e.g. a,c,f")
+    parser.add_argument(
+        "--replay-records",
+        type=int,
+        default=None,
+        help="records of the offline drill (f1; default 1,000,000, --quick 20,000)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="output file")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, data)")
     args = parser.parse_args(argv)
@@ -198,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     scale = QUICK if args.quick else Scale()
     if args.long:
         scale = dataclasses.replace(scale, rebalance_s=600.0)
+    if args.replay_records:
+        scale = dataclasses.replace(scale, replay_records=args.replay_records)
     out = args.out or (
         Path(tempfile.gettempdir()) / "churnstream-RELIABILITY-quick.md"
         if args.quick

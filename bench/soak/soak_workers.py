@@ -98,9 +98,11 @@ class Worker:
         return self.proc is not None and self.proc.running()
 
     def check_alive(self) -> bool:
-        """True while running; raises with the log tail once the process died by itself."""
-        if self.proc is not None:
-            self.proc.check_alive()
+        """True while running; raises with the log's last line once the process died."""
+        if self.proc is not None and not self.proc.running():
+            lines = [x for x in self.proc.log_tail(20).splitlines() if x.strip()]
+            last = lines[-1].strip() if lines else "(empty log)"
+            raise RuntimeError(f"{self.name} exited ({self.proc.popen.returncode}): {last}")
         return True
 
     def sample_rss(self) -> float:
