@@ -307,6 +307,11 @@ class Deliverer:
             await sink.deliver(alert, raw)
         except SinkFailed as exc:
             return str(exc)
+        except Exception as exc:
+            # A bug or an alert a sink cannot handle must not stop every later alert (the
+            # batch would be delivered, and fail, again after each restart): dead-letter it.
+            log.exception("sink %s failed on alert %s", sink.name, alert.get("alert_id"))
+            return f"{type(exc).__name__} (not retried)"
         return None
 
 

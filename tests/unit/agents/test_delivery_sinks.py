@@ -330,3 +330,21 @@ def test_loop_commits_nothing_when_a_dead_letter_cannot_be_sent(tmp_path: Path) 
 
         consumer = asyncio.run(with_session(go))
     assert consumer.commits == []
+
+
+class Broken:
+    name = "broken"
+
+    async def deliver(self, alert: Any, raw: bytes) -> None:
+        raise KeyError("a bug")
+
+
+def test_a_sink_that_raises_unexpectedly_dead_letters_the_alert() -> None:
+    config = DeliveryConfig(
+        sinks={"broken": SinkConfig("broken", "webhook", url="http://x")},
+        routes=(Route(("broken",)),),
+    )
+    letters, metrics = Letters(), DeliveryMetrics()
+    deliverer = Deliverer(config, {"broken": Broken()}, letters, metrics)
+    asyncio.run(deliverer.handle(rec(7, ALERT)))
+    assert letters.sent == [(7, "delivery_failed", "sink broken: KeyError (not retried)")]
