@@ -8,6 +8,7 @@ without leaking the password or the pseudonym key. Variables are documented in d
 
 from __future__ import annotations
 
+import difflib
 import os
 import ssl
 from collections.abc import Mapping
@@ -46,6 +47,20 @@ ENV_VARS: Final = frozenset(
     )
 )
 MIN_WEB_TOKEN_CHARS: Final = 16
+# Other CHURNSTREAM_* variables read outside the Settings object (the local broker, tests).
+OTHER_VARS: Final = frozenset(
+    PREFIX + name
+    for name in ("KAFKA_HOME", "CACHE_DIR", "TESTS_ALLOW_NO_KAFKA", "TEST_KAFKA_IMAGE")
+)
+_SASL_VARS: Final = ("SASL_MECHANISM", "SASL_USERNAME", "SASL_PASSWORD", "SASL_PASSWORD_FILE")
+_SSL_VARS: Final = (
+    "SSL_CAFILE",
+    "SSL_CERTFILE",
+    "SSL_KEYFILE",
+    "SSL_KEY_PASSWORD",
+    "SSL_KEY_PASSWORD_FILE",
+    "SSL_CHECK_HOSTNAME",
+)
 
 
 class SecurityError(ChurnstreamError, ValueError):
@@ -150,8 +165,19 @@ class SecuritySettings:
         need(self.security_protocol in PROTOCOLS, "SECURITY_PROTOCOL", f"one of {PROTOCOLS}")
         if self.uses_sasl:
             need(self.sasl_mechanism in MECHANISMS, "SASL_MECHANISM", f"one of {MECHANISMS}")
+            need(
+                not (self.sasl_mechanism == "PLAIN" and not self.uses_ssl),
+                "SASL_MECHANISM",
+                "PLAIN over SASL_PLAINTEXT sends the password in clear: use SASL_SSL, or SCRAM",
+            )
             need(bool(self.sasl_username), "SASL_USERNAME", "required with SASL")
             need(bool(self.sasl_password), "SASL_PASSWORD", "required with SASL (or _FILE)")
+        need(
+            not (self.uses_ssl and not self.ssl_check_hostname and not self.ssl_cafile),
+            "SSL_CHECK_HOSTNAME",
+            "false only with SSL_CAFILE (a private CA): with the system trust store any "
+            "certificate of a public CA would be accepted for the broker",
+        )
         need(
             not self.web_token or len(self.web_token.reveal()) >= MIN_WEB_TOKEN_CHARS,
             "WEB_TOKEN",
@@ -241,6 +267,27 @@ class SecuritySettings:
         lines = Path(self.blocked_users_file).read_text(encoding="utf-8").splitlines()
         ids = (line.split("#", 1)[0].strip() for line in lines)
         return frozenset(pseudo.stored_id(uid) for uid in ids if uid)
+
+    def warnings(self, env: Mapping[str, str], known: frozenset[str]) -> list[str]:
+        """What in `env` this process ignores although it looks meant for it, one line each:
+        SASL or SSL variables the security protocol does not use, and `CHURNSTREAM_*`
+        variables churnstream does not know (`known`: the settings' variables), with the
+        known name they are closest to (a misspelled one may switch a protection off)."""
+        lines = []
+        for names, used in ((_SASL_VARS, self.uses_sasl), (_SSL_VARS, self.uses_ssl)):
+            for name in names:
+                if not used and env.get(PREFIX + name):
+                    lines.append(
+                        f"{PREFIX}{name} is set but ignored: "
+                        f"{PREFIX}SECURITY_PROTOCOL={self.security_protocol} does not use it"
+                    )
+        every = sorted(known | ENV_VARS | OTHER_VARS)
+        for var in sorted(env):
+            if var.startswith(PREFIX) and var not in known | ENV_VARS | OTHER_VARS:
+                close = difflib.get_close_matches(var, every, n=1, cutoff=0.8)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                lines.append(f"{var} is not a churnstream setting and is ignored{hint}")
+        return lines
 
     def describe(self) -> str:
         """One log-safe line: protocol, mechanism and user, never a secret."""

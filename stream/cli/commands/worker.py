@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+from dataclasses import fields
 from typing import Any
 
 from churnstream.stream.cli.common import CommandError
 from churnstream.stream.kafka.client import security_settings
 from churnstream.stream.kafka.connect import find_bootstrap
 from churnstream.stream.kafka.key_check import key_problem
-from churnstream.stream.settings import Settings
+from churnstream.stream.kafka.security import SecuritySettings
+from churnstream.stream.settings import PREFIX, Settings
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,29 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
+def log_security(settings: Settings, security: SecuritySettings, fingerprint: str) -> None:
+    """Log the security mode in effect (never a secret), and warn about every setting that
+    looks meant for churnstream but is ignored (a misspelled one may switch a protection off)."""
+    known = frozenset(PREFIX + f.name.upper() for f in fields(Settings) if f.name != "extra")
+    for line in security.warnings({**os.environ, **settings.extra}, known):
+        log.warning("%s", line)
+    kafka = security.describe()
+    if security.uses_ssl:
+        kafka += ", TLS" + ("" if security.ssl_check_hostname else " without hostname check")
+    pseudo = f"on (key fingerprint {fingerprint})" if security.pseudonym_key else "off"
+    advertised = settings.web_advertised_host or settings.web_host
+    token = "bearer token required" if security.web_token else "no token (loopback only)"
+    log.info(
+        "security: Kafka %s; pseudonymisation %s; read API bound to %s:%d, advertised as %s, %s",
+        kafka,
+        pseudo,
+        settings.web_host,
+        settings.web_port,
+        advertised,
+        token,
+    )
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
@@ -36,7 +62,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # Before joining the group: a keyed topic with another partition count, or another
     # pseudonym key than the group's, would split users. A loop of its own, so Faust's worker
     # still finds no loop closed under it.
-    fingerprint = security_settings(settings).pseudonymizer().fingerprint
+    security = security_settings(settings)
+    fingerprint = security.pseudonymizer().fingerprint
+    log_security(settings, security, fingerprint)
     loop = asyncio.new_event_loop()
     try:
         problems = loop.run_until_complete(app.churnstream.partition_problems())
