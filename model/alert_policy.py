@@ -7,6 +7,7 @@ unless the severity rises. Cancel stops a user's alerts; reactivate/signup resum
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -149,29 +150,49 @@ class AlertMemory:
     # A churn_risk alert waiting for its boundary's budget decision: {"boundary", "alert"
     # (the record), "before" (the churn_risk KindMemory before it was raised, or None)}.
     candidate: dict[str, Any] | None = None
+    # Cancels and reactivations (event time, "cancel" | "reactivate") that no decision has
+    # reached yet. A daily row can be made after later events of its user were applied (live,
+    # while a boundary waits for a lagging source); the row's decision must still see the
+    # relationship as it was at the boundary, as when the row is made at once (replay).
+    lifecycle: list[tuple[float, str]] = field(default_factory=list)
 
     def kind(self, kind: str) -> KindMemory:
         """State of one kind (created on first use)."""
         return self.kinds.setdefault(kind, KindMemory())
 
+    def reach(self, ts: float) -> None:
+        """Apply the cancels and reactivations at or before `ts`, in their order."""
+        while self.lifecycle and self.lifecycle[0][0] <= ts:
+            _, change = self.lifecycle.pop(0)
+            if change == "cancel":
+                self.stopped = True
+            else:  # a fresh relationship: no episode, no cooldown, a new warm-up
+                self.stopped = False
+                self.kinds.clear()
+                self.roi_day, self.roi_ph, self.since = None, None, None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        return {
-            "kinds": {
-                k: {
-                    "active": m.active,
-                    "level": m.level,
-                    "last_ts": m.last_ts,
-                    "last_severity": m.last_severity,
-                    "holding": m.holding,
-                }
-                for k, m in self.kinds.items()
-            },
-            "stopped": self.stopped,
-            "roi_day": self.roi_day,
-            "roi_ph": self.roi_ph,
-            "since": self.since,
-        } | ({} if self.candidate is None else {"candidate": self.candidate})
+        return (
+            {
+                "kinds": {
+                    k: {
+                        "active": m.active,
+                        "level": m.level,
+                        "last_ts": m.last_ts,
+                        "last_severity": m.last_severity,
+                        "holding": m.holding,
+                    }
+                    for k, m in self.kinds.items()
+                },
+                "stopped": self.stopped,
+                "roi_day": self.roi_day,
+                "roi_ph": self.roi_ph,
+                "since": self.since,
+            }
+            | ({} if self.candidate is None else {"candidate": self.candidate})
+            | ({"lifecycle": self.lifecycle} if self.lifecycle else {})
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AlertMemory:
@@ -184,6 +205,7 @@ class AlertMemory:
             # Memories written before the warm-up existed belong to established users.
             since=data.get("since", 0.0),
             candidate=data.get("candidate"),
+            lifecycle=[(float(t), str(c)) for t, c in data.get("lifecycle", ())],
         )
 
     def to_bytes(self) -> bytes:
@@ -292,6 +314,7 @@ class AlertPolicy:
         The score is the calibrated probability of churning within the segment's horizon
         (`horizon_days`, when given, goes on the alert with it); with a `plan_price` the alert
         carries the revenue at risk, probability x price per 30 days."""
+        memory.reach(ts)
         if memory.stopped:
             return None
         cfg = self.config
@@ -333,6 +356,7 @@ class AlertPolicy:
         memory: AlertMemory,
     ) -> Alert | None:
         """`roi_drop` alert when ROI_7d starts to be low (rule) or a drop is detected (PH)."""
+        memory.reach(ts)
         if memory.stopped:
             return None
         cfg = self.config
@@ -428,15 +452,14 @@ class AlertPolicy:
                         memory.kinds[CHURN_RISK] = KindMemory(**before)
         return kept
 
-    def on_cancel(self, memory: AlertMemory) -> None:
-        """Stop alerting a churned user."""
-        memory.stopped = True
+    def on_cancel(self, memory: AlertMemory, ts: float) -> None:
+        """Stop alerting a churned user from `ts` (event time) on."""
+        bisect.insort(memory.lifecycle, (ts, "cancel"))
 
-    def on_reactivate(self, memory: AlertMemory) -> None:
-        """Resume alerting after reactivate/signup, as a fresh relationship (no cooldown)."""
-        memory.stopped = False
-        memory.kinds.clear()
-        memory.roi_day, memory.roi_ph, memory.since = None, None, None
+    def on_reactivate(self, memory: AlertMemory, ts: float) -> None:
+        """Resume alerting from `ts` on after reactivate/signup, as a fresh relationship (no
+        cooldown, a new warm-up)."""
+        bisect.insort(memory.lifecycle, (ts, "reactivate"))
 
     def _should_raise(
         self, state: KindMemory, ts: float, severity: str, segment: str | None

@@ -243,9 +243,9 @@ class Detector:
                 if len(rec.pending) == 0:
                     rec.pending = None
                     self.due.discard(rec.user_id)
-            self.alerts.on_cancel(rec.alerts)
+            self.alerts.on_cancel(rec.alerts, event.ts)
         elif event.event in ("signup", "reactivate"):
-            self.alerts.on_reactivate(rec.alerts)
+            self.alerts.on_reactivate(rec.alerts, event.ts)
 
     def _score(self, rec: UserRecord) -> None:
         """The event score: the user's newest view; only `roi_drop` (acute) is decided here."""

@@ -127,12 +127,15 @@ def test_most_warned_churners_are_alerted_before_they_cancel(course: History) ->
         before = [a.ts for a in risk.get(user_id, []) if t.cancel_ts - WINDOW <= a.ts < t.cancel_ts]
         if before:
             leads.append((t.cancel_ts - min(before)) / DAY)
-    # Measured: 16 of 19 (84%), median lead 4.7 days, with the thresholds chosen for precision
+    # Measured: 18 of 19 (95%), median lead 4.4 days, with the thresholds chosen for precision
     # within the 7-day horizon (course warning 0.4; alerts then come later in a decline: 14 of
-    # 20 and 6.8 days at 0.15 on per-event scores). The 5-day lead target of a 28-day window is
-    # not met any more; 4.5 days keeps the test able to catch a lead that collapses.
+    # 20 and 6.8 days at 0.15 on per-event scores). Before a row's decision saw the
+    # relationship as of its boundary, a cancel applied before the row was made silenced it:
+    # 16 of 19, median 4.7 days (the two more are alerted 0.45 and 0.75 days ahead). The 5-day
+    # lead target of a 28-day window is not met any more; 4 days keeps the test able to catch
+    # a lead that collapses.
     assert len(leads) / len(warned) >= 0.7
-    assert sorted(leads)[len(leads) // 2] >= 4.5
+    assert sorted(leads)[len(leads) // 2] >= 4.0
 
 
 def test_alerts_are_rarer_among_users_who_stay(course: History) -> None:

@@ -119,10 +119,40 @@ def test_escalation_inside_cooldown_raises(policy: AlertPolicy) -> None:
 def test_cancel_stops_and_reactivate_resumes(policy: AlertPolicy) -> None:
     memory = AlertMemory()
     assert run(policy, [(T0, 0.8)], memory=memory) == [(T0, "critical")]
-    policy.on_cancel(memory)
+    policy.on_cancel(memory, T0 + DAY / 2)
     assert run(policy, [(T0 + DAY, 0.1), (T0 + 2 * DAY, 0.9)], memory=memory) == []
-    policy.on_reactivate(memory)
+    policy.on_reactivate(memory, T0 + 2.5 * DAY)
     assert run(policy, [(T0 + 3 * DAY, 0.9)], memory=memory) == [(T0 + 3 * DAY, "critical")]
+
+
+def test_a_cancel_applied_before_an_earlier_row_is_decided_does_not_stop_it(
+    policy: AlertPolicy,
+) -> None:
+    """Live, a boundary waiting for a lagging source has its rows made after later events of
+    the user: the decision is the one made at once, before the cancel happened."""
+    memory = AlertMemory()
+    assert run(policy, [(T0, 0.1)], memory=memory) == []
+    policy.on_cancel(memory, T0 + 2.5 * DAY)  # applied first, happened after the next rows
+    assert run(policy, [(T0 + DAY, 0.6), (T0 + 2 * DAY, 0.8)], memory=memory) == [
+        (T0 + DAY, "warning"),
+        (T0 + 2 * DAY, "critical"),
+    ]
+    assert run(policy, [(T0 + 3 * DAY, 0.9)], memory=memory) == []
+    restored = AlertMemory.from_bytes(memory.to_bytes())
+    assert restored == memory
+
+
+def test_changes_wait_in_the_stored_memory_until_a_decision_reaches_them(
+    policy: AlertPolicy,
+) -> None:
+    memory = AlertMemory()
+    policy.on_reactivate(memory, T0 + 5 * DAY)
+    policy.on_cancel(memory, T0 + 4 * DAY)
+    restored = AlertMemory.from_bytes(memory.to_bytes())
+    assert restored.lifecycle == [(T0 + 4 * DAY, "cancel"), (T0 + 5 * DAY, "reactivate")]
+    assert run(policy, [(T0 + 3 * DAY, 0.9)], memory=restored) == [(T0 + 3 * DAY, "critical")]
+    assert run(policy, [(T0 + 4 * DAY, 0.9)], memory=restored) == []  # cancelled
+    assert run(policy, [(T0 + 6 * DAY, 0.9)], memory=restored) == [(T0 + 6 * DAY, "critical")]
 
 
 def test_replay_gives_same_alert_ids(policy: AlertPolicy) -> None:
@@ -215,8 +245,8 @@ def test_no_risk_alert_during_warmup_of_a_relationship() -> None:
         (T0 + DAY, "critical")
     ]
     # A reactivation starts a new relationship, hence a new warm-up.
-    policy.on_cancel(memory)
-    policy.on_reactivate(memory)
+    policy.on_cancel(memory, T0 + 29 * DAY)
+    policy.on_reactivate(memory, T0 + 29 * DAY + 60)
     assert run(policy, [(T0 + 30 * DAY, 0.9)], memory=memory) == []
     assert run(policy, [(T0 + 31 * DAY, 0.9)], memory=memory) == [(T0 + 31 * DAY, "critical")]
 

@@ -143,10 +143,10 @@ def test_roi_escalation_and_message(policy: AlertPolicy) -> None:
 
 def test_roi_skips_after_cancel(policy: AlertPolicy) -> None:
     memory = AlertMemory()
-    policy.on_cancel(memory)
+    policy.on_cancel(memory, T0 - 60)
     assert check(policy, feats(0.2, 0.2), memory) is None
-    policy.on_reactivate(memory)
-    assert check(policy, feats(0.2, 0.2), memory) is not None
+    policy.on_reactivate(memory, T0 + 60)
+    assert check(policy, feats(0.2, 0.2), memory, ts=T0 + DAY) is not None
 
 
 def test_page_hinkley_matches_river() -> None:
