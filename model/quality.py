@@ -148,6 +148,10 @@ class SegmentQuality:
             return True
         return False
 
+    def recent(self) -> tuple[list[float], list[bool]]:
+        """The last `window` examples' scores and labels, oldest first."""
+        return list(self._scores), list(self._labels)
+
     def reset_drift(self) -> None:
         """Restart drift detection (e.g. after the model was reset), warm-up included."""
         self._adwin = drift.ADWIN(delta=self.drift_delta)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
 from churnstream.agents.configure import alert_policy, engine_config
+from churnstream.model.plots import replay_plots
 from churnstream.model.replay import Replay, summarize
+from churnstream.stream.cli import html_report
 from churnstream.stream.cli.common import CommandError, check_output
 from churnstream.stream.cli.history_input import add_history_options, history
 from churnstream.stream.cli.progress import Progress
@@ -29,6 +32,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--state", type=Path, default=None, help="write final user states (JSONL)")
     p.add_argument("--report", type=Path, default=None, help="write the report (JSON)")
     p.add_argument(
+        "--html",
+        type=Path,
+        default=None,
+        help="write a visual report: one self-contained HTML file (calibration, lift and gain, "
+        "score distributions per segment, lead time before churn, alerts per day)",
+    )
+    p.add_argument(
         "--truth",
         type=Path,
         default=None,
@@ -41,7 +51,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if not args.file.is_file():
         raise CommandError(f"{args.file}: no such file")
-    for option in ("scores", "alerts", "state", "report"):
+    for option in ("scores", "alerts", "state", "report", "html"):
         check_output(getattr(args, option), f"--{option}")
     truth_file = args.truth
     if truth_file is None and truth_path(args.file).is_file():
@@ -52,7 +62,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     progress = Progress("replayed")
     with contextlib.ExitStack() as stack:
         scores = stack.enter_context(args.scores.open("wb")) if args.scores else None
-        alerts = stack.enter_context(args.alerts.open("wb")) if args.alerts else None
+        alerts: IO[bytes] | None = (
+            stack.enter_context(args.alerts.open("wb")) if args.alerts else None
+        )
+        tap = AlertTap(alerts) if args.html else None
+        if tap is not None:
+            alerts = tap
         replay = Replay(
             engine_config(settings),
             alert_policy(settings),
@@ -71,5 +86,27 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 fh.write(orjson.dumps(view) + b"\n")
     if args.report:
         args.report.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    if tap is not None:
+        plots = replay_plots(replay, tap.alerts)
+        title = f"churnstream replay of {args.file.name}"
+        args.html.write_text(html_report.render(report, plots, title), encoding="utf-8")
     print(summarize(report))
     return 0
+
+
+class AlertTap(io.BytesIO):
+    """The replay's alerts stream: keeps each alert (for the alerts-per-day chart) and passes
+    the bytes on to `out`, the `--alerts` file, if any (nothing is kept in the buffer)."""
+
+    def __init__(self, out: IO[bytes] | None) -> None:
+        super().__init__()
+        self.out = out
+        self.alerts: list[dict[str, Any]] = []
+
+    def write(self, data: Any) -> int:
+        raw = bytes(data)
+        # The replay writes one whole JSON line per call.
+        self.alerts.extend(orjson.loads(line) for line in raw.splitlines() if line.strip())
+        if self.out is not None:
+            self.out.write(raw)
+        return len(raw)
