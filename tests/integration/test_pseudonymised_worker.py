@@ -67,3 +67,53 @@ def test_outputs_and_state_carry_only_pseudonyms(
     log = worker.log_path.read_text(errors="replace")
     assert KEY not in log
     assert not any(u in log for u in USERS)
+
+
+def test_forget_by_pseudonym_or_raw_id_and_no_raw_id_in_the_dlq(
+    kafka_bootstrap: str, fresh_topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18: `forget p-...` erases the user the pseudonym names (it was hashed again and
+    erased nobody), a request naming the raw id (made without the key) erases its pseudonym,
+    and a bad record of a raw id reaches the DLQ under the pseudonym only."""
+    import asyncio
+
+    from churnstream.stream.cli.commands.forget import publish, request_for
+    from churnstream.stream.contract.dlq import decode_dlq
+    from churnstream.stream.kafka.security import ENV_VARS
+
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    prefix = fresh_topic_prefix
+    settings = make_topics(kafka_bootstrap, prefix)
+    by_alias, by_raw = USERS[0], USERS[1]
+    records = []
+    for i, user in enumerate((by_alias, by_raw)):
+        login = {"event_id": f"l{i}", "user_id": user, "ts": 1767603600 + i}
+        records.append((f"{prefix}behaviour.logins", user.encode(), orjson.dumps(login)))
+    bad = {"event_id": "bad", "user_id": USERS[2]}  # no ts
+    records.append((f"{prefix}behaviour.logins", USERS[2].encode(), orjson.dumps(bad)))
+    key = KEY.encode()
+    with running_worker(
+        kafka_bootstrap, prefix, tmp_path, env={"CHURNSTREAM_PSEUDONYM_KEY": KEY}
+    ) as worker:
+        produce(kafka_bootstrap, records)
+        for user in (by_alias, by_raw):
+            wait_until(lambda u=user: worker.user(pseudonym(u, key)), 60, "the user's state")
+        [dead] = consume(
+            kafka_bootstrap, f"{prefix}churn.dlq", until=lambda rs: len(rs) >= 1, timeout=30
+        )
+        assert dead.key == pseudonym(USERS[2], key).encode()
+        assert USERS[2].encode() not in dead.value
+        assert orjson.loads(decode_dlq(dead.value)["payload"])["user_id"] == pseudonym(
+            USERS[2], key
+        )
+
+        keyed = settings.replace(extra={"CHURNSTREAM_PSEUDONYM_KEY": KEY})
+        alias_request = request_for(pseudonym(by_alias, key), keyed, "req-alias")
+        raw_request = request_for(by_raw, settings, "req-raw")  # no key here: the raw id
+        assert raw_request.user_id == by_raw
+        for request in (alias_request, raw_request):
+            asyncio.run(publish(request, kafka_bootstrap, settings))
+        wait_until(lambda: worker.metric("churnstream_erasures_total") == 2, 60, "two erasures")
+        assert worker.user(pseudonym(by_alias, key)) is None
+        assert worker.user(pseudonym(by_raw, key)) is None
