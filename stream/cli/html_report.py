@@ -4,14 +4,22 @@ No script, no stylesheet or font from the network: the file opens offline in any
 numbers come from `churnstream.model.plots` (calibration, gain and lift, score distributions,
 lead time before a cancel, alerts per day) and the replay's report; each chart is followed by
 the table of the numbers it draws. Every chart is an `<svg class="chart" data-chart=NAME>`.
+`replay --html` and `backfill --html` collect the alerts with `AlertTap` and call `write`.
 """
 
 from __future__ import annotations
 
 import html
+import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from pathlib import Path
+from typing import IO, Any, Final
+
+import orjson
+
+from churnstream.model.plots import replay_plots
+from churnstream.model.replay import Replay
 
 W: Final = 460
 H: Final = 280
@@ -382,3 +390,33 @@ def render(report: Mapping[str, Any], plots: Mapping[str, Any], title: str) -> s
         f"<title>{_esc(title)}</title><style>{STYLE}</style></head><body>"
         f'<h1>{_esc(title)}</h1><p class="note">{_esc(note)}</p>{body}</body></html>\n'
     )
+
+
+class AlertTap(io.BytesIO):
+    """The replay's alerts stream: keeps each alert (for the alerts-per-day chart) and passes
+    the bytes on to `out`, the `--alerts` file, if any (nothing is kept in the buffer)."""
+
+    def __init__(self, out: IO[bytes] | None) -> None:
+        super().__init__()
+        self.out = out
+        self.alerts: list[dict[str, Any]] = []
+
+    def write(self, data: Any) -> int:
+        raw = bytes(data)
+        # The replay writes one whole JSON line per call.
+        self.alerts.extend(orjson.loads(line) for line in raw.splitlines() if line.strip())
+        if self.out is not None:
+            self.out.write(raw)
+        return len(raw)
+
+
+def write(
+    path: Path,
+    replay: Replay,
+    report: Mapping[str, Any],
+    alerts: Sequence[Mapping[str, Any]],
+    what: str,
+) -> None:
+    """Write the visual report of a finished `replay` (its `report` and published `alerts`)."""
+    page = render(report, replay_plots(replay, alerts), f"churnstream {what}")
+    path.write_text(page, encoding="utf-8")

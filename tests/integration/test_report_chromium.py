@@ -2,7 +2,8 @@
 
 The report of a simulated history is loaded from a file with every host name unresolvable (a
 request to the network would fail); the DOM Chromium built must hold every chart with its drawn
-series, and a screenshot of the page is taken.
+series, and a screenshot of the page is taken. `backfill --html` writes the same report of the
+history it hands to the live system (real broker).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from workers import make_topics
 
 from churnstream.stream.cli.main import main
 from churnstream.stream.devtools.simulator import SimConfig, generate, write_jsonl
@@ -66,18 +68,26 @@ def _browse(chromium: str, page: Path, *args: str, home: Path) -> subprocess.Com
     )
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("report")
-    history = work / "history.jsonl"
-    write_jsonl(generate(SIM), history)
-    out = work / "report.html"
+def _run(args: list[str], env: dict[str, str]) -> None:
     with pytest.MonkeyPatch.context() as mp:
         for k in [k for k in os.environ if k.startswith("CHURNSTREAM_")]:
             mp.delenv(k)
-        for k, v in ENV.items():
+        for k, v in {**ENV, **env}.items():
             mp.setenv(k, v)
-        assert main(["replay", str(history), "--html", str(out)]) == 0
+        assert main(args) == 0
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("history") / "history.jsonl"
+    write_jsonl(generate(SIM), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(history: Path) -> Path:
+    out = history.parent / "report.html"
+    _run(["replay", str(history), "--html", str(out)], {})
     return out
 
 
@@ -107,3 +117,19 @@ def test_chromium_screenshot_of_the_report(report: Path, tmp_path: Path) -> None
     assert (width, height) == (1000, 2800)
     # A page of charts compresses far less than a blank one (a blank 1000x2800 page: 14 KB).
     assert len(data) > 60_000, len(data)
+
+
+@pytest.mark.kafka
+def test_backfill_writes_the_same_report(
+    history: Path, report: Path, kafka_bootstrap: str, fresh_topic_prefix: str, tmp_path: Path
+) -> None:
+    make_topics(kafka_bootstrap, fresh_topic_prefix)
+    out = tmp_path / "backfill.html"
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "CHURNSTREAM_TOPIC_PREFIX": fresh_topic_prefix,
+        "CHURNSTREAM_APP_ID": fresh_topic_prefix.strip("."),
+    }
+    _run(["backfill", str(history), "--html", str(out)], env)
+    # The same history through the same code: the same charts, only the title differs.
+    assert out.read_text().replace("backfill of", "replay of") == report.read_text()

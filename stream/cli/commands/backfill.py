@@ -13,7 +13,8 @@ from typing import Any, TextIO
 
 from churnstream.agents.backfill import History, Published, publish, run_history
 from churnstream.model.replay import summarize
-from churnstream.stream.cli.common import CommandError
+from churnstream.stream.cli import html_report
+from churnstream.stream.cli.common import CommandError, check_output
 from churnstream.stream.cli.history_input import add_history_options
 from churnstream.stream.cli.history_input import history as history_records
 from churnstream.stream.contract.timefmt import rfc3339
@@ -42,6 +43,12 @@ def add_parser(sub: Any) -> None:
         "--publish-scores",
         action="store_true",
         help="also publish the history's risk scores and alerts (default: none, they are old)",
+    )
+    p.add_argument(
+        "--html",
+        type=Path,
+        default=None,
+        help="write the history's visual report: one self-contained HTML file (as `replay --html`)",
     )
     p.add_argument(
         "--force",
@@ -97,6 +104,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 until = float(args.until)
         if until is None:
             raise CommandError(f"--until {args.until!r}: not an RFC 3339 time or epoch seconds")
+    check_output(args.html, "--html")
     bootstrap = find_bootstrap(settings)  # before the long run: a missing broker fails fast
     progress = BackfillProgress(_count_lines(args.file))
     with contextlib.ExitStack() as stack:
@@ -104,18 +112,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.publish_scores:
             scores = stack.enter_context(tempfile.TemporaryFile())
             alerts = stack.enter_context(tempfile.TemporaryFile())
+        # The report's alerts-per-day chart reads the alerts as they are made.
+        tap = html_report.AlertTap(alerts) if args.html else None
         history = run_history(
             history_records(args),
             settings,
             until=until,
             scores_out=scores,
-            alerts_out=alerts,
+            alerts_out=tap if tap is not None else alerts,
             progress=progress,
         )
         progress.done()
         done = asyncio.run(
             publish(history, settings, bootstrap, force=args.force, scores=scores, alerts=alerts)
         )
+    if tap is not None:
+        what = f"backfill of {args.file.name}"
+        html_report.write(args.html, history.replay, history.report, tap.alerts, what)
     print(summarize(history.report))
     print(describe(history, done))
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -12,7 +11,6 @@ from typing import IO, Any
 import orjson
 
 from churnstream.agents.configure import alert_policy, engine_config
-from churnstream.model.plots import replay_plots
 from churnstream.model.replay import Replay, summarize
 from churnstream.stream.cli import html_report
 from churnstream.stream.cli.common import CommandError, check_output
@@ -65,7 +63,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         alerts: IO[bytes] | None = (
             stack.enter_context(args.alerts.open("wb")) if args.alerts else None
         )
-        tap = AlertTap(alerts) if args.html else None
+        tap = html_report.AlertTap(alerts) if args.html else None
         if tap is not None:
             alerts = tap
         replay = Replay(
@@ -87,26 +85,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.report:
         args.report.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     if tap is not None:
-        plots = replay_plots(replay, tap.alerts)
-        title = f"churnstream replay of {args.file.name}"
-        args.html.write_text(html_report.render(report, plots, title), encoding="utf-8")
+        html_report.write(args.html, replay, report, tap.alerts, f"replay of {args.file.name}")
     print(summarize(report))
     return 0
-
-
-class AlertTap(io.BytesIO):
-    """The replay's alerts stream: keeps each alert (for the alerts-per-day chart) and passes
-    the bytes on to `out`, the `--alerts` file, if any (nothing is kept in the buffer)."""
-
-    def __init__(self, out: IO[bytes] | None) -> None:
-        super().__init__()
-        self.out = out
-        self.alerts: list[dict[str, Any]] = []
-
-    def write(self, data: Any) -> int:
-        raw = bytes(data)
-        # The replay writes one whole JSON line per call.
-        self.alerts.extend(orjson.loads(line) for line in raw.splitlines() if line.strip())
-        if self.out is not None:
-            self.out.write(raw)
-        return len(raw)
