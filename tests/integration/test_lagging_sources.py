@@ -42,15 +42,17 @@ ENV = {"CHURNSTREAM_SOURCE_WAIT_S": "60"}
 
 
 # Measured 2026-12-06: no roi_drop at ROI 0.0 any more (10,319 ROI decisions held while value
-# lagged), but live raised 21 churn_risk warnings (scores 0.25-0.29, saas warning 0.25) on
-# these healthy accounts where `replay` raises none, and none of the replay's 5 roi_drop
-# warnings. The cause is the order of application: a topic not published yet has no unread
-# records, so each topic's events are applied as they come and the users' states run ahead;
-# of 12,891 events 9,001 were late and 2,468 too late for features, and 931 of 1,107 daily rows
-# (same model version both sides) differ from the replay's (docs/architecture.md, "Progress
-# per source": not solved, and the design it would take). Expected to pass once fixed.
+# lagged). Live raised 21 churn_risk warnings (scores 0.25-0.29, saas warning 0.25) on these
+# healthy accounts where `replay` raises none; since daily rows read nothing after their
+# boundary (model.labels.active_within, features.UserState.vector_at) it raises 1 (score 0.27),
+# and still none of the replay's 5 roi_drop warnings. The cause is the order of application:
+# a topic not published yet has no unread records, so each topic's events are applied as they
+# come and the users' states run weeks ahead, beyond the 4 days a row tolerates; of 12,891
+# events 9,001 were late and 2,468 too late for features (docs/architecture.md, "Progress per
+# source": not solved, and the design it would take). Expected to pass once fixed.
 @pytest.mark.xfail(
-    strict=True, reason="live raises churn_risk on healthy accounts and misses held roi decisions"
+    strict=True,
+    reason="topics applied one after another: 1 churn_risk live (replay 0), 5 roi_drop missed",
 )
 def test_topics_published_one_after_another_decide_like_replay(
     kafka_bootstrap: str, fresh_topic_prefix: str, tmp_path: Path
