@@ -114,17 +114,26 @@ def new_cluster_id() -> str:
 
 
 def render_server_properties(
-    port: int, controller_port: int, data_dir: Path, sasl_port: int | None = None
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    sasl_port: int | None = None,
+    ssl: tuple[int, Path] | None = None,
 ) -> str:
     """`server.properties` of a combined broker+controller node bound to 127.0.0.1 only.
 
-    With `sasl_port`, a SASL_PLAINTEXT listener offering SCRAM-SHA-256/512 is added there.
+    With `sasl_port`, a SASL_PLAINTEXT listener offering SCRAM-SHA-256/512 is added there; with
+    `ssl` (port, PEM file holding the broker's private key and certificate chain), an SSL
+    listener.
     """
     listeners = f"PLAINTEXT://127.0.0.1:{port}"
     protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
     if sasl_port is not None:
         listeners += f",SASL_PLAINTEXT://127.0.0.1:{sasl_port}"
         protocols += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+    if ssl is not None:
+        listeners += f",SSL://127.0.0.1:{ssl[0]}"
+        protocols += ",SSL:SSL"
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -153,6 +162,9 @@ def render_server_properties(
             props[f"listener.name.sasl_plaintext.{mechanism.lower()}.sasl.jaas.config"] = (
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;"
             )
+    if ssl is not None:
+        props["listener.name.ssl.ssl.keystore.type"] = "PEM"
+        props["listener.name.ssl.ssl.keystore.location"] = str(ssl[1])
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
 
@@ -307,6 +319,8 @@ class LocalKafka:
     leave it False when one command starts the broker and another stops it.
     `scram_users` ({name: password}) adds the SASL_PLAINTEXT SCRAM listener (see
     `sasl_bootstrap`); credentials are created only when the home is first formatted.
+    `ssl_keystore` (a PEM file with the broker's private key and certificate chain) adds an SSL
+    listener on a free port (`ssl_bootstrap`, known to the process that started the broker).
     """
 
     def __init__(
@@ -318,6 +332,7 @@ class LocalKafka:
         kafka_dir: Path | None = None,
         die_with_parent: bool = False,
         scram_users: Mapping[str, str] | None = None,
+        ssl_keystore: Path | None = None,
     ) -> None:
         self.home = Path(home).resolve()
         self.kafka_dir = Path(kafka_dir) if kafka_dir is not None else deploy_file("kafka")
@@ -325,6 +340,9 @@ class LocalKafka:
         self._controller_port = controller_port
         self._die_with_parent = die_with_parent
         self._scram_users = dict(scram_users or {})
+        self._ssl_keystore = ssl_keystore
+        self.ssl_bootstrap: str | None = None
+        """Address of the SSL listener ("127.0.0.1:PORT") once `start` opened one."""
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- paths -------------------------------------------------------------------------------
@@ -409,11 +427,18 @@ class LocalKafka:
         lib = self.ensure_jars()
         port, controller_port = self._choose_ports()
         sasl_port = self._choose_sasl_port({port, controller_port})
+        ssl = None
+        if self._ssl_keystore is not None:
+            ssl_port = free_port()
+            while ssl_port in {port, controller_port, sasl_port}:
+                ssl_port = free_port()
+            ssl = (ssl_port, self._ssl_keystore.resolve())
+            self.ssl_bootstrap = f"127.0.0.1:{ssl_port}"
         bootstrap = f"127.0.0.1:{port}"
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.properties_path.write_text(
-            render_server_properties(port, controller_port, self.data_dir, sasl_port),
+            render_server_properties(port, controller_port, self.data_dir, sasl_port, ssl),
             encoding="utf-8",
         )
         classpath = str(lib / "*")
