@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -90,6 +91,7 @@ class Row:
     rss_end: float | None = None
     seconds: float = 0.0
     caught_up: bool = True
+    records_in: int | None = None  # shown when there is no tally (a drill cut short)
     error: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -570,6 +572,13 @@ def start_extreme_replay(soak: Soak) -> ReplayRun:
     return ReplayRun(row, acct, proc, path, out, began, time.monotonic() - began)
 
 
+def _when(ts: float) -> str:
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (OverflowError, ValueError, OSError):
+        return str(ts)
+
+
 def finish_extreme_replay(run: ReplayRun, timeout: float) -> Row:
     row = run.row
     try:
@@ -577,6 +586,17 @@ def finish_extreme_replay(run: ReplayRun, timeout: float) -> Row:
     except TimeoutError:
         run.proc.kill()
         row.error = f"replay did not finish in {time.monotonic() - run.began:.0f} s"
+        row.records_in = run.acct.expected.records_in
+        row.seconds = time.monotonic() - run.began
+        lines = [x for x in run.proc.log_tail(5).splitlines() if x.startswith("{")]
+        if lines:
+            last = orjson.loads(lines[-1])
+            row.early = last["early"]
+            row.notes.append(
+                f"by then: {last['records']:,} records in {last['seconds']:.0f} s, watermark "
+                f"{_when(last['watermark'])}, {last['users']:,} users in the store, results "
+                f"{last['results']}"
+            )
         return row
     # Writing the file plus the replay (not the time it then waited for the live drills).
     row.seconds = run.wrote_s

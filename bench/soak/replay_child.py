@@ -4,9 +4,10 @@
 
 Runs what `churnstream replay FILE` runs (`model.replay`, default settings) in a process of its
 own, so its memory is measured alone, and writes one JSON object: every user's counted events
-and clock, the replay's results by outcome, the labels released early (negative examples whose
-horizon ends after `TS`, the newest plausible event time, so event time cannot have passed it)
-and RSS at start and end.
+and clock, the replay's results by outcome, the labels released early (examples whose horizon
+ends after `TS`, the newest plausible event time, so event time cannot have passed it; the
+drill sends no cancel, so no label is due earlier) and RSS at start and end. A progress line
+(JSON) goes to stdout every 50,000 records, so a run cut short still says how far it got.
 """
 
 from __future__ import annotations
@@ -26,16 +27,18 @@ from churnstream.model.replay import Replay
 from churnstream.model.replay_input import read_records
 from churnstream.stream.settings import Settings
 
+PROGRESS_EVERY = 50_000
+
 
 class _Counting(Replay):
-    """The replay, counting negative labels released before their horizon could have ended."""
+    """The replay, counting labels released before their horizon could have ended."""
 
     plausible_until = float("inf")
     early = 0
 
     def _learn(self, example: Example, closes: bool = False) -> None:
         due = example.made_at + self.config.model.horizon_s(example.segment)
-        if not example.label and due > self.plausible_until:
+        if due > self.plausible_until:
             self.early += 1
         super()._learn(example, closes)
 
@@ -56,7 +59,20 @@ def main() -> int:
         snapshot_every=settings.snapshot_every,
     )
     replay.plausible_until = args.plausible_until
-    report = replay.run(read_records(args.file))
+
+    def progress(events: int) -> None:
+        if events % PROGRESS_EVERY == 0:
+            line = {
+                "records": events,
+                "seconds": round(time.monotonic() - began, 1),
+                "watermark": replay.detector.watermark.value,
+                "users": len(replay.repo.records),
+                "early": replay.early,
+                "results": dict(replay.results),
+            }
+            print(orjson.dumps(line).decode(), flush=True)
+
+    report = replay.run(read_records(args.file), progress)
     records = replay.repo.records
     users = {uid: [counted_events(r.state), r.state.clock] for uid, r in records.items()}
     out = {

@@ -44,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from e2e_report import git_revision, machine, versions  # bench/, once on the path
 
 log = logging.getLogger("soak")
-REPLAY_TIMEOUT_S = 1800.0  # from its start; it runs beside the live drills
+# From its start; it runs beside the live drills (~10 min) and may take 5 more on its own.
+REPLAY_TIMEOUT_S = 900.0
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -122,7 +123,7 @@ def render(rows: list[Row], scale: Scale, args: argparse.Namespace, seconds: flo
         rss = f"{_n(r.rss_start)} -> {_n(r.rss_end)}" if r.rss_start is not None else "-"
         result = "pass" if r.passed else "**FAIL**"
         out.append(
-            f"| {r.name} | {_n(t and t.records_in)} | {_n(t and t.reflected)} | "
+            f"| {r.name} | {_n(t.records_in if t else r.records_in)} | {_n(t and t.reflected)} | "
             f"{_n(t and t.doubled)} | {_n(t and t.lost)} | {_n(r.early)} | {_n(t and t.stuck)} | "
             f"{rss} | {r.seconds:.0f} s | {result} |"
         )
@@ -175,10 +176,11 @@ Per user: *reflected* = min(produced, in state + in DLQ); more in state than pro
 *stuck* when its state is missing or unreadable or its clock is behind its newest valid event.
 Records the drill itself destroys (deleted below the group's offset, a changelog value
 overwritten with garbage and quarantined) are written off, and said so in the notes.
-*Labels released early*: negative labelled examples (`churn.examples`; `replay`: the inline
-trainer's) whose horizon ends after the newest plausible event time of the drill, so event
-time cannot have passed it. *RSS*: of the worker (the largest of a drill's workers) when it
-first answered and at its last sample before the end of the drill; `replay`: of its process.
+*Labels released early*: labelled examples (`churn.examples`; `replay`: the inline trainer's)
+whose horizon ends after the newest plausible event time of the drill, so event time cannot
+have passed it (the drills send no cancel, so no label is due sooner). *RSS*: of the worker
+(the largest of a drill's workers) when it first answered and at its last sample before the
+end of the drill; `replay`: of its process.
 Re-sent DLQ records after a crash (at least once) are listed in the notes, not counted as
 double counts of state.
 """
