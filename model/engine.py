@@ -377,6 +377,9 @@ class Detector:
         if wm != -math.inf:
             limit = self.config.daily_rows_per_sweep
             self._advance(wm, math.inf if limit is None else limit)
+            # Live, the watermark also moves without an event (a source given up).
+            if self.expiry.earliest < wm:
+                self._expire(wm)
         return len(self.out.examples) - before
 
     @property

@@ -22,13 +22,16 @@ def login(user: str, day: float) -> Login:
     return Login(event_id=f"e{next(_ids)}", user_id=user, ts=D0 + day * DAY_S, success=True)
 
 
-def detector(expire_days: float | None = 60.0) -> tuple[Detector, MemoryRepository]:
+def detector(
+    expire_days: float | None = 60.0, *, wait_for_sources: bool = False
+) -> tuple[Detector, MemoryRepository]:
     model = ModelConfig.from_dict({"horizons_days": {"course": 2.0, "saas": 2.0}})
     config = EngineConfig(
         features=FeatureConfig(lateness_s=0.0),
         model=model,
         gone_after_s=10 * DAY_S,
         expire_after_s=None if expire_days is None else expire_days * DAY_S,
+        wait_for_sources=wait_for_sources,
     )
     repo = MemoryRepository()
     policy = AlertPolicy(AlertConfig(cooldown_s=30 * DAY_S))
@@ -92,3 +95,17 @@ def test_expiry_off_keeps_users_forever() -> None:
     d.handle(login("quiet", 0))
     pace(d, range(1, 800, 10))
     assert repo.get("quiet") is not None and repo.expired == 0
+
+
+def test_a_sweep_expires_when_the_watermark_moved_without_an_event() -> None:
+    """Live, sources are waited for: the watermark moves when the caller gives them up, at a
+    sweep, with no event to carry the expiry."""
+    d, repo = detector(60.0, wait_for_sources=True)
+    d.handle(login("quiet", 0))
+    d.handle(login("pacer", 70))
+    d.sweep()
+    assert repo.get("quiet") is not None  # the other kinds have not started: no watermark
+    for source in list(d.watermark.lagging()):
+        d.watermark.mark_idle(source)
+    d.sweep()
+    assert repo.get("quiet") is None and repo.expired == 1
