@@ -139,16 +139,8 @@ def _row(segment: str, action: str, treated: Arm, holdout: Arm) -> UpliftRow:
         return UpliftRow(segment, action, treated, holdout, None, None, None, None)
     p_hold, p_treat = holdout.churned / holdout.n, treated.churned / treated.n
     low, high = newcombe(holdout, treated)
-    significant = low > 0 or high < 0
+    # Not 0 just because the interval excludes 0: a few customers can do that by chance, and
+    # the power calculation says how many it takes to see the difference reliably.
     total = needed_total(p_hold, p_treat, treated.n / holdout.n)
     more = None if total is None else max(0, math.ceil(total) - treated.n - holdout.n)
-    return UpliftRow(
-        segment,
-        action,
-        treated,
-        holdout,
-        p_hold - p_treat,
-        low,
-        high,
-        0 if significant else more,
-    )
+    return UpliftRow(segment, action, treated, holdout, p_hold - p_treat, low, high, more)

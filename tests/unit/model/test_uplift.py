@@ -51,7 +51,7 @@ def test_a_real_effect_is_measured_and_no_effect_contains_zero() -> None:
     assert call.treated == Arm(1800, 540) and call.holdout == Arm(200, 90)
     assert call.uplift == pytest.approx(0.15)
     assert call.ci_low is not None and 0.07 < call.ci_low < 0.15 < call.ci_high
-    assert call.more_needed == 0  # significant already
+    assert call.more_needed == 0  # 2000 customers are more than 80% power needs
     assert mail.uplift == 0.0
     assert mail.ci_low < 0 < mail.ci_high
     assert mail.more_needed is None
@@ -97,3 +97,10 @@ def test_customers_needed_grow_as_the_difference_shrinks() -> None:
     assert needed_total(0.3, 0.3, 9.0) is None
     # Equal arms, 0.45 vs 0.30: the textbook ~163 per arm.
     assert needed_total(0.45, 0.30, 1.0) == pytest.approx(2 * 163, rel=0.03)
+
+
+def test_a_significant_result_from_tiny_arms_still_asks_for_more() -> None:
+    records = alerts("saas", "call", False, 5, 1) + alerts("saas", "call", True, 2, 2)
+    (row,) = measure(records, outcome)
+    assert row.ci_low is not None and row.ci_low > 0  # "significant" by chance
+    assert row.more_needed is not None and row.more_needed > 0
