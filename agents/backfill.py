@@ -69,6 +69,7 @@ class History:
     until: float | None
     reached: float = -math.inf  # latest event time applied
     after_until: int = 0  # records left for the live stream
+    erased: int = 0  # events of users on the erasure block list, left out as the worker does
     seconds: float = 0.0
 
 
@@ -103,8 +104,10 @@ def run_history(
         alerts_out=alerts_out,
     )
     history = History(replay, {}, until)
-    # The worker replaces a raw id by its pseudonym before any state sees it; so does this.
-    pseudo = security_settings(settings).pseudonymizer()
+    # The worker replaces a raw id by its pseudonym before any state sees it and drops the
+    # events of erased users (the block list); so does this.
+    security = security_settings(settings)
+    pseudo, blocked = security.pseudonymizer(), security.blocked_users()
     read = 0
     for rec in records:
         read += 1
@@ -118,6 +121,9 @@ def run_history(
             history.reached = max(history.reached, event.ts)
             if pseudo.enabled:
                 event = dataclasses.replace(event, user_id=pseudo(event.user_id))
+            if event.user_id in blocked:
+                history.erased += 1
+                continue
         replay.feed_parsed(rec.kind, event)
     # What a live worker does after its last batch: the tied events, a sweep, the model.
     replay.finish()

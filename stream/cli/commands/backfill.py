@@ -142,7 +142,8 @@ def describe(history: History, done: Published) -> str:
         f"backfilled {events:,} records in {history.seconds:,.1f} s "
         f"({events / max(history.seconds, 1e-9):,.0f}/s); {history.after_until:,} at or after "
         "--until left for the live stream",
-        f"users: {done.users:,} records written to {done.changelog}",
+        f"users: {done.users:,} records written to {done.changelog}"
+        + (f" ({history.erased:,} events of erased users left out)" if history.erased else ""),
         f"models published to churn.models: {models}",
     ]
     if done.scores or done.alerts:

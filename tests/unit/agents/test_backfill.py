@@ -78,6 +78,21 @@ def test_users_are_stored_under_their_pseudonym_when_the_worker_would(tmp_path: 
     }
 
 
+def test_users_on_the_erasure_block_list_are_left_out(tmp_path: Path) -> None:
+    plain = run_history(read_records(history(tmp_path)), Settings(), until=CUT)
+    erased = sorted(plain.replay.repo.records)[:3]
+    block = tmp_path / "blocked.txt"
+    block.write_text("\n".join(["# erased", *erased]) + "\n")
+    done = run_history(
+        read_records(history(tmp_path)),
+        Settings.from_env({"CHURNSTREAM_BLOCKED_USERS_FILE": str(block)}),
+        until=CUT,
+    )
+    assert set(done.replay.repo.records) == set(plain.replay.repo.records) - set(erased)
+    assert done.erased > 0
+    assert done.report["events"] + done.erased == plain.report["events"]
+
+
 def test_describe_says_where_the_live_stream_takes_over(tmp_path: Path) -> None:
     done = run_history(read_records(history(tmp_path)), Settings(), until=CUT)
     text = describe(done, Published(users=40, changelog="c", models={"saas": 7}))
