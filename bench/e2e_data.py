@@ -74,13 +74,16 @@ _ACTIVITY = {
 }
 
 
-def many_users(users: int, start: float = DEFAULT_START) -> Iterator[SimRecord]:
-    """Two valid records per user (a signup and one activity of its segment) over one day.
+def many_users(
+    users: int, start: float = DEFAULT_START, span_s: float = 86_400.0
+) -> Iterator[SimRecord]:
+    """Two valid records per user (a signup and one activity of its segment) over `span_s`
+    seconds of event time from `start` (activities end 60 s after the span).
 
     The simulator makes ~4 records per user-day; this keeps a 100k-user run short while every
     user still gets a state with a plan, a segment and one activity bucket.
     """
-    step = 86_400.0 / users
+    step = span_s / users
     for i in range(users):
         segment = SEGMENTS[i % len(SEGMENTS)]
         uid = f"scale-{i:06d}"

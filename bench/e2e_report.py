@@ -178,6 +178,7 @@ def render(
     elapsed_s: float,
     micro: dict[str, str],
     hand_written: str,
+    extra: tuple[str, ...] = (),
 ) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -201,7 +202,10 @@ def render(
     lines += [f"| {k} | {v} |" for k, v in {**machine(), **versions()}.items()]
     lines += ["", *_commands(), "", *_throughput(res), "", *_latency(res), "", *_scale(res)]
     lines += ["", *_restart(res)]
-    lines += ["", *_replay(replay, sizes), "", *_micro(micro), "", hand_written.strip(), ""]
+    lines += ["", *_replay(replay, sizes), "", *_micro(micro), ""]
+    # Sections of other bench modules (bench/e2e_daily.py), each rendered by its module.
+    lines += [x for section in extra for x in (section.strip(), "")]
+    lines += [hand_written.strip(), ""]
     return "\n".join(lines)
 
 

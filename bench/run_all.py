@@ -1,7 +1,8 @@
 """`make bench`: every benchmark in one run on one broker, written to BENCHMARKS.md.
 
-    .venv/bin/python bench/run_all.py            # full run (~10 min on 2 cores), BENCHMARKS.md
+    .venv/bin/python bench/run_all.py            # full run (~25 min on 2 cores), BENCHMARKS.md
     .venv/bin/python bench/run_all.py --quick    # smoke run, tiny sizes, writes a temp file
+    .venv/bin/python bench/run_all.py --skip-daily  # without issue 14's phases (e2e_daily.py)
 
 Starts its own local broker in a temp dir (stopped at the end, and by the kernel if this
 process dies) unless KAFKA_BOOTSTRAP_SERVERS is set. The hand-written "how to read these
@@ -24,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from e2e import run_e2e
+from e2e_daily import FULL_DAILY, QUICK_DAILY, DailyResults, run_daily
+from e2e_daily import render as render_daily
 from e2e_data import FULL, QUICK
 from e2e_replay import ReplayResult, replay_throughput
 from e2e_report import HAND_BEGIN, HAND_END, REPO, render
@@ -102,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run with tiny sizes")
     parser.add_argument("--skip-micro", action="store_true", help="no micro-benchmarks")
     parser.add_argument(
+        "--skip-daily",
+        action="store_true",
+        help="no daily-scoring phases (bench/e2e_daily.py: SCORE_EVENTS false/true against "
+        "a no-op agent, a day boundary over 100k users)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -136,9 +145,20 @@ def main(argv: list[str] | None = None) -> int:
         else:
             replay_error = None
         with broker(workdir) as bootstrap:
-            res = asyncio.run(
-                run_e2e(bootstrap, sizes, workdir, budget_s=120.0 if args.quick else 300.0)
-            )
+            budget_s = 120.0 if args.quick else 300.0
+            res = asyncio.run(run_e2e(bootstrap, sizes, workdir, budget_s=budget_s))
+            daily: DailyResults | None = None
+            if not args.skip_daily:
+                log.info("issue 14: daily scoring against event scoring, a day boundary")
+                daily = asyncio.run(
+                    run_daily(
+                        bootstrap,
+                        sizes,
+                        QUICK_DAILY if args.quick else FULL_DAILY,
+                        workdir / "daily",
+                        budget_s=budget_s,
+                    )
+                )
         if replay_error:
             res.errors["replay"] = replay_error
         text = render(
@@ -149,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             elapsed_s=time.monotonic() - began,
             micro=micro,
             hand_written=keep_text,
+            extra=() if daily is None else (render_daily(daily, quick=args.quick),),
         )
         out.write_text(text, encoding="utf-8")
         log.info("wrote %s", out)
