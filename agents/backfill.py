@@ -34,7 +34,7 @@ from typing import IO, Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from churnstream.agents.configure import alert_policy, engine_config
+from churnstream.agents import configure
 from churnstream.agents.model_feed import COVERS_HEADER, VERSION_HEADER
 from churnstream.agents.outputs import key_partition
 from churnstream.model.replay import Replay
@@ -95,14 +95,7 @@ def run_history(
     """Replay `records` (those with an event time before `until`) as `churnstream replay`
     does; `progress(records read, event time reached)` every `progress_every` records."""
     started = time.monotonic()
-    replay = Replay(
-        engine_config(settings),
-        alert_policy(settings),
-        max_bytes=settings.max_record_bytes,
-        snapshot_every=settings.snapshot_every,
-        scores_out=scores_out,
-        alerts_out=alerts_out,
-    )
+    replay = configure.replay(settings, scores_out=scores_out, alerts_out=alerts_out)
     history = History(replay, {}, until)
     # The worker replaces a raw id by its pseudonym before any state sees it and drops the
     # events of erased users (the block list); so does this.

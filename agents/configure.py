@@ -4,6 +4,7 @@ replay, so both run with identical parameters)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from churnstream.features import FeatureConfig
 from churnstream.model.alert_config import AlertConfigError, load_alert_config
@@ -11,6 +12,7 @@ from churnstream.model.alerts import AlertConfig, AlertPolicy
 from churnstream.model.config import ModelConfig
 from churnstream.model.engine import EngineConfig
 from churnstream.model.playbook import Playbook
+from churnstream.model.replay import Replay
 from churnstream.stream.contract.events import DAY_S
 from churnstream.stream.settings import Settings, SettingsError
 
@@ -76,3 +78,15 @@ def alert_policy(settings: Settings) -> AlertPolicy:
     except AlertConfigError as exc:
         raise SettingsError(f"CHURNSTREAM_ALERTS_CONFIG: {exc}") from None
     return AlertPolicy(setup.config, playbook, setup.experiment)
+
+
+def replay(settings: Settings, **kw: Any) -> Replay:
+    """The replay `churnstream replay` and `backfill` run: the worker's parameters, record
+    size limit and snapshot cadence; `kw` as `Replay` takes them (outputs, truth, clock)."""
+    return Replay(
+        engine_config(settings),
+        alert_policy(settings),
+        max_bytes=settings.max_record_bytes,
+        snapshot_every=settings.snapshot_every,
+        **kw,
+    )

@@ -18,8 +18,7 @@ import time
 
 import orjson
 
-from churnstream.agents.configure import alert_policy, engine_config
-from churnstream.model.replay import Replay
+from churnstream.agents import configure
 from churnstream.model.replay_input import ReplayRecord
 from churnstream.stream.contract.topics import KIND_BY_TOPIC
 from churnstream.stream.devtools.simulator import SimConfig, generate
@@ -41,13 +40,8 @@ def history(users: int, days: int, seed: int) -> list[ReplayRecord]:
 
 def replay_once(records: list[ReplayRecord], settings: Settings) -> tuple[float, float, str]:
     """(wall s, CPU s, report digest) of one replay from empty state."""
-    replay = Replay(
-        engine_config(settings),
-        alert_policy(settings),
-        max_bytes=settings.max_record_bytes,
-        snapshot_every=settings.snapshot_every,
-        wall_clock=lambda: 0.0,  # scored_at only: keeps the run deterministic
-    )
+    # wall_clock feeds scored_at only: a fixed one keeps the run deterministic.
+    replay = configure.replay(settings, wall_clock=lambda: 0.0)
     wall, cpu = time.perf_counter(), time.process_time()
     report = replay.run(records)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

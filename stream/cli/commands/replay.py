@@ -10,8 +10,8 @@ from typing import IO, Any
 
 import orjson
 
-from churnstream.agents.configure import alert_policy, engine_config
-from churnstream.model.replay import Replay, summarize
+from churnstream.agents import configure
+from churnstream.model.replay import summarize
 from churnstream.stream.cli import html_report
 from churnstream.stream.cli.common import CommandError, check_output
 from churnstream.stream.cli.history_input import add_history_options, history
@@ -66,15 +66,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         tap = html_report.AlertTap(alerts) if args.html else None
         if tap is not None:
             alerts = tap
-        replay = Replay(
-            engine_config(settings),
-            alert_policy(settings),
-            max_bytes=settings.max_record_bytes,
-            snapshot_every=settings.snapshot_every,
-            scores_out=scores,
-            alerts_out=alerts,
-            truth=truth,
-        )
+        replay = configure.replay(settings, scores_out=scores, alerts_out=alerts, truth=truth)
         report = replay.run(history(args), progress if sys.stderr.isatty() else None)
     if sys.stderr.isatty():
         progress.done()
