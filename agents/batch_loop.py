@@ -257,10 +257,8 @@ class BatchLoop:
             if ts is not None:
                 appended.append(ts)
             blocked = processor.holding()
-        # Back-pressure: partitions far ahead wait unread while the lagging ones catch up; while
-        # the detector holds, every one with unread records waits (nothing is applied, and a
-        # full aligner would release out of turn).
-        self.guard.hold_back(frozenset(lagging) if blocked else aligner.ahead(lagging))
+        # Back-pressure: partitions far ahead wait unread while the lagging ones catch up.
+        self.guard.hold_back(aligner.ahead(lagging))
         metrics.events_held.set(len(aligner))
         metrics.events_released_early.inc(aligner.forced - forced)
         if not checkpoint.handled and not resume:
