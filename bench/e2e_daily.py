@@ -355,6 +355,7 @@ async def boundary(
     # The boundary begins when its last input partition passed D2 (as produced).
     opened = float(max(past_d2.values())) if past_d2 else first
     split: dict[str, list[float]] = {"before": [], "during": [], "after": [], "all": []}
+    written_during = 0  # paced events whose state was written while the rows were being made
     for key, events in inputs_of.items():
         writes = writes_of.get(key, [])
         for topic, partition, offset, at in events:
@@ -366,6 +367,7 @@ async def boundary(
             if i == len(writes):
                 continue
             lat = float(writes[i][0] - at)
+            written_during += opened <= writes[i][0] <= last
             window = "before" if at < opened else "during" if at <= last else "after"
             split[window].append(lat)
             split["all"].append(lat)
@@ -385,6 +387,7 @@ async def boundary(
         "boundary_s": (last - first) / 1000.0,
         "open_to_last_s": (last - opened) / 1000.0,
         "open_to_first_s": (first - opened) / 1000.0,
+        "written_during": written_during,
         "held": held,
         "rows_per_sweep": DAILY_ROWS_PER_SWEEP,
         "rss_before": rss_before,
@@ -501,7 +504,9 @@ def render(res: DailyResults, *, quick: bool) -> str:
             "record of its user whose state holds it (its input offset applied; the record is "
             "stamped when the batch is built, before the broker's acknowledgement and the input "
             "commit) minus the input record's create time; "
-            f"{b['matched']:,} of {b['paced']:,} events matched. Split by when the input was "
+            f"{b['matched']:,} of {b['paced']:,} events matched; "
+            f"{b.get('written_during', 0):,} of them reached the state between the boundary's "
+            "opening and its last daily score. Split by when the input was "
             "produced relative to the boundary (from its opening, as above, to its last daily "
             "score):",
             "",
@@ -528,6 +533,8 @@ async def run_daily(
     *,
     budget_s: float = 300.0,
     rate: float | None = None,
+    boundary_only: bool = False,
+    throughput_only: bool = False,
 ) -> DailyResults:
     """Both phases on `bootstrap`; a failed phase is reported, the other still runs."""
     run_id = f"daily{int(time.time())}"
@@ -538,7 +545,8 @@ async def run_daily(
     began = time.monotonic()
     await coordinator_ready(bootstrap)
     try:
-        await throughput(run_id, workdir, bootstrap, sizes, res, budget_s)
+        if not boundary_only:
+            await throughput(run_id, workdir, bootstrap, sizes, res, budget_s)
     except Exception as exc:
         log.exception("throughput phase failed")
         res.errors["throughput"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
@@ -548,7 +556,8 @@ async def run_daily(
         rate = measured.per_second / 2 if measured is not None else 1000.0
         note = "half the `SCORE_EVENTS=false` rate above" if measured else "a default"
     try:
-        await boundary(run_id, workdir, bootstrap, daily, rate, res, budget_s, note)
+        if not throughput_only:
+            await boundary(run_id, workdir, bootstrap, daily, rate, res, budget_s, note)
     except Exception as exc:
         log.exception("boundary phase failed")
         res.errors["boundary"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
@@ -578,13 +587,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=None, help="users held at the boundary")
     parser.add_argument("--rate", type=float, default=None, help="paced events/s")
     parser.add_argument("--out", type=Path, default=None, help="write the section here")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument(
+        "--boundary-only", action="store_true", help="skip the throughput phase (needs --rate)"
+    )
+    only.add_argument("--throughput-only", action="store_true", help="skip the boundary phase")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     sizes, daily = (QUICK, QUICK_DAILY) if args.quick else (FULL, FULL_DAILY)
     if args.users is not None:
-        daily = DailySizes(args.users, daily.pace_s, daily.before_s)
+        daily = DailySizes(args.users, min(daily.probes, args.users), daily.pace_s, daily.before_s)
     workdir = Path(tempfile.mkdtemp(prefix="churnstream-daily-"))
     with _broker(workdir) as bootstrap:
         res = asyncio.run(
@@ -595,6 +609,8 @@ def main(argv: list[str] | None = None) -> int:
                 workdir,
                 budget_s=120.0 if args.quick else 300.0,
                 rate=args.rate,
+                boundary_only=args.boundary_only,
+                throughput_only=args.throughput_only,
             )
         )
     text = render(res, quick=args.quick)
