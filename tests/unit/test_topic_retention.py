@@ -1,6 +1,6 @@
-"""Retention and compaction of the topics `churnstream topics create` makes match
-docs/privacy.md: the changelog is compacted with a tombstone retention, every topic holding
-personal data has a retention, and the page names every topic."""
+"""Retention and compaction of the topics `churnstream topics create` makes match the personal
+data table of docs/security.md: the changelog is compacted with a tombstone retention, every
+topic holding personal data has a retention, and the table names every topic."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from churnstream.stream.kafka.admin import changelog_spec, topic_specs
 from churnstream.stream.settings import Settings
 
 DAY_MS = 86_400_000
-PRIVACY = Path(__file__).resolve().parents[2] / "docs" / "privacy.md"
+SECURITY = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
 
 def test_the_changelog_is_compacted_with_a_tombstone_retention() -> None:
@@ -37,8 +37,8 @@ def test_retention_of_every_topic_with_personal_data() -> None:
     assert configs[f"p.{t.MODELS}"] == {"cleanup.policy": "compact"}
 
 
-def test_the_privacy_page_names_every_topic() -> None:
-    text = PRIVACY.read_text(encoding="utf-8")
+def test_the_personal_data_table_names_every_topic() -> None:
+    text = SECURITY.read_text(encoding="utf-8")
     named = [*t.INPUT_TOPICS.values(), t.REKEYED, t.SCORES, t.ALERTS, t.DLQ, t.EXAMPLES]
     named += [t.ERASURE, t.AUDIT, t.MODELS, "<app_id>-users-changelog"]
     for name in named:
