@@ -179,6 +179,9 @@ def _finish(
     """Reconcile a live drill and fill its row."""
     tally, dlq = tally_live(soak.bootstrap, f"{drill}.", f"soak-{drill}", locations, acct)
     row.tally = tally
+    if not row.caught_up:
+        behind, _ = lag(soak.bootstrap, f"soak-{drill}", _inputs(drill + "."))
+        row.notes.append(f"when read back the group was {behind:,} input records behind")
     row.early = early_labels(soak.bootstrap, f"{drill}.", plausible_until)
     row.rss_start, row.rss_end = _rss(workers)
     early_events = sum(w.total("churnstream_events_released_early_total") for w in workers)
@@ -580,9 +583,11 @@ def _when(ts: float) -> str:
 
 
 def finish_extreme_replay(run: ReplayRun, timeout: float) -> Row:
+    """The offline drill's row once its child ended, or `timeout` s after the drill began."""
     row = run.row
+    left = max(timeout - (time.monotonic() - run.began), 1.0)
     try:
-        wait_for(lambda: not run.proc.running(), timeout, "end of the replay", every=2.0)
+        wait_for(lambda: not run.proc.running(), left, "end of the replay", every=2.0)
     except TimeoutError:
         run.proc.kill()
         row.error = f"replay did not finish in {time.monotonic() - run.began:.0f} s"
