@@ -38,12 +38,13 @@ unit: install
 # The whole suite against a real broker. The pytest script, not `python -m pytest`: the latter
 # puts the checkout on sys.path, where `model`, `stream`, ... would import under their folder
 # names instead of `churnstream.*`. pytest exits 5 when it collected no test: that is a
-# failure here, like any other non-zero exit.
+# failure here, like any other non-zero exit. Tests marked `long` (issue-sized runs of many
+# minutes) run in `soak`.
 test: install kafka-jars
 	-bash deploy/install-prometheus.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -m "not long" $(PYTEST_ARGS)
 
 demo: install kafka-jars
 	$(PY) -m churnstream.stream.cli demo
@@ -52,11 +53,13 @@ bench: install kafka-jars
 	$(PY) bench/run_all.py
 
 # Reliability drills on a real broker (kill -9, rebalances, broker killed, retention gap,
-# corrupt state, extreme records): RELIABILITY.md, exit 1 if a row fails. Not part of `test`.
+# corrupt state, extreme records): RELIABILITY.md, exit 1 if a row fails; then the tests marked
+# `long`. Not part of `test`.
 # SOAK_ARGS=--long: the rebalance drill for 10 minutes; --quick: a smoke run.
 SOAK_ARGS ?=
 soak: install kafka-jars
 	$(PY) bench/soak/run.py $(SOAK_ARGS)
+	$(VENV)/bin/pytest -q -m long tests/integration
 
 kafka-up: install kafka-jars
 	$(PY) -m churnstream.stream.cli kafka start

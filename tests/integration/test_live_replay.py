@@ -52,7 +52,8 @@ pytestmark = pytest.mark.kafka
 
 DAY = 86400.0
 COOLDOWN = 7 * DAY
-SIM = SimConfig(users=800, days=75, seed=5)  # the history
+SIM = SimConfig(users=800, days=75, seed=5)  # the history: `make soak` (-m long)
+SMALL = SimConfig(users=100, days=40, seed=5)  # in `make test`
 TIMEOUT = 900.0
 
 
@@ -228,16 +229,30 @@ def compare_daily(
 # scores), every rules row agrees, but 24,722 model rows still differ: during the holds the
 # consumer goes on fetching, the aligner fills past its bound and released 90,642 events out of
 # turn (3,753 too late), so some examples differ and every later model with them.
-@pytest.mark.xfail(
-    strict=True,
-    reason="catch-up: 90,642 events released out of turn while held; 24,722 model rows differ",
+@pytest.mark.parametrize(
+    "sim",
+    [
+        pytest.param(SMALL, id="100x40"),
+        pytest.param(
+            SIM,
+            id="800x75",
+            marks=[
+                pytest.mark.long,
+                pytest.mark.xfail(
+                    strict=True,
+                    reason="catch-up: 90,642 events released out of turn while held; "
+                    "24,722 model rows differ",
+                ),
+            ],
+        ),
+    ],
 )
 def test_full_speed_history_decides_like_replay(
-    kafka_bootstrap: str, fresh_topic_prefix: str, tmp_path: Path
+    kafka_bootstrap: str, fresh_topic_prefix: str, tmp_path: Path, sim: SimConfig
 ) -> None:
     prefix = fresh_topic_prefix
     settings = make_topics(kafka_bootstrap, prefix)
-    sims = list(generate(SIM))
+    sims = list(generate(sim))
     started = time.monotonic()
     with running_worker(kafka_bootstrap, prefix, tmp_path) as worker:
         # As fast as the broker takes it, in the simulator's (event-time) order: a catch-up.
@@ -252,7 +267,7 @@ def test_full_speed_history_decides_like_replay(
         too_late = worker.metric("churnstream_records_consumed_total", result="too_late")
     live_s = time.monotonic() - started
     replay, offline_scores, offline_alerts = replay_of(sims, worker.settings, tmp_path)
-    truth = SimulatorTruth(ground_truth(SIM))
+    truth = SimulatorTruth(ground_truth(sim))
     model = replay.config.model
 
     daily, mismatches = compare_daily(live_scores, offline_scores)
@@ -261,7 +276,7 @@ def test_full_speed_history_decides_like_replay(
     common = len(live_ids.keys() & offline_ids.keys())
     q_replay, q_live = quality(offline_alerts, truth, model), quality(live_alerts, truth, model)
     summary = (
-        f"{SIM.users} users x {SIM.days} days seed {SIM.seed}, {len(sims)} records, live run "
+        f"{sim.users} users x {sim.days} days seed {sim.seed}, {len(sims)} records, live run "
         f"{live_s:.0f} s; daily rows {dict(daily)}; first mismatches {mismatches[:3]}; alert "
         f"ids live {len(live_ids)} replay {len(offline_ids)} common {common}, published twice "
         f"{twice}, cooldown repeats live {cooldown_repeats(live_alerts)} replay "
@@ -269,7 +284,7 @@ def test_full_speed_history_decides_like_replay(
         f"early {early:.0f}, too_late {too_late:.0f}\n{table(q_replay, q_live)}"
     )
     print(summary)
-    assert daily["replay_rows"] > 10_000, summary
+    assert daily["replay_rows"] > 20 * sim.users, summary
     # Every daily row both sides made with the same model is the same score.
     assert daily["score_mismatch"] == 0, summary
     assert daily["same_model"] >= 0.95 * daily["replay_rows"], summary
