@@ -16,6 +16,7 @@ from typing import Any, Final, Literal
 import orjson
 
 from churnstream.model.experiment import Experiment
+from churnstream.model.labels import stored_score
 from churnstream.model.messages import compose_message
 from churnstream.model.playbook import Action, Driver, Playbook
 from churnstream.model.roi import (
@@ -222,7 +223,8 @@ class AlertMemory:
 class Alert:
     """One `churn.alerts` record. The optional contract fields are written only when known:
     `probability` (and `horizon_days`, `revenue_at_risk`) for `churn_risk`, `holdout` and
-    `experiment` when an experiment is configured."""
+    `experiment` when an experiment is configured. `percentile` among the day's scores is
+    added to the record when its boundary is decided (`AlertPolicy.settle`)."""
 
     alert_id: str
     kind: str
@@ -407,7 +409,8 @@ class AlertPolicy:
     # -- the daily budget ------------------------------------------------------------------------
 
     def budgeted(self, segment: str | None) -> bool:
-        """True when `segment`'s churn_risk alerts wait for the budget decision."""
+        """True when `segment` has a daily budget: its candidates may be dropped at the
+        boundary's decision (every churn_risk alert of a daily row waits for it)."""
         return segment is not None and segment in self.config.daily_budget
 
     @staticmethod
@@ -424,11 +427,17 @@ class AlertPolicy:
         restart decides it too)."""
         memory.candidate = {"boundary": boundary, "alert": alert.to_dict(), "before": before}
 
-    def settle(self, memories: Sequence[AlertMemory]) -> list[dict[str, Any]]:
+    def settle(
+        self,
+        memories: Sequence[AlertMemory],
+        day_scores: Mapping[str, Sequence[float]] | None = None,
+    ) -> list[dict[str, Any]]:
         """Decide one boundary's candidates: per segment the `daily_budget` ones with the
-        highest expected loss (`budget_rank`) are returned as records to publish; the others
-        are dropped and their episode is put back as it was before, so the customer competes
-        again at the next boundary while the risk holds. Every candidate is cleared."""
+        highest expected loss (`budget_rank`) are returned as records to publish (all of them
+        in a segment without a budget); the others are dropped and their episode is put back
+        as it was before, so the customer competes again at the next boundary while the risk
+        holds. Every candidate is cleared. `day_scores`: per segment, the sorted scores of
+        the boundary's daily rows; a kept alert of a segment listed gets its `percentile`."""
         by_segment: dict[str, list[AlertMemory]] = {}
         for memory in memories:
             if memory.candidate is not None:
@@ -442,7 +451,11 @@ class AlertPolicy:
                 candidate = memory.candidate or {}
                 memory.candidate = None
                 if i < limit:
-                    kept.append(candidate["alert"])
+                    alert = candidate["alert"]
+                    scores = (day_scores or {}).get(segment)
+                    if scores:
+                        alert["percentile"] = percentile(scores, float(alert["value"]))
+                    kept.append(alert)
                 # A reactivation since cleared the episodes: nothing to put back.
                 elif CHURN_RISK in memory.kinds:
                     before = candidate.get("before")
@@ -539,6 +552,13 @@ class AlertPolicy:
         )
 
 
+def percentile(scores: Sequence[float], score: float) -> float:
+    """Share of `scores` (sorted ascending, not empty) at or below `score`, in percent, to
+    one decimal. Compared at the precision pending labels keep (`stored_score`), from which
+    a restart rebuilds the scores of a boundary."""
+    return round(100.0 * bisect.bisect_right(scores, stored_score(score)) / len(scores), 1)
+
+
 def budget_rank(candidate: Mapping[str, Any]) -> tuple[float, float, str]:
     """Sort key of a budget candidate, best first: the highest revenue at risk (unknown price:
     0), then the highest probability, then the user id (a deterministic tie-break)."""
@@ -584,5 +604,6 @@ __all__ = [
     "KindMemory",
     "RiskThresholds",
     "alert_id",
+    "percentile",
     "top_drivers",
 ]

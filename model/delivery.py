@@ -428,6 +428,9 @@ def slack_text(alert: Mapping[str, Any]) -> str:
         horizon = alert.get("horizon_days")
         within = f" within {horizon:g} days" if isinstance(horizon, int | float) else ""
         lines.append(f"Probability of churning{within}: {probability:.0%}")
+    rank = alert.get("percentile")
+    if isinstance(rank, int | float):
+        lines.append(f"Percentile among today's scores of the segment: {rank:g}")
     revenue = alert.get("revenue_at_risk")
     if isinstance(revenue, int | float):
         lines.append(f"Revenue at risk: {revenue:.2f}")

@@ -19,6 +19,7 @@ through a `UserRepository` and ships `Outputs` wherever they go.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections import Counter
@@ -36,6 +37,7 @@ from churnstream.model.labels import (
     PendingLabels,
     active_within,
     is_activity,
+    stored_score,
 )
 from churnstream.model.scoring import Score, Scorer
 from churnstream.model.user_record import UserRecord
@@ -148,9 +150,13 @@ class Detector:
         self._source_held = -math.inf  # last boundary counted as held by a lagging source
         # The boundary whose daily rows are being made (every earlier one is done), if any.
         self._opened: float | None = None
-        # Users with a churn_risk alert waiting for the daily budget, by boundary (decided
-        # once every row of the boundary is made: `_decide_budgets`).
+        # Users with a churn_risk alert waiting for its boundary's decision, by boundary
+        # (decided once every row of the boundary is made: `_decide_boundaries`).
         self._candidates: dict[float, set[str]] = {}
+        # The daily scores of each boundary not decided yet, per segment, sorted: the alerts'
+        # percentile among the day's scores. One float per row (~8 B in a list, ~0.8 MB per
+        # 100,000 users) for at most the boundaries being made; dropped once decided.
+        self._day_scores: dict[float, dict[str, list[float]]] = {}
         self.out = Outputs()
         # Only `scored_at` reads it: the contract marks that field as wall-clock, for latency.
         self._wall_clock = wall_clock
@@ -295,6 +301,8 @@ class Detector:
             active=active_within(state, segment, boundary, horizon_s),
         )
         self.due.schedule(rec.user_id, rec.pending.next_due())
+        day_scores = self._day_scores.setdefault(boundary, {}).setdefault(segment, [])
+        bisect.insort(day_scores, stored_score(s.score))
         budgeted = self.alerts.budgeted(segment)
         before = self.alerts.risk_memory(rec.alerts) if budgeted else None
         alert = self.alerts.on_score(
@@ -307,11 +315,11 @@ class Detector:
             horizon_days=horizon_s / DAY_S,
             plan_price=state.price_at(boundary),
         )
-        if alert is not None and budgeted:
+        if alert is not None:
+            # Every churn_risk alert waits for the boundary's last row: the budget and the
+            # percentile read all of them, the same whether the rows are spread or made at once.
             self.alerts.hold(rec.alerts, alert, boundary, before)
             self._candidates.setdefault(boundary, set()).add(rec.user_id)
-        else:
-            self._alert(alert)
         if not self.config.score_events:
             self._alert(self.alerts.on_roi(rec.user_id, segment, boundary, x, rec.alerts))
         return boundary + DAY_S
@@ -410,13 +418,13 @@ class Detector:
             self._opened = None
         self.held = None
         self._release_labels(wm)
-        self._decide_budgets()
+        self._decide_boundaries()
 
     def _open(self, boundary: float) -> bool:
         """Start the rows of `boundary`: release the labels due before it, then hold the rows
         while no installed snapshot has learned them (the trainer learns them and publishes
         one). False while held."""
-        self._decide_budgets()
+        self._decide_boundaries()
         self._release_labels(boundary)
         if (
             self.config.model_as_of
@@ -473,7 +481,7 @@ class Detector:
             self.days.schedule(user_id, rec.next_daily)
             self.repo.put(rec)
         # Before the user's event is applied, as when the rows are made at once.
-        self._decide_budgets()
+        self._decide_boundaries()
         # Labels go out in the order made at once (the trainer learns in that order): all
         # users' labels up to the first boundary not opened, never this user's alone.
         while rec.pending is not None and (due := rec.pending.next_due()) is not None and due < wm:
@@ -546,15 +554,31 @@ class Detector:
         self.days = DueIndex()
         self.expiry = DueIndex()
         after = self.config.expire_after_s
+        # The rows made of a boundary not decided yet are their users' newest pending labels:
+        # their scores are rebuilt from them, so a restart mid-boundary gives the percentiles
+        # of a run without it (one score per user while rebuilding; a row whose label is gone,
+        # by a late cancel or a segment change, is missing).
+        newest: dict[float, dict[str, list[float]]] = {}
         for rec in records:
             if rec.pending is not None:
                 self.due.schedule(rec.user_id, rec.pending.next_due())
+                if (row := rec.pending.newest()) is not None:
+                    made_at, score = row
+                    newest.setdefault(made_at, {}).setdefault(rec.pending.segment, []).append(
+                        stored_score(score)
+                    )
             self.days.schedule(rec.user_id, rec.next_daily)
             if rec.alerts.candidate is not None:
                 boundary = rec.alerts.candidate["boundary"]
                 self._candidates.setdefault(boundary, set()).add(rec.user_id)
             if after is not None:
                 self.expiry.schedule(rec.user_id, rec.state.clock + after)
+        undecided = self._candidates.keys() | {self.days.earliest}
+        self._day_scores = {
+            boundary: {segment: sorted(scores) for segment, scores in by_segment.items()}
+            for boundary, by_segment in newest.items()
+            if boundary in undecided
+        }
 
     # -- retention: users silent for longer than `expire_after_s` ------------------------------
 
@@ -587,11 +611,15 @@ class Detector:
         self.forget(user_id)
         self.repo.remove(user_id)
 
-    def _decide_budgets(self) -> None:
-        """Publish the budget's pick of every boundary whose daily rows are all made (none is
-        left in `days` at or before it), the same set of candidates live and in a replay."""
-        while self._candidates and (boundary := min(self._candidates)) < self.days.earliest:
-            users = self._candidates.pop(boundary)
+    def _decide_boundaries(self) -> None:
+        """Publish the alerts (the budget's pick, with their percentile) of every boundary
+        whose daily rows are all made (none is left in `days` at or before it), from the same
+        candidates and scores live and in a replay."""
+        while (pending := self._candidates.keys() | self._day_scores.keys()) and (
+            boundary := min(pending)
+        ) < self.days.earliest:
+            users = self._candidates.pop(boundary, set())
+            day_scores = self._day_scores.pop(boundary, {})
             records = [
                 rec
                 for user_id in sorted(users)
@@ -599,7 +627,7 @@ class Detector:
                 and rec.alerts.candidate is not None
                 and rec.alerts.candidate["boundary"] == boundary
             ]
-            self.out.alerts.extend(self.alerts.settle([rec.alerts for rec in records]))
+            self.out.alerts.extend(self.alerts.settle([rec.alerts for rec in records], day_scores))
             for rec in records:
                 self.repo.put(rec)
 

@@ -142,6 +142,14 @@ class _Snapshot:
         return self.cancelled or not self.active
 
 
+_F32: Final = struct.Struct("<f")
+
+
+def stored_score(score: float) -> float:
+    """`score` at the precision a pending label keeps it (float32)."""
+    return float(_F32.unpack(_F32.pack(score))[0])
+
+
 class PendingLabels:
     """Unlabelled prediction snapshots of ONE user, at most one per UTC day (the daily rows).
 
@@ -236,6 +244,13 @@ class PendingLabels:
     def next_due(self) -> float | None:
         """Earliest due time still pending (for `DueIndex.schedule`)."""
         return min((s.due for s in self._snaps.values()), default=None)
+
+    def newest(self) -> tuple[float, float] | None:
+        """(made_at, score) of the newest pending snapshot, if any."""
+        if not self._snaps:
+            return None
+        snap = self._snaps[max(self._snaps)]
+        return snap.made_at, snap.score
 
     def clear(self) -> None:
         """Forget everything (e.g. re-signup after a cancel, segment change, erasure)."""

@@ -196,13 +196,22 @@ def test_retryable_statuses(status: int, again: bool) -> None:
 
 
 def test_slack_text_names_customer_risk_drivers_action_escaped() -> None:
-    text = slack_text({**ALERT, "probability": 0.37, "horizon_days": 14, "revenue_at_risk": 18.5})
+    text = slack_text(
+        {
+            **ALERT,
+            "probability": 0.37,
+            "horizon_days": 14,
+            "revenue_at_risk": 18.5,
+            "percentile": 97.5,
+        }
+    )
     assert "customer `u&lt;1&gt;` (saas)" in text
     assert "risk 0.82 (threshold 0.50)" in text
     assert "critical" in text
     assert "watch time down 70% vs usual" in text
     assert "within 14 days: 37%" in text
     assert "Revenue at risk: 18.50" in text
+    assert "Percentile among today's scores of the segment: 97.5" in text
     assert (
         "Suggested action (integration support): Call about the failing sync &amp; fix it." in text
     )
