@@ -20,9 +20,10 @@ advance makes a source count again.
 
 One event dated far ahead must not move the watermark (every label would be released and every
 daily row made at once): a source's progress moves only by a bounded step, `max_step_s` beyond
-the freshest progress of all sources, or when a second event confirms the jump (within
-`max_step_s` of the first). Until then the far event is held as a candidate and counted in
-`outliers`. The event itself is applied to its user as usual; only the progress waits.
+the freshest progress of all sources, or when the source's next event confirms the jump (within
+`max_step_s` of the first; any ordinary event of the source in between cancels it). Until then
+the far event is held as a candidate and counted in `outliers`. The event itself is applied to
+its user as usual; only the progress waits.
 """
 
 from __future__ import annotations
@@ -80,14 +81,18 @@ class Watermark:
             self._started.add(kind)
             self._cached = None
         current = self._max.get(source, -math.inf)
-        if ts <= current:
-            return
         reach = max(current, self._freshest()) + self.max_step_s
-        if ts > reach and math.isfinite(reach):
+        if ts <= reach or not math.isfinite(reach):
+            # An ordinary event between two far ones: the source did not jump (bad records
+            # dated anywhere up to 2100 would otherwise, now and then, confirm each other).
+            self._candidate.pop(source, None)
+            if ts <= current:
+                return
+        else:
             first = self._candidate.get(source)
             if first is None or abs(ts - first) > self.max_step_s:
-                # A lone far jump: held until a second event confirms it.
-                self._candidate[source] = ts if first is None else min(first, ts)
+                # A lone far jump: held until the source's next event confirms it.
+                self._candidate[source] = ts
                 self.outliers += 1
                 return
             ts = min(first, ts)  # confirmed: progress moves to the nearer of the two

@@ -57,6 +57,22 @@ def test_an_outlier_does_not_move_the_watermark_until_a_second_event_confirms_it
     assert wm.value == far
 
 
+def test_far_events_scattered_in_a_normal_stream_never_confirm_each_other() -> None:
+    """Bad records dated anywhere up to 2100 among ordinary ones (the soak's extreme input):
+    two of them land within a day of each other now and then, but an ordinary event of the
+    source came between them, so the stream did not jump."""
+    wm = Watermark(0.0, max_step_s=DAY_S)
+    far = D0 + 30 * 365 * DAY_S
+    wm.observe("video", D0 + DAY_S / 2, "video_view")
+    for n in range(2000):
+        # Ordinary events, not newer than the source's newest (records out of order).
+        wm.observe("video", D0 + (n % 600) * 60.0, "video_view")
+        if n % 10 == 0:
+            wm.observe("video", far + (n % 7) * 3600.0, "video_view")
+    assert wm.value == D0 + DAY_S / 2
+    assert wm.outliers == 200
+
+
 def _detector(wait: bool) -> tuple[Detector, MemoryRepository]:
     model = ModelConfig.from_dict({"horizons_days": {"course": 2.0, "saas": 2.0}})
     config = EngineConfig(
