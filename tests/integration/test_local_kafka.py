@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 
 import pytest
@@ -21,7 +22,11 @@ async def _create_topic(bootstrap: str, topic: str) -> None:
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-        assert topic in await admin.list_topics()
+        # The controller answers before every broker's metadata has the topic: wait for it.
+        deadline = time.monotonic() + 30.0
+        while topic not in await admin.list_topics():
+            assert time.monotonic() < deadline, f"{topic} not listed 30 s after its creation"
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()
 
