@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -30,10 +33,15 @@ from churnstream.stream.contract.events import EVENT_TYPES
 from churnstream.stream.contract.topics import INPUT_TOPICS, KIND_BY_TOPIC
 
 KIND_FIELD = "kind"
+PARQUET_SUFFIXES = (".parquet", ".pq")
 _TRUE, _FALSE = {"true", "1", "yes", "t", "y"}, {"false", "0", "no", "f", "n"}
 
 
-class CsvMappingError(ValueError):
+class HistoryInputError(ValueError):
+    """A history file that cannot be read as asked; the message says why, on one line."""
+
+
+class CsvMappingError(HistoryInputError):
     """A column mapping that cannot be used; the message says which part, on one line."""
 
 
@@ -112,32 +120,70 @@ def _cell(text: str, kind: type | None, name: str) -> Any:
 
 def read_csv(path: Path, mapping: CsvMapping) -> Iterator[ReplayRecord]:
     """The rows of `path` (with a header line) as replay records, in file order."""
-    types = _types()
-    topics = {**{k: k for k in INPUT_TOPICS}, **KIND_BY_TOPIC, **mapping.kinds}
-    kind_column = mapping.columns.get(KIND_FIELD)
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = list(reader.fieldnames or ())
-        if kind_column is not None and kind_column not in header:
-            raise CsvMappingError(f"{path}: no column {kind_column!r} (the kind)")
-        fields = mapping.fields(header)
-        for n, row in enumerate(reader, 2):  # line 1 is the header
-            cells = {fields[c]: v for c, v in row.items() if c in fields and v not in (None, "")}
-            if kind_column is not None:
-                kind = topics.get((row.get(kind_column) or "").strip())
-                if kind is None:
-                    yield ReplayRecord(None, "?", orjson.dumps(row), n)
-                    continue
-            else:
-                kind = infer_kind(cells)
-            typed = types[kind]
-            doc = {name: _cell(text, typed.get(name), name) for name, text in cells.items()}
-            yield ReplayRecord(kind, INPUT_TOPICS[kind], orjson.dumps(doc), n)
+        yield from mapped_records(path, header, enumerate(reader, 2), mapping)  # 1: header
+
+
+def mapped_records(
+    path: Path,
+    header: list[str],
+    rows: Iterable[tuple[int, Mapping[str, Any]]],
+    mapping: CsvMapping,
+) -> Iterator[ReplayRecord]:
+    """Numbered rows (column -> cell) as replay records, the columns mapped by `mapping`.
+    A cell is text (CSV: typed here) or already a value (Parquet: a text field's number
+    becomes text, a timestamp epoch seconds)."""
+    types = _types()
+    topics = {**{k: k for k in INPUT_TOPICS}, **KIND_BY_TOPIC, **mapping.kinds}
+    kind_column = mapping.columns.get(KIND_FIELD)
+    if kind_column is not None and kind_column not in header:
+        raise CsvMappingError(f"{path}: no column {kind_column!r} (the kind)")
+    fields = mapping.fields(header)
+    for n, row in rows:
+        cells = {fields[c]: v for c, v in row.items() if c in fields and not _absent(v)}
+        if kind_column is not None:
+            kind = topics.get(str(row.get(kind_column) or "").strip())
+            if kind is None:
+                yield ReplayRecord(None, "?", orjson.dumps(row, default=str), n)
+                continue
+        else:
+            kind = infer_kind(cells)
+        typed = types[kind]
+        doc = {name: _value(value, typed.get(name), name) for name, value in cells.items()}
+        yield ReplayRecord(kind, INPUT_TOPICS[kind], orjson.dumps(doc, default=str), n)
+
+
+def _absent(value: Any) -> bool:
+    # NaN: how a dataframe writes a missing number into a Parquet float column
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+def _value(value: Any, kind: type | None, name: str) -> Any:
+    if isinstance(value, str):
+        return _cell(value, kind, name)
+    if isinstance(value, datetime):  # a timestamp column; without a zone it is UTC
+        zoned = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return zoned.timestamp()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if kind is str:
+            return str(value)  # a numeric id column: ids are text in the contract
+        if kind is bool and value in (0, 1):
+            return bool(value)
+    return value
 
 
 def history_records(path: Path, mapping: CsvMapping | None = None) -> Iterator[ReplayRecord]:
-    """The records of a history file: CSV when it ends in `.csv` or a mapping is given, else
+    """The records of a history file: Parquet when it ends in `.parquet` (the optional
+    extra, `model/parquet_input.py`), CSV when it ends in `.csv` or a mapping is given, else
     JSON lines (`replay_input.read_records`)."""
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        from churnstream.model.parquet_input import read_parquet  # needs pyarrow
+
+        return read_parquet(path, mapping or CsvMapping())
     if mapping is not None or path.suffix.lower() == ".csv":
         return read_csv(path, mapping or CsvMapping())
     return read_records(path)

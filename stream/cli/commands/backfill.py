@@ -15,7 +15,7 @@ from churnstream.agents.backfill import History, Published, publish, run_history
 from churnstream.model.replay import summarize
 from churnstream.stream.cli import html_report
 from churnstream.stream.cli.common import CommandError, check_output
-from churnstream.stream.cli.history_input import add_history_options
+from churnstream.stream.cli.history_input import add_history_options, count_records
 from churnstream.stream.cli.history_input import history as history_records
 from churnstream.stream.contract.timefmt import rfc3339
 from churnstream.stream.contract.validation import parse_ts
@@ -88,11 +88,6 @@ class BackfillProgress:
             self.stream.write("\n")
 
 
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as fh:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
-
-
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if not args.file.is_file():
         raise CommandError(f"{args.file}: no such file")
@@ -106,7 +101,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise CommandError(f"--until {args.until!r}: not an RFC 3339 time or epoch seconds")
     check_output(args.html, "--html")
     bootstrap = find_bootstrap(settings)  # before the long run: a missing broker fails fast
-    progress = BackfillProgress(_count_lines(args.file))
+    progress = BackfillProgress(count_records(args.file))
     with contextlib.ExitStack() as stack:
         scores = alerts = None
         if args.publish_scores:
