@@ -66,7 +66,7 @@ class Guard(Protocol):
 
     def lease(self) -> Lease: ...
 
-    async def sync(self, rewind: bool = False) -> None: ...
+    async def sync(self, rewind: bool = False) -> Mapping[TP, int]: ...
 
     async def watch(self) -> None: ...
 
@@ -233,7 +233,8 @@ class BatchLoop:
             self.ledger.clear()
             self.committer.forget()
             self.processor.reset(revoked)
-            await guard.sync(rewind=self.restart)
+            # Records below these offsets are gone unprocessed: commit past them.
+            self.committer.skip_to(await guard.sync(rewind=self.restart))
             self.restart = False
             if changed:
                 self.metrics.rebalances.inc()

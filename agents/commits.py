@@ -54,6 +54,14 @@ class OffsetCommitter:
             if msg.offset >= pending.get(tp, -1):
                 pending[tp] = msg.offset + 1
 
+    def skip_to(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Partitions with nothing left to process below these offsets (records removed by
+        retention before they were read): they may commit up to them."""
+        pending = self._pending
+        for (topic, partition), offset in offsets.items():
+            tp = TP(topic, partition)
+            pending[tp] = max(pending.get(tp, offset), offset)
+
     def forget(self) -> None:
         """After a rebalance: nothing finished before it is committed by this worker now."""
         self._pending.clear()

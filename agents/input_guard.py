@@ -14,10 +14,12 @@ Counted in `churnstream_input_gaps_total{kind=lost|empty|stalled}` and
 Records may also be gone for good: retention or delete-records can remove records the group
 never processed, so its committed offset (or the offset expected next) lies below the log
 start. Processing then goes on from the log start, and the offsets skipped are counted in
-`churnstream_input_records_expired_total{topic}`; the guard never seeks below the log start
-(the consumer would fall back to the log start and be sent back again, forever on an idle
-topic) and never asks the broker in a way that resets to the log end (which would skip the
-records that arrive meanwhile).
+`churnstream_input_records_expired_total{topic}`. A committed offset found below the log start
+is moved up to it by the next commit (`sync` returns it): on an idle partition it would stay
+there, counted again at every rebalance and behind for good in the lag gauge and lag tools.
+The guard never seeks below the log start (the consumer would fall back to the log start and
+be sent back again, forever on an idle topic) and never asks the broker in a way that resets
+to the log end (which would skip the records that arrive meanwhile).
 
 `ready` is false while the consumer rebalances or Faust recovers the tables (the batch loop does
 nothing then), and `lease` is what a batch's checkpoint checks before it writes: the generation
@@ -148,16 +150,18 @@ class InputGuard:
         self.paused = sources
         self.metrics.input_partitions_paused.set(len(sources))
 
-    async def sync(self, rewind: bool = False) -> None:
+    async def sync(self, rewind: bool = False) -> dict[TP, int]:
         """Start every assigned input partition at the group's committed offset (or its log
         start, if retention removed what lay between). `rewind`: the batch loop dropped what
         it had taken, so the consumer is also sent back to those offsets (a rebalance does
-        that itself)."""
+        that itself). Returns the partitions whose committed offset lay below the log start,
+        with their log start: nothing is taken yet, so that may be committed."""
         taken = dict(self.sequence.items())
         self.generation = self.app.consumer_generation_id
         self.assigned = self._input_assignment()
+        expired: dict[TP, int] = {}
         try:
-            starts = await self._start_offsets(self.assigned) if self.assigned else {}
+            starts = await self._start_offsets(self.assigned, expired) if self.assigned else {}
         except Exception:  # the broker did not answer: check from each first record instead
             log.warning(
                 "committed offsets unavailable; input offsets are checked from the first "
@@ -182,8 +186,11 @@ class InputGuard:
             for tp, start in starts.items():
                 if taken.get(tp, start) > start:
                     await self._reseek(tp, start)
+        return expired
 
-    async def _start_offsets(self, tps: frozenset[TP]) -> dict[TP, int]:
+    async def _start_offsets(self, tps: frozenset[TP], expired: dict[TP, int]) -> dict[TP, int]:
+        """Where each partition starts; `expired` gets those whose committed offset lies below
+        the log start, with the log start."""
         parts = [TopicPartition(t, p) for t, p in tps]
         admin = await self._admin_client()
         committed = await asyncio.wait_for(
@@ -201,6 +208,7 @@ class InputGuard:
             if meta is not None and meta.offset >= 0:
                 if meta.offset < begin:
                     self._expired(source, meta.offset, begin)
+                    expired[source] = begin
                 starts[source] = max(meta.offset, begin)
             else:
                 starts[source] = begin

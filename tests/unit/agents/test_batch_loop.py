@@ -48,6 +48,7 @@ class FakeGuard:
         self.paused: frozenset[tuple[str, int]] = frozenset()
         self.recovering = False  # the consumer rebalances or Faust recovers the tables
         self.rewinds = 0  # syncs that sent the consumer back to the committed offsets
+        self.log_start: dict[TP, int] = {}  # retention removed everything below it
 
     def rebalance(self, assignment: set[TP]) -> None:
         """The group moves to a new generation (a worker joined, left or restarted)."""
@@ -67,11 +68,18 @@ class FakeGuard:
     def revoked(self) -> frozenset[TP]:
         return self.assigned - self.group.assignment
 
-    async def sync(self, rewind: bool = False) -> None:
+    async def sync(self, rewind: bool = False) -> dict[TP, int]:
         self.rewinds += rewind
         self.assigned = frozenset(self.group.assignment)
         self.synced = (self.generation, self.assigned)
         self.expected = {tp: self.group.committed.get(tp, 0) for tp in self.assigned}
+        expired = {
+            tp: start
+            for tp, start in self.log_start.items()
+            if tp in self.assigned and self.expected[tp] < start
+        }
+        self.expected.update(expired)
+        return expired
 
     async def watch(self) -> None:
         pass
@@ -132,6 +140,9 @@ class FakeProcessor:
 
     def holding(self) -> bool:
         return self.model_held
+
+    def rows_ready(self) -> bool:
+        return False  # no day boundary's rows (tests/unit/agents/test_row_pacing.py)
 
     def finish(self, out: Outbox) -> None:
         if self.failures:
@@ -298,6 +309,25 @@ def test_a_rebalance_in_the_middle_of_a_batch() -> None:
         assert w.metric("rebalances_total") == 2
         assert w.metric("events_held") == 0
         assert len(w.loop.ledger) == 0  # p1's held record is no longer waited for
+
+    run(scenario())
+
+
+def test_a_committed_offset_below_the_log_start_is_moved_up_without_a_record() -> None:
+    # An idle partition whose unprocessed records retention removed: left there, every sync
+    # would count them again and the lag would show them behind for good.
+    async def scenario() -> None:
+        w = World()
+        w.group.committed = {P0: 3, P1: 2}
+        w.guard.log_start = {P0: 10}
+        await w.loop.tick()
+        assert w.group.committed == {P0: 10, P1: 2}
+        w.guard.rebalance({P0, P1})
+        w.clock.now += 1.0
+        await w.loop.tick()  # nothing left below the log start: nothing to commit
+        assert [step for step in w.steps() if step == "commit"] == ["commit"]
+        await w.batch((0, 10, b"5"))
+        assert w.group.committed == {P0: 11, P1: 2}
 
     run(scenario())
 
