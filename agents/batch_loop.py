@@ -16,6 +16,11 @@ For each batch (agents/intake.py), under the worker's state lock:
 not wait for the next record. The parts come in through the constructor, so the loop is
 tested with fakes (tests/unit/agents/test_batch_loop.py); agents/process.py wires the real ones.
 
+Input goes before a day boundary's rows: each turn makes rows for a short wall-time budget
+only (agents/processor.py), and the timer makes them turn after turn only while no input
+waits (a batch waiting for the lock, or records queued for the next one): an event waits
+behind one turn of rows at most, not behind every turn queued before it.
+
 Three rules keep a fault from freezing or corrupting what the worker holds:
 - nothing runs while the consumer rebalances or Faust recovers the tables (`Guard.ready`):
   a batch fetched before the rebalance is dropped (delivered again once it is over) and the
@@ -94,6 +99,8 @@ class Processor(Protocol):
 
     def holding(self) -> bool: ...
 
+    def rows_ready(self) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Clock:
@@ -118,6 +125,7 @@ class BatchLoop:
         metrics: WorkerMetrics,
         lock: asyncio.Lock,
         clock: Clock = Clock(),
+        backlog: Callable[[], int] = lambda: 0,
     ) -> None:
         self.guard = guard
         self.processor = processor
@@ -130,6 +138,9 @@ class BatchLoop:
         # The loop, its timer and erasures change user records; one at a time.
         self.lock = lock
         self.clock = clock
+        # Input records queued for the next batch (the agent's queue, once it exists).
+        self.backlog = backlog
+        self._arriving = 0  # batches waiting for the lock
         # Set when a turn did not end normally: the next one starts from the last commit.
         self.restart = False
         self._failures = 0  # failed turns in a row
@@ -137,7 +148,12 @@ class BatchLoop:
 
     async def run(self, batch: list[Any]) -> None:
         """Process one batch of Faust events and commit what it finished."""
-        async with self.lock:
+        self._arriving += 1  # the timer's next turn of rows waits for it
+        try:
+            await self.lock.acquire()
+        finally:
+            self._arriving -= 1
+        try:
             if not self.guard.ready() or self._backing_off():
                 # Fetched before a rebalance whose recovery is not over (Faust delivers these
                 # again from the committed offsets once it is), or while a failure backs off
@@ -147,6 +163,8 @@ class BatchLoop:
             started = self.clock.perf()
             await self._turn(self._run(batch))
             self.metrics.observe_batch(len(batch), self.clock.perf() - started)
+        finally:
+            self.lock.release()
 
     async def _run(self, batch: list[Any]) -> None:
         await self._check_assignment()
@@ -174,10 +192,24 @@ class BatchLoop:
         """The timer's turn: release what is due, commit what is pending (skipped while a
         batch or an erasure holds the lock: they commit themselves, and while the consumer
         rebalances or recovers the tables)."""
-        if self.lock.locked() or not self.guard.ready() or self._backing_off():
+        if not self._may_tick():
             return
         async with self.lock:
             await self._turn(self._tick())
+        # The rest of a boundary's rows, turn after turn, while no input waits; the consumer
+        # and the agent get the loop between turns, to hand over records.
+        while True:
+            await asyncio.sleep(0)
+            if not (self.processor.rows_ready() and not self._input_waiting() and self._may_tick()):
+                return
+            async with self.lock:
+                await self._turn(self._tick())
+
+    def _may_tick(self) -> bool:
+        return not self.lock.locked() and self.guard.ready() and not self._backing_off()
+
+    def _input_waiting(self) -> bool:
+        return self._arriving > 0 or self.backlog() > 0
 
     async def _tick(self) -> None:
         await self._check_assignment()

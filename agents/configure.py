@@ -50,9 +50,13 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
-# Daily rows per batch or timer turn (about 0.1-0.2 s of work, BENCHMARKS.md): a boundary of
-# 100k users is spread over some 50 turns instead of holding intake ~10 s at once.
+# Daily rows per batch or timer turn, at most: a boundary of 100k users is spread over many
+# turns instead of holding intake ~10 s at once.
 DAILY_ROWS_PER_SWEEP = 2000
+# ... and at most this long making them (wall time; the turn's commit costs a few times more):
+# an event waits behind one such turn at most, since the timer makes no more while input waits
+# (agents/batch_loop.py). Rows are as of their boundary, so their pace changes none of them.
+DAILY_ROWS_BUDGET_S = 0.02
 
 
 def live_engine_config(settings: Settings) -> EngineConfig:

@@ -81,6 +81,7 @@ def register(ctx: WorkerContext) -> None:
         metrics.worker_up.set(1)
         running[:] = [True]
         queue = stream.channel.queue
+        loop.backlog = queue.qsize  # the timer's rows wait while records are queued
         try:
             async for batch in batches(queue, settings.flush_max_events, settings.flush_interval_s):
                 await loop.run(batch)

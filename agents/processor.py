@@ -22,12 +22,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 import orjson
 
 from churnstream.agents.checkpoint import Outbox
+from churnstream.agents.configure import DAILY_ROWS_BUDGET_S
 from churnstream.agents.erasure import ERASED_USER
 from churnstream.agents.metrics import WorkerMetrics
 from churnstream.agents.redelivery import mark, origin_header, origin_of, seen
@@ -57,8 +58,14 @@ class EventProcessor:
         metrics: WorkerMetrics,
         detector: Detector,
         repo: TableRepository,
+        *,
+        rows_budget_s: float = DAILY_ROWS_BUDGET_S,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.metrics = metrics
+        # Wall time a turn may spend making daily rows (at least one row): events go first.
+        self.rows_budget_s = rows_budget_s
+        self.clock = clock
         self.detector = detector
         self.repo = repo
         self.prefix = settings.topic_prefix
@@ -227,7 +234,7 @@ class EventProcessor:
         since is tried first (a sweep)."""
         detector = self.detector
         if detector.held is not None:
-            detector.sweep()
+            self._sweep()
         return detector.held is not None
 
     def status(self, now: float) -> dict[str, Any]:
@@ -262,9 +269,16 @@ class EventProcessor:
             },
         }
 
+    def rows_ready(self) -> bool:
+        """True while daily rows the watermark passed can be made now (not held for a model):
+        the timer makes them turn after turn while no input waits."""
+        detector = self.detector
+        return detector.held is None and detector.rows_due
+
     def finish(self, out: Outbox) -> None:
-        """Sweep due labels under the watermark, then hand the detector's outputs to `out`."""
-        self.detector.sweep()
+        """Make daily rows for at most `rows_budget_s` and sweep due labels under the
+        watermark, then hand the detector's outputs to `out`."""
+        self._sweep()
         produced = self.detector.out.drain()
         metrics = self.metrics
         for score in produced.scores:
@@ -285,6 +299,11 @@ class EventProcessor:
                 metrics.decisions_at_limit.labels(reason.removesuffix("_limit")).inc(n)
             else:
                 metrics.decisions_held.labels(reason).inc(n)
+
+    def _sweep(self) -> None:
+        clock = self.clock
+        deadline = clock() + self.rows_budget_s
+        self.detector.sweep(lambda: clock() >= deadline)
 
     def reset(self, revoked: Iterable[tuple[str, int]]) -> None:
         """After a rebalance the table is the only truth: drop cached and unacknowledged user

@@ -157,6 +157,7 @@ class Detector:
         # percentile among the day's scores. One float per row (~8 B in a list, ~0.8 MB per
         # 100,000 users) for at most the boundaries being made; dropped once decided.
         self._day_scores: dict[float, dict[str, list[float]]] = {}
+        self._stop: Callable[[], bool] | None = None  # the running sweep's budget, if any
         self.out = Outputs()
         # Only `scored_at` reads it: the contract marks that field as wall-clock, for latency.
         self._wall_clock = wall_clock
@@ -376,15 +377,21 @@ class Detector:
 
     # -- the watermark: daily scores and labels of silent users -------------------------------
 
-    def sweep(self) -> int:
-        """Make the daily rows (at most `daily_rows_per_sweep`) and release the labels the
-        watermark reached: once per batch, and while `rows_due` or after a model arrived,
-        `reschedule` or a source marked idle. Returns the examples released."""
+    def sweep(self, stop: Callable[[], bool] | None = None) -> int:
+        """Make the daily rows (at most `daily_rows_per_sweep`, fewer once `stop()` says so)
+        and release the labels the watermark reached: once per batch, and while `rows_due` or
+        after a model arrived, `reschedule` or a source marked idle. Returns the examples
+        released. `stop` is the caller's budget (live: wall time, so that intake goes first);
+        it is asked after each row, and the rows are the same whenever it stops."""
         before = len(self.out.examples)
         wm = self.watermark.value
         if wm != -math.inf:
             limit = self.config.daily_rows_per_sweep
-            self._advance(wm, math.inf if limit is None else limit)
+            self._stop = stop
+            try:
+                self._advance(wm, math.inf if limit is None else limit)
+            finally:
+                self._stop = None
             # Live, the watermark also moves without an event (a source given up).
             if self.expiry.earliest < wm:
                 self._expire(wm)
@@ -545,6 +552,8 @@ class Detector:
             self.days.schedule(user_id, rec.next_daily)
             self.repo.put(rec)
             budget -= 1
+            if self._stop is not None and self._stop():
+                budget = 0
         return budget
 
     def reschedule(self, records: Iterable[UserRecord]) -> None:
