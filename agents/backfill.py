@@ -35,7 +35,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from churnstream.agents import configure
-from churnstream.agents.model_feed import COVERS_HEADER, VERSION_HEADER
+from churnstream.agents.model_feed import (
+    COVERS_HEADER,
+    ORIGIN_HEADER,
+    VERSION_HEADER,
+    snapshot_check,
+)
 from churnstream.agents.outputs import key_partition
 from churnstream.model.replay import Replay
 from churnstream.model.replay_input import ReplayRecord
@@ -147,6 +152,7 @@ async def publish(
         )
     (examples_end,) = await _end_offsets(settings, bootstrap, settings.topic(t.EXAMPLES), 1)
     floors = await _published_versions(settings, bootstrap)
+    check = snapshot_check(settings)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -178,8 +184,9 @@ async def publish(
                 (COVERS_HEADER, str(examples_end - 1).encode()),
                 (VERSION_HEADER, str(model.version).encode()),
                 (UNTIL_HEADER, repr(until).encode()),
+                (ORIGIN_HEADER, b"backfill"),
             ]
-            snapshot = history.replay.trainer.snapshot(segment)
+            snapshot = check.sign(history.replay.trainer.snapshot(segment))
             await producer.send_and_wait(
                 settings.topic(t.MODELS), snapshot, key=segment.encode(), headers=headers
             )

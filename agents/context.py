@@ -10,7 +10,7 @@ before the worker starts (`churnstream worker` refuses to start on any).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -57,6 +57,9 @@ class WorkerContext:
     state_lock: asyncio.Lock
     # Why the worker stopped itself (outputs the broker refuses for good); None while it runs.
     fatal: str | None = None
+    # Per segment, the newest snapshot an operator published (offset, bytes, covers): the
+    # trainer continues from it (agents/model_feed.py fills it, agents/trainer.py takes it).
+    operator_snapshots: dict[str, tuple[int, bytes, int]] = field(default_factory=dict)
 
     async def partition_problems(self) -> list[str]:
         """One line per keyed topic on the broker whose partition count is not

@@ -30,6 +30,7 @@ from prometheus_client import (
 )
 from prometheus_client.metrics import MetricWrapperBase
 
+from churnstream.model.snapshot_signing import REASONS as SNAPSHOT_REFUSALS
 from churnstream.stream.contract.alerts import ALERT_KINDS, SEVERITIES
 from churnstream.stream.contract.events import SEGMENTS
 
@@ -264,9 +265,11 @@ class WorkerMetrics:
         )
         self.model_snapshots_unreadable = Counter(
             "model_snapshots_unreadable_total",
-            "Model snapshots refused: not a data snapshot this code reads (e.g. a pickle), "
-            "malformed, or failing to load; by a worker installing it (skipped, it scores on) "
-            "or by the trainer restoring it when it took over (an older one or a fresh model).",
+            "Model snapshots refused, by reason: unparsable, pickle (not trusted), unsigned or "
+            "bad_signature (a signing key is set), unknown_features, wrong_segment; by a worker "
+            "installing it (skipped, it scores on) or by the trainer restoring or adopting it "
+            "(it keeps an older one or a fresh model).",
+            ["reason"],
             namespace=ns,
             registry=r,
         )
@@ -462,6 +465,9 @@ class WorkerMetrics:
         self._alerts: _Children[Counter] = _Children(self.alerts, (ALERT_KINDS, SEVERITIES))
         self._gaps: _Children[Counter] = _Children(self.input_gaps, (GAP_KINDS,))
         self._dropped: _Children[Counter] = _Children(self.batches_dropped, (DROP_REASONS,))
+        self._unreadable: _Children[Counter] = _Children(
+            self.model_snapshots_unreadable, (SNAPSHOT_REFUSALS,)
+        )
 
         # Bounded, known label sets exist at 0 from the start: rate()/increase() then see
         # the first event, and dashboards show 0 rather than "no data".
@@ -473,6 +479,7 @@ class WorkerMetrics:
         self._risk.prebind((s,) for s in seg)
         self._gaps.prebind((k,) for k in GAP_KINDS)
         self._dropped.prebind((r,) for r in DROP_REASONS)
+        self._unreadable.prebind((r,) for r in SNAPSHOT_REFUSALS)
 
     # --- hot-path accessors: each returns a cached child (call .inc/.set/.observe on it)
 
@@ -491,6 +498,10 @@ class WorkerMetrics:
     def dlq(self, error: str) -> Counter:
         """Counter child of dead-lettered records with `error` (stream.contract.validation code)."""
         return self._dlq.get(error)
+
+    def snapshot_refused(self, reason: str) -> None:
+        """Count a model snapshot refused for `reason` (SNAPSHOT_REFUSALS)."""
+        self._unreadable.get(reason).inc()
 
     def refused(self, reason: str) -> None:
         """Count outputs the broker refused for good, by reason (one of REFUSALS)."""

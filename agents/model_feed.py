@@ -3,6 +3,12 @@
 A plain aiokafka consumer without a group: each worker must see every snapshot, which a Faust
 agent (one consumer group, partitions split between workers) would not give. It runs in the
 worker's event loop, so installing a model never races the scoring code.
+
+Snapshots are loaded through one `SnapshotCheck` (model.snapshot_signing): signed with the
+configured key, a data document, features this code computes, of the segment it is keyed by;
+a refused one is counted by reason and skipped. A snapshot an operator published
+(`churnstream model import|rollback`, or a backfill: the `churnstream-origin` header) is also
+handed to the trainer, which continues learning from it (agents/trainer.py).
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from churnstream.agents.context import WorkerContext
-from churnstream.model.learner import SegmentModel
+from churnstream.features import FEATURE_NAMES
+from churnstream.model.snapshot_signing import SnapshotCheck, SnapshotRefused
 from churnstream.stream.contract import topics as t
-from churnstream.stream.kafka.client import client_options
+from churnstream.stream.kafka.client import client_options, security_settings
+from churnstream.stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +34,30 @@ COVERS_HEADER = "churnstream-covers-offset"
 # The snapshot's model version, readable without unpickling it: a trainer that takes over goes
 # above it even when that snapshot cannot be restored.
 VERSION_HEADER = "churnstream-model-version"
+# Who published a snapshot: the trainer, or an operator whose snapshot the trainer adopts.
+ORIGIN_HEADER = "churnstream-origin"
+OPERATOR_ORIGINS = frozenset({"import", "rollback", "backfill"})
+# A rollback's source version (its content is that version's, under a new, higher version).
+ROLLBACK_HEADER = "churnstream-rollback-of"
 # Older snapshots kept per segment to fall back on when the newest cannot be restored.
 FALLBACKS = 3
+
+
+def snapshot_check(settings: Settings) -> SnapshotCheck:
+    """How this deployment loads snapshots: its signing key, pickle trust, feature names."""
+    key = security_settings(settings).snapshot_key()
+    return SnapshotCheck.of(key, settings.trust_pickled_snapshots, FEATURE_NAMES)
 
 
 @dataclass
 class Published:
     """What `churn.models` holds for one segment: the last snapshots, newest first, each with
-    the example offset it covers, and the highest version any snapshot announced."""
+    the example offset it covers, the highest version any snapshot announced, and the offset
+    of the segment's newest record."""
 
     snapshots: deque[tuple[bytes, int]] = field(default_factory=lambda: deque(maxlen=FALLBACKS))
     floor: int = 0
+    last_offset: int = -1
 
 
 def _consumer(ctx: WorkerContext) -> AIOKafkaConsumer:
@@ -78,6 +99,7 @@ async def latest_snapshots(ctx: WorkerContext) -> dict[str, Published]:
                     published.snapshots.appendleft((record.value, covers))
                     version = _int_header(headers, VERSION_HEADER, 0)
                     published.floor = max(published.floor, version)
+                    published.last_offset = record.offset
         return dict(latest)
     finally:
         await consumer.stop()
@@ -90,7 +112,7 @@ def _one_line(error: Exception) -> str:
 def register(ctx: WorkerContext) -> None:
     scorer = ctx.detector.scorer
     metrics = ctx.metrics
-    trusted = ctx.settings.trust_pickled_snapshots
+    check = snapshot_check(ctx.settings)
 
     @ctx.app.task
     async def follow_models() -> None:
@@ -106,14 +128,24 @@ def register(ctx: WorkerContext) -> None:
                 for record in batch.get(tp, []):
                     if not record.value:
                         continue
+                    segment = (record.key or b"").decode(errors="replace")
                     try:
-                        model = SegmentModel.from_snapshot(record.value, allow_pickle=trusted)
-                    except Exception as e:  # a broken or hostile snapshot must not stop scoring
-                        metrics.model_snapshots_unreadable.inc()
+                        model = check.load(record.value, segment)
+                    except SnapshotRefused as e:  # a broken or hostile snapshot: score on
+                        metrics.snapshot_refused(e.reason)
                         log.error(
-                            "ignoring model snapshot at offset %d: %s", record.offset, _one_line(e)
+                            "ignoring model snapshot at offset %d (%s): %s",
+                            record.offset,
+                            e.reason,
+                            _one_line(e),
                         )
                         continue
+                    headers = dict(record.headers or ())
+                    if headers.get(ORIGIN_HEADER, b"").decode(errors="replace") in (
+                        OPERATOR_ORIGINS
+                    ):
+                        covers = _int_header(headers, COVERS_HEADER, -1)
+                        ctx.operator_snapshots[segment] = (record.offset, record.value, covers)
                     if scorer.install(model):
                         made_at[model.segment] = record.timestamp / 1000.0
                         metrics.set_model(model.segment, version=model.version)

@@ -12,6 +12,13 @@ The partition can move to another worker. Whenever it is assigned (and before th
 example), the trainer restores the newest readable snapshot of every segment, skips the examples
 inside it, and goes on above the highest published version (model/trainer.py), whatever model
 it held: what it learned but did not publish was not acked and comes again.
+
+A snapshot an operator publishes while the trainer runs (`churnstream model import|rollback`,
+a backfill; agents/model_feed.py hands it over) replaces the trainer's model of its segment
+before the next examples are learned, so the trainer continues from it instead of publishing
+its own model over it; what it learned and had not published is dropped. If the trainer
+published a higher version after it (a race), it publishes the adopted model again above that.
+Snapshots are signed when a key is set (model/snapshot_signing.py).
 """
 
 from __future__ import annotations
@@ -22,9 +29,17 @@ from typing import Any
 
 from churnstream.agents.configure import model_config
 from churnstream.agents.context import WorkerContext
-from churnstream.agents.model_feed import COVERS_HEADER, VERSION_HEADER, Published, latest_snapshots
+from churnstream.agents.model_feed import (
+    COVERS_HEADER,
+    ORIGIN_HEADER,
+    VERSION_HEADER,
+    Published,
+    latest_snapshots,
+    snapshot_check,
+)
 from churnstream.agents.outputs import Record
 from churnstream.agents.processor import CLOSES_HEADER, decode_example
+from churnstream.model.snapshot_signing import SnapshotRefused
 from churnstream.model.trainer import Trainer
 from churnstream.stream.contract.dlq import dead_letter_of
 from churnstream.stream.contract.topics import DLQ, EXAMPLES, MODELS
@@ -36,8 +51,11 @@ def register(ctx: WorkerContext) -> None:
     app, settings, metrics = ctx.app, ctx.settings, ctx.metrics
     from churnstream.features import FEATURE_NAMES
 
-    trainer = Trainer(model_config(settings), FEATURE_NAMES, settings.snapshot_every)
+    check = snapshot_check(settings)
+    trainer = Trainer(model_config(settings), FEATURE_NAMES, settings.snapshot_every, check=check)
     covered: dict[str, int] = {}  # per segment: the highest example offset in its model
+    floor: dict[str, int] = {}  # per segment: the highest version known published
+    seen: dict[str, int] = {}  # per segment: the newest `churn.models` offset taken into account
     dirty: dict[str, int] = {}  # per segment: the last offset learned and not yet published
     pending: list[Any] = []  # events taken and not acked: not all inside a published snapshot
     stale = [True]  # the models must be restored before the next example is learned
@@ -58,23 +76,59 @@ def register(ctx: WorkerContext) -> None:
         for segment in trainer.models:
             mine = published.get(segment, Published())
             restored = trainer.restore(segment, [s for s, _ in mine.snapshots], mine.floor)
+            for reason in restored.reasons:
+                metrics.snapshot_refused(reason)
             if restored.skipped:
-                metrics.model_snapshots_unreadable.inc(restored.skipped)
-                log.error("skipped %d unreadable %s snapshots", restored.skipped, segment)
+                why = ", ".join(restored.reasons)
+                log.error("skipped %d %s snapshots (%s)", restored.skipped, segment, why)
             used = restored.skipped < len(mine.snapshots)
             covered[segment] = mine.snapshots[restored.skipped][1] if used else -1
+            floor[segment], seen[segment] = mine.floor, mine.last_offset
             log.info("trainer took %s model at version %d", segment, restored.model.version)
+
+    def adopt_operator_snapshots() -> bool:
+        """Continue from the snapshots operators published since the last look; True if one
+        must be published again (the trainer published a higher version after it)."""
+        again = False
+        for segment, (offset, data, covers) in list(ctx.operator_snapshots.items()):
+            if offset <= seen.get(segment, -1) or segment not in trainer.models:
+                continue
+            seen[segment] = offset
+            try:
+                behind = trainer.adopt(segment, data, floor.get(segment, 0))
+            except SnapshotRefused as e:  # model_feed loaded it with the same check: unlikely
+                log.error(
+                    "cannot continue from the %s snapshot at offset %d: %s", segment, offset, e
+                )
+                continue
+            version = trainer.models[segment].version
+            floor[segment] = max(floor.get(segment, 0), version)
+            covered[segment] = max(covered.get(segment, -1), covers)
+            dirty.pop(segment, None)  # its learning since the last publish is dropped
+            if behind:
+                dirty[segment] = covered[segment]
+                again = True
+            log.info(
+                "trainer continues %s from the snapshot an operator published at offset %d "
+                "(version %d)",
+                segment,
+                offset,
+                version,
+            )
+        return again
 
     async def publish() -> None:
         sent = []
         for segment, offset in dirty.items():
             covered[segment] = offset
             version = trainer.models[segment].version
+            floor[segment] = max(floor.get(segment, 0), version)
             headers = [
                 (COVERS_HEADER, str(offset).encode()),
                 (VERSION_HEADER, str(version).encode()),
+                (ORIGIN_HEADER, b"trainer"),
             ]
-            snapshot = trainer.snapshot(segment)
+            snapshot = check.sign(trainer.snapshot(segment))
             sent.append(
                 await app.producer.send(
                     models_topic, segment.encode(), snapshot, None, time.time(), headers
@@ -90,8 +144,8 @@ def register(ctx: WorkerContext) -> None:
             if stale:
                 stale.clear()
                 await take_over()
+            due = adopt_operator_snapshots()
             pending.extend(batch)
-            due = False
             dead: list[Record] = []
             for event in batch:
                 offset = event.message.offset
@@ -127,6 +181,8 @@ def register(ctx: WorkerContext) -> None:
                     log.warning("drift detected in the %s model's log loss", step.segment)
             if dead:
                 await ctx.outputs.send(dead)
+            # An operator's snapshot that arrived meanwhile is not published over.
+            due |= adopt_operator_snapshots()
             if due or not dirty:
                 segments = list(dirty)
                 await publish()

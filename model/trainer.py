@@ -23,6 +23,7 @@ from churnstream.model.config import ModelConfig
 from churnstream.model.labels import Example
 from churnstream.model.learner import SegmentModel
 from churnstream.model.quality import SegmentQuality
+from churnstream.model.snapshot_signing import SnapshotCheck, SnapshotRefused
 from churnstream.stream.contract.events import SEGMENTS
 
 # Ids of the last examples learned per segment: a redelivery after a worker crash re-sends at
@@ -49,6 +50,7 @@ class Learned:
 class Restored:
     model: SegmentModel
     skipped: int  # newer snapshots that could not be read
+    reasons: tuple[str, ...] = ()  # why each was refused (model.snapshot_signing.REASONS)
 
 
 class Trainer:
@@ -58,9 +60,12 @@ class Trainer:
         feature_names: Sequence[str],
         snapshot_every: int = 500,
         remember: int = REMEMBER_IDS,
+        check: SnapshotCheck | None = None,
     ) -> None:
         self.config = config
         self.feature_names = tuple(feature_names)
+        # How published snapshots are loaded (signature, features); default: any document.
+        self.check = check or SnapshotCheck(allow_pickle=config.trust_pickled_snapshots)
         self.snapshot_every = snapshot_every
         self.models = {seg: self._fresh(seg) for seg in SEGMENTS}
         self.quality = {
@@ -95,22 +100,34 @@ class Trainer:
         The published snapshot replaces whatever this trainer learned itself: what it learned
         but never published was not acked either, so it comes again from the committed offset.
         """
-        skipped = 0
+        reasons: list[str] = []
         model = None
         for data in published:
             try:
-                candidate = SegmentModel.from_snapshot(
-                    data, allow_pickle=self.config.trust_pickled_snapshots
-                )
-            except Exception:  # a trusted pickle can raise anything; an unreadable one is skipped
-                skipped += 1
-                continue
-            if candidate.segment == segment:
-                model = candidate
+                model = self.check.load(data, segment)
                 break
-            skipped += 1
-        if model is None:
-            model = self._fresh(segment)
+            except SnapshotRefused as e:  # unreadable, unsigned, foreign: skipped
+                reasons.append(e.reason)
+        self._take(segment, model or self._fresh(segment), floor)
+        return Restored(self.models[segment], len(reasons), tuple(reasons))
+
+    def adopt(self, segment: str, data: bytes, floor: int) -> bool:
+        """Continue `segment` from a snapshot an operator published (`model import`,
+        `model rollback`, a backfill) in place of this trainer's model; `floor` is the highest
+        version this trainer knows published. Raises `SnapshotRefused` (the model stays).
+
+        What this trainer learned and did not publish is dropped, like the versions the
+        operator went back from; the labels it had covered stay covered (`labels_until`), so
+        workers do not wait for a snapshot of labels that will not be learned again.
+        True if the snapshot's version is not above `floor`: a snapshot published after it
+        hides it from the workers, so it must be published again (above the floor)."""
+        model = self.check.load(data, segment)
+        behind = model.version <= floor
+        model.labels_until = max(model.labels_until, self.models[segment].labels_until)
+        self._take(segment, model, floor)
+        return behind
+
+    def _take(self, segment: str, model: SegmentModel, floor: int) -> None:
         # Strictly above every published version, also one we could not read.
         model.version = max(model.version, floor)
         self.models[segment] = model
@@ -118,7 +135,6 @@ class Trainer:
         self._ready[segment] = model.ready(self.config.min_labels)
         self._ids[segment] = deque(model.learned_ids, maxlen=self._remember)
         self._id_set[segment] = set(self._ids[segment])
-        return Restored(model, skipped)
 
     def learn(self, example: Example) -> Learned:
         seg = example.segment

@@ -44,9 +44,12 @@ ENV_VARS: Final = frozenset(
         "BLOCKED_USERS_FILE",
         "WEB_TOKEN",
         "WEB_TOKEN_FILE",
+        "MODEL_SIGNING_KEY",
+        "MODEL_SIGNING_KEY_FILE",
     )
 )
 MIN_WEB_TOKEN_CHARS: Final = 16
+MIN_SIGNING_KEY_CHARS: Final = 16
 # Other CHURNSTREAM_* variables read outside the Settings object (the local broker, tests).
 OTHER_VARS: Final = frozenset(
     PREFIX + name
@@ -120,6 +123,10 @@ class SecuritySettings:
     web_token: Secret = field(default_factory=lambda: Secret(""))
     """Bearer token the read API requires (`Authorization: Bearer ...`); empty = none, which
     only a web server bound to loopback may have."""
+    model_signing_key: Secret = field(default_factory=lambda: Secret(""))
+    """HMAC key of model snapshots (model.snapshot_signing): published ones are signed, and
+    unsigned or wrongly signed ones are refused; empty = snapshots are neither signed nor
+    checked."""
 
     @property
     def uses_sasl(self) -> bool:
@@ -153,6 +160,7 @@ class SecuritySettings:
             pseudonym_key=_secret(env, "PSEUDONYM_KEY"),
             blocked_users_file=get("BLOCKED_USERS_FILE"),
             web_token=_secret(env, "WEB_TOKEN"),
+            model_signing_key=_secret(env, "MODEL_SIGNING_KEY"),
         )
         settings.validate()
         return settings
@@ -182,6 +190,12 @@ class SecuritySettings:
             not self.web_token or len(self.web_token.reveal()) >= MIN_WEB_TOKEN_CHARS,
             "WEB_TOKEN",
             f"at least {MIN_WEB_TOKEN_CHARS} characters",
+        )
+        need(
+            not self.model_signing_key
+            or len(self.model_signing_key.reveal()) >= MIN_SIGNING_KEY_CHARS,
+            "MODEL_SIGNING_KEY",
+            f"at least {MIN_SIGNING_KEY_CHARS} characters",
         )
         for var, path in (
             ("SSL_CAFILE", self.ssl_cafile),
@@ -255,6 +269,10 @@ class SecuritySettings:
             return Pseudonymizer(key or None)
         except PseudonymKeyError as exc:
             raise SecurityError(f"{PREFIX}PSEUDONYM_KEY: {exc}") from None
+
+    def snapshot_key(self) -> bytes | None:
+        """The model snapshots' HMAC key as bytes, None when none is set."""
+        return self.model_signing_key.reveal().encode("utf-8") or None
 
     def blocked_users(self) -> frozenset[str]:
         """Ids in `blocked_users_file` (one a line, `#` comments), pseudonymised if a key is set.

@@ -385,3 +385,17 @@ def test_alert_rules_use_only_defined_metrics() -> None:
         names = promql_metric_names(expr)
         assert names, expr
         assert names <= METRIC_NAMES | {"up"}, (expr, names - METRIC_NAMES)
+
+
+def test_refused_snapshots_are_counted_by_a_bounded_reason() -> None:
+    from churnstream.model.snapshot_signing import REASONS
+
+    m = WorkerMetrics()
+    m.snapshot_refused("bad_signature")
+    text = generate_latest(m.registry).decode()
+    name = "churnstream_model_snapshots_unreadable_total"
+    for reason in REASONS:  # every reason exists from the start
+        value = 1.0 if reason == "bad_signature" else 0.0
+        assert f'{name}{{reason="{reason}"}} {value}' in text
+    with pytest.raises(ValueError, match="not in"):
+        m.snapshot_refused("user-42")  # never a free-form (or per-user) label

@@ -329,3 +329,20 @@ def test_scram_format_args_refuse_what_the_tool_cannot_parse() -> None:
     with pytest.raises(ValueError) as info:
         scram_format_args({"svc": "p,w"})
     assert "p,w" not in str(info.value)
+
+
+def test_model_signing_key_from_the_variable_or_a_file_never_shown(tmp_path: Path) -> None:
+    assert SecuritySettings.from_env({}).snapshot_key() is None
+    secret = "snapshot-key-0123456789"
+    direct = SecuritySettings.from_env({"CHURNSTREAM_MODEL_SIGNING_KEY": secret})
+    assert direct.snapshot_key() == secret.encode() and secret not in repr(direct)
+    path = tmp_path / "key"
+    path.write_text(secret + "\n", encoding="utf-8")
+    from_file = SecuritySettings.from_env({"CHURNSTREAM_MODEL_SIGNING_KEY_FILE": str(path)})
+    assert from_file.snapshot_key() == secret.encode()
+    with pytest.raises(SecurityError, match="MODEL_SIGNING_KEY: at least 16") as info:
+        SecuritySettings.from_env({"CHURNSTREAM_MODEL_SIGNING_KEY": "short-key"})
+    assert "short-key" not in str(info.value)
+    # A known variable: the worker does not warn that it is ignored.
+    env = {"CHURNSTREAM_MODEL_SIGNING_KEY": secret}
+    assert direct.warnings(env, frozenset()) == []

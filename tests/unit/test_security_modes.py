@@ -80,6 +80,7 @@ def test_the_worker_logs_its_security_mode_without_secrets(
     text = caplog.text
     assert "security: Kafka PLAINTEXT; pseudonymisation on (key fingerprint hmac-sha256:" in text
     assert "read API bound to 127.0.0.1:6066, advertised as 127.0.0.1, no token" in text
+    assert "model snapshots not signed (no signing key)" in text
     assert "CHURNSTREAM_WEB_TOKN is not a churnstream setting" in text
     assert "did you mean CHURNSTREAM_WEB_TOKEN?" in text
     assert key not in text

@@ -1,36 +1,39 @@
-"""`churnstream model list|export`: the model snapshots on `churn.models`, read as data.
+"""`churnstream model list|export|import|rollback`: the model snapshots on `churn.models`.
 
 `list` shows every snapshot the topic still holds (it is compacted: older versions of a segment
 go once the broker compacts it), `export` saves one to a file: the JSON document as published,
-which `model/snapshot_codec.py` describes. Reading never unpickles: a snapshot that is not a
-data document is listed as refused, with the reason.
+signature included (`model/snapshot_codec.py`, `model/snapshot_signing.py`). `import` publishes
+such a file, `rollback` an older version's content, each as a new version above the newest
+(stream/cli/model_release.py). Reading never unpickles unless pickles are trusted: a snapshot a
+worker would refuse is listed as refused, with the reason.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from churnstream.agents.backfill import UNTIL_HEADER
-from churnstream.agents.model_feed import COVERS_HEADER, VERSION_HEADER
-from churnstream.model.learner import SegmentModel
-from churnstream.model.snapshot_codec import SnapshotError, decode
+from churnstream.agents.model_feed import ROLLBACK_HEADER, snapshot_check
 from churnstream.stream.cli.common import CommandError, check_output
+from churnstream.stream.cli.model_release import (
+    Release,
+    load_file,
+    prepare,
+    publish,
+    rollback_target,
+)
+from churnstream.stream.cli.model_topic import Snapshot, describe, read_snapshots
 from churnstream.stream.contract import topics as t
-from churnstream.stream.contract.timefmt import rfc3339
-from churnstream.stream.kafka.client import client_options
+from churnstream.stream.contract.events import SEGMENTS
 from churnstream.stream.kafka.connect import find_bootstrap
 from churnstream.stream.settings import Settings
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("model", help="list the model snapshots on churn.models or export one")
+    p = sub.add_parser(
+        "model", help="list, export, import or roll back the model snapshots on churn.models"
+    )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", help="every snapshot the topic holds, oldest first")
     export = actions.add_parser("export", help="save a segment's snapshot (JSON) to a file")
@@ -39,91 +42,72 @@ def add_parser(sub: Any) -> None:
     export.add_argument(
         "--version", type=int, default=None, help="that version (default: the newest readable)"
     )
+    imp = actions.add_parser(
+        "import", help="publish a snapshot file (from `model export`) as the segment's next version"
+    )
+    imp.add_argument("file", type=Path, help="a snapshot file `model export` wrote")
+    imp.add_argument(
+        "--trust-file",
+        action="store_true",
+        help="accept a file that is unsigned or signed with another key (it is signed with "
+        "this deployment's key when published)",
+    )
+    back = actions.add_parser(
+        "rollback", help="publish an older version's content as the segment's next version"
+    )
+    back.add_argument("--segment", required=True, help="course, saas or docs")
+    back.add_argument(
+        "--to-version",
+        type=int,
+        default=None,
+        help="the version to go back to (default: the one before the newest)",
+    )
     p.set_defaults(handler=run)
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    offset: int
-    published_at: float  # the record's timestamp, wall clock seconds
-    segment: str
-    headers: dict[str, bytes]
-    data: bytes
-    model: SegmentModel | None
-    refused: str = ""  # why it could not be read (empty: it could)
-
-
-def read_snapshots(settings: Settings, bootstrap: str) -> list[Snapshot]:
-    """Every record of `churn.models` up to its end, decoded as data (never unpickled)."""
-
-    async def go() -> list[Snapshot]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=16 << 20,
-            **client_options(settings),
-        )
-        tp = TopicPartition(settings.topic(t.MODELS), 0)
-        await consumer.start()
-        try:
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
-            out = []
-            while await consumer.position(tp) < end:
-                for r in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                    if r.key and r.value:
-                        out.append(_snapshot(r, settings.trust_pickled_snapshots))
-            return out
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(go())
-
-
-def _snapshot(record: Any, trusted: bool) -> Snapshot:
-    try:
-        model, refused = decode(record.value, allow_pickle=trusted), ""
-    except SnapshotError as e:
-        model, refused = None, str(e)
-    return Snapshot(
-        record.offset,
-        record.timestamp / 1000,
-        record.key.decode(errors="replace"),
-        dict(record.headers or ()),
-        record.value,
-        model,
-        refused,
-    )
-
-
-def describe(s: Snapshot, min_labels: int) -> str:
-    """One line: offset, time, segment, version, examples, readiness, labels until, covers."""
-    head = f"{s.offset:>6}  {rfc3339(s.published_at)}  {s.segment:<6}"
-    covers = s.headers.get(COVERS_HEADER, b"-").decode()
-    if s.model is None:
-        version = s.headers.get(VERSION_HEADER, b"?").decode()
-        return f"{head}  v{version:<8} refused: {s.refused}"
-    m = s.model
-    until = rfc3339(m.labels_until) if math.isfinite(m.labels_until) else "-"
-    line = (
-        f"{head}  v{m.version:<8} {m.n_learned:>8,} examples ({m.n_pos:,} churned)  "
-        f"{'ready' if m.ready(min_labels) else 'not ready':<9}  labels until {until}  "
-        f"covers example {covers}"
-    )
-    if UNTIL_HEADER in s.headers:
-        line += f"  backfill until {rfc3339(float(s.headers[UNTIL_HEADER]))}"
-    return line
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "export":
         check_output(args.file, "FILE")
-    snapshots = read_snapshots(settings, find_bootstrap(settings))
+    check = snapshot_check(settings)
+    topic = settings.topic(t.MODELS)
+    if args.action == "import":
+        # --trust-file: the operator vouches for the file; it is still checked as data.
+        file_check = (
+            check.of(None, check.allow_pickle, check.features) if args.trust_file else check
+        )
+        model = load_file(args.file, file_check)  # a bad file fails before the broker is read
+        was = model.version
+        bootstrap = find_bootstrap(settings)
+
+        def imported(snapshots: list[Snapshot]) -> Release:
+            return prepare(load_file(args.file, file_check), snapshots, "import", check)
+
+        release, offset = publish(settings, bootstrap, check, imported)
+        print(
+            f"{model.segment} v{was} from {args.file} published as v{release.version} "
+            f"({topic} offset {offset})"
+        )
+        return 0
+    if args.action == "rollback":
+        if args.segment not in SEGMENTS:
+            raise CommandError(f"unknown segment {args.segment!r} (one of {', '.join(SEGMENTS)})")
+        bootstrap = find_bootstrap(settings)
+
+        def rolled_back(snapshots: list[Snapshot]) -> Release:
+            target = rollback_target(snapshots, args.segment, args.to_version, topic)
+            return prepare(target, snapshots, "rollback", check, rollback_of=target.version)
+
+        release, offset = publish(settings, bootstrap, check, rolled_back)
+        source = dict(release.headers)[ROLLBACK_HEADER].decode()
+        print(
+            f"{args.segment} rolled back to v{source}: published as v{release.version} "
+            f"({topic} offset {offset}); workers switch as they read it"
+        )
+        return 0
+    snapshots = read_snapshots(settings, find_bootstrap(settings), check)
     if args.action == "list":
         if not snapshots:
-            print(f"{settings.topic(t.MODELS)} holds no snapshot")
+            print(f"{topic} holds no snapshot")
         for s in snapshots:
             print(describe(s, settings.min_labels))
         return 0
@@ -136,7 +120,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     ]
     if not mine:
         which = f"version {args.version}" if args.version is not None else "readable snapshot"
-        raise CommandError(f"no {args.segment} {which} on {settings.topic(t.MODELS)}")
+        raise CommandError(f"no {args.segment} {which} on {topic}")
     data, version = mine[-1]
     args.file.write_bytes(data)
     print(f"{args.segment} v{version} ({len(data):,} bytes) -> {args.file}")

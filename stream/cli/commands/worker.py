@@ -41,14 +41,17 @@ def log_security(settings: Settings, security: SecuritySettings, fingerprint: st
     pseudo = f"on (key fingerprint {fingerprint})" if security.pseudonym_key else "off"
     advertised = settings.web_advertised_host or settings.web_host
     token = "bearer token required" if security.web_token else "no token (loopback only)"
+    signed = "signed" if security.model_signing_key else "not signed (no signing key)"
     log.info(
-        "security: Kafka %s; pseudonymisation %s; read API bound to %s:%d, advertised as %s, %s",
+        "security: Kafka %s; pseudonymisation %s; read API bound to %s:%d, advertised as %s, %s; "
+        "model snapshots %s",
         kafka,
         pseudo,
         settings.web_host,
         settings.web_port,
         advertised,
         token,
+        signed,
     )
 
 
