@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from churnstream.agents.backfill import History, Published, publish, run_history
+from churnstream.agents.topic_history import Cuts, TopicHistory, commit_cuts
 from churnstream.model.replay import summarize
 from churnstream.stream.cli import html_report
 from churnstream.stream.cli.common import CommandError, check_output
@@ -30,14 +31,24 @@ def add_parser(sub: Any) -> None:
         "to the live system (before the workers start)",
     )
     p.add_argument(
-        "file", type=Path, help="history: JSONL (contract events or `simulate --out`) or CSV"
+        "file",
+        type=Path,
+        nargs="?",
+        help="history: JSONL (contract events or `simulate --out`), CSV or Parquet",
     )
     add_history_options(p)
+    p.add_argument(
+        "--from-topics",
+        action="store_true",
+        help="read the history from the input topics instead of a file, from their beginning "
+        "up to --until (per partition: up to its first record at or after it) or to their end "
+        "when the backfill starts; the workers' group then starts where it stopped",
+    )
     p.add_argument(
         "--until",
         default=None,
         help="event time (RFC 3339 or epoch seconds) where the live stream takes over: events "
-        "at or after it are left out (default: the whole file)",
+        "at or after it are left out (default: the whole file or topics)",
     )
     p.add_argument(
         "--publish-scores",
@@ -89,7 +100,9 @@ class BackfillProgress:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if not args.file.is_file():
+    if args.from_topics == (args.file is not None):
+        raise CommandError("give a history FILE or --from-topics (one of them)")
+    if args.file is not None and not args.file.is_file():
         raise CommandError(f"{args.file}: no such file")
     until = None
     if args.until is not None:
@@ -101,8 +114,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise CommandError(f"--until {args.until!r}: not an RFC 3339 time or epoch seconds")
     check_output(args.html, "--html")
     bootstrap = find_bootstrap(settings)  # before the long run: a missing broker fails fast
-    progress = BackfillProgress(count_records(args.file))
     with contextlib.ExitStack() as stack:
+        topics = None
+        if args.from_topics:
+            topics = stack.enter_context(TopicHistory(settings, bootstrap, until))
+            records, progress = topics.records(), BackfillProgress(topics.total)
+        else:
+            records, progress = history_records(args), BackfillProgress(count_records(args.file))
         scores = alerts = None
         if args.publish_scores:
             scores = stack.enter_context(tempfile.TemporaryFile())
@@ -110,7 +128,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         # The report's alerts-per-day chart reads the alerts as they are made.
         tap = html_report.AlertTap(alerts) if args.html else None
         history = run_history(
-            history_records(args),
+            records,
             settings,
             until=until,
             scores_out=scores,
@@ -121,12 +139,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         done = asyncio.run(
             publish(history, settings, bootstrap, force=args.force, scores=scores, alerts=alerts)
         )
+        if topics is not None:
+            # Last: a backfill that failed before this leaves the workers at the beginning.
+            history.after_until = topics.cuts.left()
+            asyncio.run(commit_cuts(settings, bootstrap, topics.cuts))
     if tap is not None:
-        what = f"backfill of {args.file.name}"
+        what = f"backfill of {args.file.name if args.file else 'the input topics'}"
         html_report.write(args.html, history.replay, history.report, tap.alerts, what)
     print(summarize(history.report))
     print(describe(history, done))
+    if topics is not None:
+        print(describe_cuts(topics.cuts, settings.app_id))
     return 0
+
+
+def describe_cuts(cuts: Cuts, group: str) -> str:
+    """Where the workers start in the input topics."""
+    return (
+        f"input topics: the workers' group {group} starts where the backfill stopped in each "
+        f"of {len(cuts.offsets)} partitions ({cuts.left():,} records there already)"
+    )
 
 
 def describe(history: History, done: Published) -> str:
