@@ -1,6 +1,6 @@
 """Versioned binary encoding of `UserState` (once per user per flush, so it caps throughput).
 
-Layout v4: `version:u8 flags:u8 payload`; the payload is zlib-compressed only when it is
+Layout v5: `version:u8 flags:u8 payload`; the payload is zlib-compressed only when it is
 longer than `_ZLIB_ABOVE` (rare: compression costs more CPU than the rest of the codec and
 saves ~20 % on a typical state). Fixed-width little-endian fields packed with one `struct`
 call per group, no per-field varints:
@@ -15,12 +15,13 @@ call per group, no per-field varints:
               25 column codes and the columns: code 0 = all zero (nothing stored),
               1..4 = u8/u16/u32/u64 array, 5 = zigzag varints (negative or > 64 bits)
 
-v4 added two optional values (the price before the newest price change and when that change
-took effect) and keeps `features.buckets.RING_DAYS` days (ages up to 31, was 27: a v3 reader
-would fold them onto the wrong slots). v3 added the tenth optional time (the billing anchor,
-`renewal_ts`). v2 and v3 are the same layout without those values, so their states decode
-unchanged (their masks never have those bits): states written before an upgrade stay readable,
-and an older reader rejects a newer state by its version.
+v5 added two optional values (the signup and the billing anchor before the newest ones, read
+by a row as of an earlier boundary). v4 added two optional values (the price before the newest
+price change and when that change took effect) and keeps `features.buckets.RING_DAYS` days
+(ages up to 31, was 27: a v3 reader would fold them onto the wrong slots). v3 added the tenth
+optional time (the billing anchor, `renewal_ts`). v2 to v4 are the same layout without those
+values, so their states decode unchanged (their masks never have those bits): states written
+before an upgrade stay readable, and an older reader rejects a newer state by its version.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ if TYPE_CHECKING:
     from churnstream.features.config import FeatureConfig
     from churnstream.features.state import UserState
 
-VERSION = 4
-_READABLE = (2, 3, 4)
+VERSION = 5
+_READABLE = (2, 3, 4, 5)
 _FLAG_ZLIB = 1
 _ZLIB_ABOVE = 1800  # keeps the worst case near the 2 KiB budget without taxing the usual one
 _HEAD = struct.Struct("<HBHB")
@@ -56,7 +57,7 @@ _VARINT = 5
 # any other), else the narrowest.
 _HINT = [1] * N_COUNTERS
 _HINT[b.VIDEO_BITS] = _HINT[b.INTEGRATION_BITS] = 4
-_N_OPT = 12
+_N_OPT = 14
 _INF = float("inf")
 _NEG_INF = float("-inf")
 
@@ -144,6 +145,8 @@ def encode(st: UserState) -> bytes:
         st.renewal_ts,
         st.price_before,
         st.price_from,
+        st.signup_before,
+        st.renewal_before,
     )
     mask = 1 if st.churned else 0
     doubles = []
@@ -258,6 +261,7 @@ def _decode_payload(data: bytes, cls: type[UserState], config: FeatureConfig) ->
         st.first_ts = opt[8]
     st.renewal_ts = opt[9]
     st.price_before, st.price_from = opt[10:12]
+    st.signup_before, st.renewal_before = opt[12:14]
     st.last = [next(it) if lmask & (1 << i) else _NEG_INF for i in range(N_LAST)]
 
     (k,) = _U16.unpack_from(data, pos)

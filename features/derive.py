@@ -144,7 +144,8 @@ def derive(
         _proc_max28,
     ) = w28
 
-    start = st.signup_ts if st.signup_ts is not None else st.first_ts
+    signup = st.signup_at(now)
+    start = signup if signup is not None else st.first_ts
     tenure = max(0.0, (now - start) / DAY_S) if start != _INF else 0.0
     # Days of each window the state has observed: from the day of the first event it saw
     # (a user's start, or a deployment's) to now_day. Rates per observed day make a steady
@@ -165,7 +166,7 @@ def derive(
 
     # Billing anchors repeat every cycle, so an anchor seen after `now` (the state runs ahead
     # of a daily row) still gives the same phase. A cancelled user has no renewal to come.
-    anchor = st.renewal_ts
+    anchor = st.renewal_at(now)
     cancelled = st.churned and st.cancel_ts is not None and st.cancel_ts <= now
     if anchor is None or cancelled:
         renewal_known = 0.0

@@ -75,9 +75,11 @@ class UserState:
         "prev_sub",
         "price_before",
         "price_from",
+        "renewal_before",
         "renewal_ts",
         "rows",
         "segment",
+        "signup_before",
         "signup_ts",
         "sub_start_ts",
         "user_id",
@@ -99,6 +101,11 @@ class UserState:
         self.sub_start_ts: float | None = None  # start of the current subscription period
         self.prev_sub: tuple[float, float] | None = None  # last closed period (start, cancel)
         self.renewal_ts: float | None = None  # latest billing anchor: signup, renewal, reactivate
+        # The signup and the billing anchor before the newest ones: a row as of a boundary
+        # before a new signup (tenure) or an anchor off the cycle (days to renewal) reads the
+        # old one (`signup_at`, `renewal_at`), however far the state ran ahead.
+        self.signup_before: float | None = None
+        self.renewal_before: float | None = None
         self.lifecycle_ts = _NEG_INF  # latest applied lifecycle event time
         self._clock = _NEG_INF
         self.first_ts = _INF
@@ -196,7 +203,7 @@ class UserState:
         price = None if ev.plan_price is None else float(ev.plan_price)
         # The newest anchor wins whatever the arrival order (it is a max, not a last write).
         if kind in _ANCHORS and (self.renewal_ts is None or ts > self.renewal_ts):
-            self.renewal_ts = ts
+            self.renewal_before, self.renewal_ts = self.renewal_ts, ts
         if ts < self.lifecycle_ts:
             # Older than what we know: only fill facts still unknown.
             if self.plan_price is None and price is not None:
@@ -213,8 +220,8 @@ class UserState:
             self.price_before, self.price_from = self.plan_price, ts
             self.plan_price = price
         if kind == "signup" or kind == "reactivate":
-            if kind == "signup":
-                self.signup_ts = ts
+            if kind == "signup" and ts != self.signup_ts:
+                self.signup_before, self.signup_ts = self.signup_ts, ts
             if self.churned or self.sub_start_ts is None:
                 if self.churned and self.sub_start_ts is not None and self.cancel_ts is not None:
                     self.prev_sub = (self.sub_start_ts, self.cancel_ts)
@@ -318,6 +325,17 @@ class UserState:
         is later than `ts` (earlier changes are not kept)."""
         since = self.price_from
         return self.price_before if since is not None and since > ts else self.plan_price
+
+    def signup_at(self, ts: float) -> float | None:
+        """The signup as of event time `ts`: the one before the newest if that is later."""
+        newest = self.signup_ts
+        return self.signup_before if newest is not None and newest > ts else newest
+
+    def renewal_at(self, ts: float) -> float | None:
+        """The billing anchor as of event time `ts`: the one before the newest if that is
+        later (an anchor on the cycle gives the same phase either way)."""
+        newest = self.renewal_ts
+        return self.renewal_before if newest is not None and newest > ts else newest
 
     def subscribed_days(self, lo_day: int, hi_day: int) -> int:
         """Days in [lo_day, hi_day] covered by a subscription period (whole days)."""

@@ -8,9 +8,17 @@ decision can ask whether the sources of one kind (e.g. `value`, for ROI) have pa
 A source's progress is one of:
 - current: its maximum is within `idle_after_s` of the freshest source's;
 - not started: a kind the caller `expect`s from which no event arrived yet;
-- behind: it lags the freshest by more than `idle_after_s` (or has not started) and still
-  counts: decisions wait for it;
+- behind: its kind lags the freshest by more than `idle_after_s` (or has not started) and
+  still counts: decisions wait for it;
 - idle: left out of the watermark until it advances again.
+A kind's progress is that of its freshest source, as in a replay, where a kind is one source:
+a partition far behind while another of its kind is current (a kind sparse over partitions,
+e.g. a few subscription changes a day over four partitions) only lacks events, and is left out
+at once. Waiting for it held every daily row for days of event time until it got its next
+event, and a row made after its users' states ran past the ring's days ahead differed from the
+replay's (tests/unit/model/test_source_progress.py). The caller keeps the partitions' events in
+event-time order meanwhile (agents/ordering.py), so a partition that still has records to
+deliver is not overtaken.
 How a lagging source becomes idle is the caller's policy, the one difference between the two
 callers: a replay reads a file in event-time order, where a source that lags can only be idle
 (`wait=False`: idle at once, as before); the live worker cannot tell a source that is idle from
@@ -128,19 +136,27 @@ class Watermark:
 
     def lagging(self) -> list[Hashable]:
         """Sources that hold the watermark back while lagging: kinds expected but not started,
-        and sources more than `idle_after_s` behind the freshest (only when `wait`)."""
+        and the sources of a kind more than `idle_after_s` behind the freshest (only when
+        `wait`)."""
         if not self.wait:
             return []
-        freshest = self._freshest()
         out: list[Hashable] = [
             k for k in sorted(self.expected - self._started) if k not in self._idle
         ]
-        out += [
-            s
-            for s, m in self._max.items()
-            if freshest - m > self.idle_after_s and s not in self._idle
-        ]
+        behind = self._kinds_behind()
+        out += [s for s in self._max if s not in self._idle and self._kind.get(s, s) in behind]
         return out
+
+    def _kinds_behind(self) -> dict[Hashable, float]:
+        """Kinds (a source without one is its own) whose freshest counted source is more than
+        `idle_after_s` behind the freshest of all, with that progress."""
+        progress: dict[Hashable, float] = {}
+        for s, m in self._max.items():
+            if s not in self._idle:
+                k = self._kind.get(s, s)
+                progress[k] = max(m, progress.get(k, -math.inf))
+        edge = self._freshest() - self.idle_after_s
+        return {k: m for k, m in progress.items() if m < edge}
 
     def waiting_for(self, kind: str, ts: float) -> list[Hashable]:
         """Counted sources of `kind` that have not passed `ts` (less `idle_after_s`): a decision
@@ -150,10 +166,14 @@ class Watermark:
         if kind in self.expected and kind not in self._started:
             return [] if kind in self._idle else [kind]
         edge = ts - self.idle_after_s
+        behind = self._kinds_behind()
         return [
             s
             for s, k in self._kind.items()
-            if k == kind and self._max.get(s, -math.inf) < edge and s not in self._idle
+            if k == kind
+            and (m := self._max.get(s, -math.inf)) < edge
+            and s not in self._idle
+            and (k in behind or self._freshest() - m <= self.idle_after_s)
         ]
 
     @property
@@ -163,7 +183,10 @@ class Watermark:
 
     @property
     def value(self) -> float:
-        """The low watermark (-inf before any event, or while a counted kind has not started)."""
+        """The low watermark (-inf before any event, or while a counted kind has not started):
+        the smallest progress of the sources within `idle_after_s` of the freshest and, when
+        waiting, of each kind behind (its freshest source: one far behind while another of its
+        kind is current only lacks events)."""
         if self._cached is None:
             if not self._max or (self.wait and self.lagging() and self._unstarted_counted()):
                 self._cached = -math.inf
@@ -172,8 +195,10 @@ class Watermark:
                 counted = [
                     m
                     for s, m in self._max.items()
-                    if s not in self._idle and (self.wait or freshest - m <= self.idle_after_s)
+                    if s not in self._idle and freshest - m <= self.idle_after_s
                 ]
+                if self.wait:
+                    counted += self._kinds_behind().values()
                 self._cached = min(counted, default=freshest) - self.lateness_s
         return self._cached
 

@@ -43,3 +43,18 @@ def test_the_price_before_a_change_survives_the_codec() -> None:
     assert (back.price_before, back.price_from) == (60.0, at(32))
     assert (st.price_before, st.price_from) == (60.0, at(32))
     assert back.vector_at(B) == st.vector_at(B)
+
+
+def test_a_signup_after_the_boundary_is_not_read() -> None:
+    """A customer signed up again after B (a new subscription): the row as of B keeps the
+    tenure, the days since never-seen events and the renewal phase of the old one. Live made
+    such a row after the new signup (tenure 0.0, renewal phase moved) while `replay` made it
+    before (tests/integration/test_parity.py, the second history signs every user up again)."""
+    before = row(state_of(history()))
+    again = state_of([*history(), life(at(30, hour=0.0) + DAY, "signup", price=60.0)])
+    assert row(again) == before
+    assert before["tenure_days"] == 30.0 - 0.5  # signed up at noon of day 0
+    assert again.vector()[FEATURE_NAMES.index("tenure_days")] < 1.0
+    back = UserState.from_bytes(again.to_bytes())
+    assert (back.signup_before, back.renewal_before) == (at(0), at(0))
+    assert back.vector_at(B) == again.vector_at(B)

@@ -32,6 +32,25 @@ def test_an_idle_source_is_not_waited_for_once_marked_and_counts_again_when_it_a
     assert wm.value == D0 + DAY_S
 
 
+def test_a_partition_of_a_current_kind_that_only_lacks_events_is_not_waited_for() -> None:
+    """A kind's progress is its freshest partition's, as in a replay (one source per kind).
+    Waiting for a partition that simply had no subscription change for days held every daily
+    row live until its next event, after the users' states ran past what a row can read."""
+    live = Watermark(0.0, idle_after_s=DAY_S, wait=True, max_step_s=math.inf)
+    replay = Watermark(0.0, idle_after_s=DAY_S, wait=False, max_step_s=math.inf)
+    for wm, source in ((live, lambda t, p: (t, p)), (replay, lambda t, p: t)):
+        wm.observe(source("subs", 0), D0, "lifecycle")
+        wm.observe(source("subs", 1), D0 + 5 * DAY_S, "lifecycle")
+        wm.observe(source("logins", 0), D0 + 5 * DAY_S, "login")
+    assert live.value == replay.value == D0 + 5 * DAY_S
+    assert live.lagging() == [] and live.waiting_for("lifecycle", D0 + 5 * DAY_S) == []
+    # A whole kind behind is still waited for (its producer may lag), until marked idle.
+    live.observe(("logins", 0), D0 + 8 * DAY_S, "login")
+    assert live.value == D0 + 5 * DAY_S
+    assert live.lagging() == [("subs", 0), ("subs", 1)]
+    assert live.waiting_for("lifecycle", D0 + 8 * DAY_S) == [("subs", 0), ("subs", 1)]
+
+
 def test_a_kind_not_started_holds_the_watermark_only_when_waiting() -> None:
     live = Watermark(0.0, wait=True, expect=("login", "value"))
     replay = Watermark(0.0, wait=False, expect=("login", "value"))
