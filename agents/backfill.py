@@ -96,35 +96,40 @@ def run_history(
     alerts_out: IO[bytes] | None = None,
     progress: Callable[[int, float], None] | None = None,
     progress_every: int = PROGRESS_EVERY,
+    jobs: int = 1,
 ) -> History:
     """Replay `records` (those with an event time before `until`) as `churnstream replay`
-    does; `progress(records read, event time reached)` every `progress_every` records."""
+    does; `progress(records read, event time reached)` every `progress_every` records, with
+    `jobs` processes (`Replay`)."""
     started = time.monotonic()
-    replay = configure.replay(settings, scores_out=scores_out, alerts_out=alerts_out)
+    replay = configure.replay(settings, scores_out=scores_out, alerts_out=alerts_out, jobs=jobs)
     history = History(replay, {}, until)
     # The worker replaces a raw id by its pseudonym before any state sees it and drops the
     # events of erased users (the block list); so does this.
     security = security_settings(settings)
     pseudo, blocked = security.pseudonymizer(), security.blocked_users()
     read = 0
-    for rec in records:
-        read += 1
-        if progress is not None and read % progress_every == 0:
-            progress(read, history.reached)
-        event = parse(rec.kind, rec.value, settings.max_record_bytes) if rec.kind else None
-        if event is not None and not isinstance(event, Invalid):
-            if until is not None and event.ts >= until:
-                history.after_until += 1
-                continue
-            history.reached = max(history.reached, event.ts)
-            if pseudo.enabled:
-                event = dataclasses.replace(event, user_id=pseudo(event.user_id))
-            if event.user_id in blocked:
-                history.erased += 1
-                continue
-        replay.feed_parsed(rec.kind, event)
-    # What a live worker does after its last batch: the tied events, a sweep, the model.
-    replay.finish()
+    try:
+        for rec in records:
+            read += 1
+            if progress is not None and read % progress_every == 0:
+                progress(read, history.reached)
+            event = parse(rec.kind, rec.value, settings.max_record_bytes) if rec.kind else None
+            if event is not None and not isinstance(event, Invalid):
+                if until is not None and event.ts >= until:
+                    history.after_until += 1
+                    continue
+                history.reached = max(history.reached, event.ts)
+                if pseudo.enabled:
+                    event = dataclasses.replace(event, user_id=pseudo(event.user_id))
+                if event.user_id in blocked:
+                    history.erased += 1
+                    continue
+            replay.feed_parsed(rec.kind, event)
+        # What a live worker does after its last batch: the tied events, a sweep, the model.
+        replay.finish()
+    finally:
+        replay.close()  # the score pool, if the loop failed
     history.report = replay.report()
     history.seconds = time.monotonic() - started
     return history

@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from churnstream.features import FEATURE_NAMES, Applied, FeatureConfig
 from churnstream.features.buckets import LAST_EVENT
@@ -39,6 +39,7 @@ from churnstream.model.labels import (
     is_activity,
     stored_score,
 )
+from churnstream.model.learner import SegmentModel
 from churnstream.model.scoring import Score, Scorer
 from churnstream.model.user_record import UserRecord
 from churnstream.model.watermark import Watermark
@@ -94,7 +95,7 @@ class EngineConfig:
 class Outputs:
     """What processing produced since the caller last drained it."""
 
-    scores: list[dict[str, Any]] = field(default_factory=list)
+    scores: list[dict[str, Any] | EventScore] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     examples: list[Example] = field(default_factory=list)
     results: Counter[str] = field(default_factory=Counter)
@@ -107,6 +108,54 @@ class Outputs:
         self.scores, self.alerts, self.examples = [], [], []
         self.results, self.held = Counter(), Counter()
         return out
+
+
+class EventScore(NamedTuple):
+    """An event score not worked out yet (`Detector.record_event_scores` False): `model` is
+    the one `Scorer.score` picked (an installed snapshot is not changed afterwards), so
+    `score_record` gives later, or in another process, the record `_publish` would have."""
+
+    user_id: str
+    segment: str
+    ts: float
+    model: SegmentModel | None
+    x: dict[str, float]
+    scored_at: str
+
+
+def score_record(
+    user_id: str,
+    segment: str,
+    ts: float,
+    s: Score,
+    horizon_s: float,
+    trigger: str,
+    scored_at: str,
+) -> dict[str, Any]:
+    """The `churn.risk-scores` record of one score (the contract's field order)."""
+    return {
+        "user_id": user_id,
+        "segment": segment,
+        "ts": rfc3339(ts),
+        "score": s.score,
+        "source": s.source,
+        "model_version": s.model_version,
+        "horizon_days": horizon_s / DAY_S,
+        "drivers": [d.to_dict() for d in s.drivers],
+        "trigger": trigger,
+        "scored_at": scored_at,
+    }
+
+
+def last_score(ts: float, record: dict[str, Any]) -> dict[str, Any]:
+    """`UserRecord.last` from a score record made at event time `ts`."""
+    return {
+        "ts": ts,
+        "score": record["score"],
+        "source": record["source"],
+        "model_version": record["model_version"],
+        "drivers": record["drivers"],
+    }
 
 
 _RESULT = {
@@ -159,6 +208,12 @@ class Detector:
         self._day_scores: dict[float, dict[str, list[float]]] = {}
         self._stop: Callable[[], bool] | None = None  # the running sweep's budget, if any
         self.out = Outputs()
+        # False (replay): an event score goes out as an `EventScore`, worked out by whoever
+        # wants its record, if anyone; no decision reads it. Its model score and explanation
+        # cost more than the rest of the event. The newest of each user is worked out for
+        # `rec.last` by `complete_last`.
+        self.record_event_scores = True
+        self._unscored: dict[str, EventScore] = {}
         # Only `scored_at` reads it: the contract marks that field as wall-clock, for latency.
         self._wall_clock = wall_clock
         self._last_wall: tuple[float, str] = (-1.0, "")
@@ -260,7 +315,16 @@ class Detector:
         if now - rec.last_scored_ts < self.config.score_min_interval_s:
             return
         segment = rec.state.segment or self.config.default_segment
-        x = self._publish(rec, segment, now, rec.state.vector(now), "event")[0]
+        if self.record_event_scores:
+            x = self._publish(rec, segment, now, rec.state.vector(now), "event")[0]
+        else:
+            x = dict(zip(FEATURE_NAMES, rec.state.vector(now), strict=True))
+            model = self.scorer.pick(segment)
+            row = EventScore(rec.user_id, segment, now, model, x, self._scored_at())
+            self.out.scores.append(row)
+            if now >= rec.last_scored_ts:
+                rec.last = {"ts": now}  # the rest in `complete_last`
+                self._unscored[rec.user_id] = row
         if self.watermark.waiting_for(ValueEvent.kind, now):
             # ROI read now would miss value records still on their way: no decision (neither
             # raise nor clear); a later event decides once the value sources caught up.
@@ -338,31 +402,27 @@ class Detector:
         record and keep the newest score in `rec.last`."""
         x = dict(zip(FEATURE_NAMES, vector, strict=True))
         s = self.scorer.score(segment, x, as_of)
-        drivers = [d.to_dict() for d in s.drivers]
         horizon_s = self.config.model.horizon_s(segment)
-        self.out.scores.append(
-            {
-                "user_id": rec.user_id,
-                "segment": segment,
-                "ts": rfc3339(ts),
-                "score": s.score,
-                "source": s.source,
-                "model_version": s.model_version,
-                "horizon_days": horizon_s / DAY_S,
-                "drivers": drivers,
-                "trigger": trigger,
-                "scored_at": self._scored_at(),
-            }
-        )
+        record = score_record(rec.user_id, segment, ts, s, horizon_s, trigger, self._scored_at())
+        self.out.scores.append(record)
         if ts >= rec.last_scored_ts:
-            rec.last = {
-                "ts": ts,
-                "score": s.score,
-                "source": s.source,
-                "model_version": s.model_version,
-                "drivers": drivers,
-            }
+            self._unscored.pop(rec.user_id, None)
+            rec.last = last_score(ts, record)
         return x, s, horizon_s
+
+    def complete_last(self) -> None:
+        """Give the users whose newest score is an unrecorded event score its value, drivers
+        and model as `_publish` would have (the model it picked then, never changed since)."""
+        for user_id, row in self._unscored.items():
+            rec = self.repo.get(user_id)
+            if rec is None or rec.last.get("ts") != row.ts:
+                continue
+            s = self.scorer.score_with(row.model, row.segment, row.x)
+            horizon_s = self.config.model.horizon_s(row.segment)
+            record = score_record(user_id, row.segment, row.ts, s, horizon_s, "event", "")
+            rec.last = last_score(row.ts, record)
+            self.repo.put(rec)
+        self._unscored.clear()
 
     def _alert(self, alert: Alert | None) -> None:
         if alert is not None:
@@ -642,6 +702,7 @@ class Detector:
 
     def forget(self, user_id: str) -> None:
         """Stop tracking an erased (or expired) user."""
+        self._unscored.pop(user_id, None)
         self.due.discard(user_id)
         self.days.discard(user_id)
         self.expiry.discard(user_id)

@@ -162,12 +162,15 @@ class PendingLabels:
     `clear()` (the stored vectors and horizon belong to the old segment).
     """
 
-    __slots__ = ("_snaps", "segment", "user_id")
+    __slots__ = ("_next", "_snaps", "segment", "user_id")
 
     def __init__(self, user_id: str, segment: str) -> None:
         self.user_id = user_id
         self.segment = segment
         self._snaps: dict[int, _Snapshot] = {}
+        # `next_due` until the snapshots change (math.nan: to work out); the engine asks it
+        # at every event of the user.
+        self._next: float | None = math.nan
 
     def __len__(self) -> int:
         return len(self._snaps)
@@ -191,6 +194,7 @@ class PendingLabels:
         """
         day = int(ts // DAY_S)
         is_new = day not in self._snaps
+        self._next = math.nan
         self._snaps[day] = _Snapshot(
             made_at=ts,
             due=ts + horizon_s,
@@ -223,6 +227,7 @@ class PendingLabels:
         """
         for day in [d for d, s in self._snaps.items() if s.made_at >= cancel_ts]:
             del self._snaps[day]
+        self._next = math.nan
         for snap in self._snaps.values():
             if snap.made_at < cancel_ts <= snap.due:
                 snap.cancelled = True
@@ -235,6 +240,7 @@ class PendingLabels:
         """
         ripe = [d for d, s in self._snaps.items() if s.due < watermark]
         ripe.sort()
+        self._next = math.nan
         out = []
         for d in ripe:
             snap = self._snaps.pop(d)
@@ -243,7 +249,10 @@ class PendingLabels:
 
     def next_due(self) -> float | None:
         """Earliest due time still pending (for `DueIndex.schedule`)."""
-        return min((s.due for s in self._snaps.values()), default=None)
+        nxt = self._next
+        if nxt is not None and nxt != nxt:  # NaN: not known
+            nxt = self._next = min((s.due for s in self._snaps.values()), default=None)
+        return nxt
 
     def newest(self) -> tuple[float, float] | None:
         """(made_at, score) of the newest pending snapshot, if any."""
@@ -255,6 +264,7 @@ class PendingLabels:
     def clear(self) -> None:
         """Forget everything (e.g. re-signup after a cancel, segment change, erasure)."""
         self._snaps.clear()
+        self._next = math.nan
 
     def _ordered(self) -> Iterable[_Snapshot]:
         return (self._snaps[d] for d in sorted(self._snaps))
@@ -309,7 +319,7 @@ class PendingLabels:
                 if not _LITTLE:
                     vec.byteswap()
                 pos += 4 * n
-                out._snaps[day] = _Snapshot(
+                out._snaps[day] = _Snapshot(  # `_next` is still NaN
                     made_at,
                     due,
                     vec,

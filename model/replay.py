@@ -21,11 +21,12 @@ import orjson
 
 from churnstream.features import FEATURE_NAMES
 from churnstream.model.alerts import AlertPolicy
-from churnstream.model.engine import Detector, EngineConfig
+from churnstream.model.engine import Detector, EngineConfig, EventScore
 from churnstream.model.evaluation import Truth, alert_quality, cold_start, daily_quality
 from churnstream.model.labels import Example
 from churnstream.model.quality import SegmentQuality
 from churnstream.model.replay_input import ReplayRecord, read_records
+from churnstream.model.score_pool import ScorePool
 from churnstream.model.scoring import Scorer
 from churnstream.model.trainer import Trainer
 from churnstream.model.user_record import UserRecord
@@ -89,6 +90,7 @@ class Replay:
         alerts_out: IO[bytes] | None = None,
         wall_clock: Callable[[], float] | None = None,
         truth: Truth | None = None,
+        jobs: int = 1,
     ) -> None:
         # The inline trainer learns every released label: rows use the model as of their day.
         config = self.config = dataclasses.replace(config, model_as_of=True)
@@ -96,6 +98,14 @@ class Replay:
         self.scorer = Scorer(config.model, FEATURE_NAMES)
         kw = {"wall_clock": wall_clock} if wall_clock else {}
         self.detector = Detector(config, self.scorer, alerts, self.repo, **kw)
+        # Event scores are worked out only for a scores file: by `jobs - 1` other processes
+        # (model/score_pool.py), or here with one job.
+        self.detector.record_event_scores = scores_out is not None and jobs <= 1
+        self.pool = (
+            ScorePool(jobs - 1, config.model, scores_out)
+            if scores_out is not None and jobs > 1
+            else None
+        )
         self.trainer = Trainer(config.model, FEATURE_NAMES, snapshot_every)
         self.max_bytes = max_bytes
         self.scores_out = scores_out
@@ -120,11 +130,14 @@ class Replay:
     def run(
         self, records: Iterable[ReplayRecord], progress: Callable[[int], None] | None = None
     ) -> dict[str, Any]:
-        for rec in records:
-            self.feed(rec)
-            if progress is not None and self.events % 10000 == 0:
-                progress(self.events)
-        self.finish()
+        try:
+            for rec in records:
+                self.feed(rec)
+                if progress is not None and self.events % 10000 == 0:
+                    progress(self.events)
+            self.finish()
+        finally:
+            self.close()
         return self.report()
 
     def feed(self, rec: ReplayRecord) -> None:
@@ -167,17 +180,33 @@ class Replay:
             for segment, model in self.trainer.models.items():
                 current = self.scorer.models.get(segment)
                 if current is None or model.version > current.version:
-                    self.scorer.install_snapshot(self.trainer.snapshot(segment))
+                    self._install(segment)
             self.detector.sweep()
             if self.detector.held == held:
                 self.detector.decide_held()  # labels the trainer does not learn (no segment)
             self._drain()
 
     def finish(self) -> None:
-        self._apply_ties()
-        self.detector.sweep()
-        self._drain()
-        self._model_as_of()
+        try:
+            self._apply_ties()
+            self.detector.sweep()
+            self._drain()
+            self._model_as_of()
+            self.detector.complete_last()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Write the score records still with the pool's workers and stop them."""
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            pool.close()
+
+    def _install(self, segment: str) -> None:
+        snapshot = self.trainer.snapshot(segment)
+        model = self.scorer.install_snapshot(snapshot)
+        if self.pool is not None:
+            self.pool.installed(model, snapshot)
 
     def _lifecycle(self, event: Lifecycle) -> None:
         if event.event == "cancel":
@@ -197,8 +226,16 @@ class Replay:
             self._first_alert.pop(event.user_id, None)
 
     def _drain(self) -> None:
-        out = self.detector.out.drain()
+        out = self.detector.out
+        if not (out.scores or out.alerts or out.examples):
+            return
+        out = out.drain()
         for score in out.scores:
+            if type(score) is EventScore:
+                self.segments[score.segment].scores += 1
+                if self.pool is not None:
+                    self.pool.event(score)
+                continue
             seg = self.segments[score["segment"]]
             seg.scores += 1
             if score["trigger"] == "daily":
@@ -209,7 +246,9 @@ class Replay:
                     seg.row_users.append(score["user_id"])
                     seg.row_ts.append(datetime.fromisoformat(score["ts"]).timestamp())
                     seg.row_scores.append(score["score"])
-            if self.scores_out is not None:
+            if self.pool is not None:
+                self.pool.line(orjson.dumps(score) + b"\n")
+            elif self.scores_out is not None:
                 self.scores_out.write(orjson.dumps(score) + b"\n")
         for alert in out.alerts:
             seg = self.segments[alert["segment"]]
@@ -238,7 +277,7 @@ class Replay:
         if closes:
             self.trainer.close(example)
         if step.snapshot_due:
-            self.scorer.install_snapshot(self.trainer.snapshot(step.segment))
+            self._install(step.segment)
 
     # -- results ------------------------------------------------------------------------------
 

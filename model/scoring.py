@@ -83,7 +83,15 @@ class Scorer:
 
     def score(self, segment: str, x: Mapping[str, float], as_of: float | None = None) -> Score:
         """Score with the newest model, or with the model as of `as_of` (a daily boundary)."""
-        model = self.models.get(segment) if as_of is None else self.as_of(segment, as_of)
+        return self.score_with(self.pick(segment, as_of), segment, x)
+
+    def pick(self, segment: str, as_of: float | None = None) -> SegmentModel | None:
+        """The model `score` would use now (None: none installed). An installed snapshot is
+        never changed, so `score_with` it later gives the score of now."""
+        return self.models.get(segment) if as_of is None else self.as_of(segment, as_of)
+
+    def score_with(self, model: SegmentModel | None, segment: str, x: Mapping[str, float]) -> Score:
+        """The score of `x` with `model` if it is ready, else with the segment's rules."""
         if model is not None and model.ready(self.config.min_labels):
             drivers = model.explain(x)
             return Score(model.predict(x), "model", model.version, drivers)

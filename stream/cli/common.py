@@ -7,6 +7,7 @@ The log level has one source: the `log_level` setting (`CHURNSTREAM_LOG_LEVEL`),
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
@@ -92,3 +93,28 @@ def check_output(path: Path | str | None, option: str) -> None:
     parent = Path(path).parent
     if not parent.is_dir():
         raise CommandError(f"{option} {path}: directory {parent} does not exist")
+
+
+def cores() -> int:
+    """CPUs this process may run on."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+def add_jobs_option(parser: argparse.ArgumentParser) -> None:
+    """`--jobs N` of `replay` and `backfill` (model/score_pool.py)."""
+
+    def positive(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+        return int(text)
+
+    parser.add_argument(
+        "--jobs",
+        type=positive,
+        default=cores(),
+        metavar="N",
+        help="processes (default: the CPUs, here %(default)s); N - 1 of them work out the event "
+        "scores written to a scores file, the same scores as one process. Learning, daily rows "
+        "and alerts run in event-time order in one process",
+    )

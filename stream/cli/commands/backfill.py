@@ -15,7 +15,7 @@ from churnstream.agents.backfill import History, Published, publish, run_history
 from churnstream.agents.topic_history import Cuts, TopicHistory, commit_cuts
 from churnstream.model.replay import summarize
 from churnstream.stream.cli import html_report
-from churnstream.stream.cli.common import CommandError, check_output
+from churnstream.stream.cli.common import CommandError, add_jobs_option, check_output
 from churnstream.stream.cli.history_input import add_history_options, count_records
 from churnstream.stream.cli.history_input import history as history_records
 from churnstream.stream.contract.timefmt import rfc3339
@@ -66,6 +66,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="write user states even if the table's changelog already holds records",
     )
+    add_jobs_option(p)
     p.set_defaults(handler=run)
 
 
@@ -134,6 +135,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             scores_out=scores,
             alerts_out=tap if tap is not None else alerts,
             progress=progress,
+            jobs=args.jobs,
         )
         progress.done()
         done = asyncio.run(

@@ -13,7 +13,7 @@ import orjson
 from churnstream.agents import configure
 from churnstream.model.replay import summarize
 from churnstream.stream.cli import html_report
-from churnstream.stream.cli.common import CommandError, check_output
+from churnstream.stream.cli.common import CommandError, add_jobs_option, check_output
 from churnstream.stream.cli.history_input import add_history_options, history
 from churnstream.stream.cli.progress import Progress
 from churnstream.stream.devtools.simulator.judge import SimulatorTruth
@@ -43,6 +43,7 @@ def add_parser(sub: Any) -> None:
         help="judge predictions and alerts against this ground truth (the simulator's "
         "*.truth.json; default: the one beside FILE, if any)",
     )
+    add_jobs_option(p)
     p.set_defaults(handler=run)
 
 
@@ -66,7 +67,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         tap = html_report.AlertTap(alerts) if args.html else None
         if tap is not None:
             alerts = tap
-        replay = configure.replay(settings, scores_out=scores, alerts_out=alerts, truth=truth)
+        replay = configure.replay(
+            settings, scores_out=scores, alerts_out=alerts, truth=truth, jobs=args.jobs
+        )
         report = replay.run(history(args), progress if sys.stderr.isatty() else None)
     if sys.stderr.isatty():
         progress.done()
