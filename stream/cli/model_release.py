@@ -106,7 +106,7 @@ def load_file(path: Path, check: SnapshotCheck) -> SegmentModel:
     try:
         model = check.load(data)
     except SnapshotRefused as e:
-        hint = " (--trust-file accepts it)" if e.reason in ("unsigned", "bad_signature") else ""
+        hint = "; --trust-file accepts it" if e.reason in ("unsigned", "bad_signature") else ""
         raise CommandError(f"{path}: not a snapshot this deployment loads: {e}{hint}") from None
     if model.segment not in SEGMENTS:
         raise CommandError(f"{path}: unknown segment {model.segment!r}")
