@@ -120,11 +120,12 @@ class Trainer:
         operator went back from; the labels it had covered stay covered (`labels_until`), so
         workers do not wait for a snapshot of labels that will not be learned again.
         True if the snapshot's version is not above `floor`: a snapshot published after it
-        hides it from the workers, so it must be published again (above the floor)."""
+        hides it from the workers, so it takes the version above the floor and must be
+        published again (workers install only a higher version)."""
         model = self.check.load(data, segment)
         behind = model.version <= floor
         model.labels_until = max(model.labels_until, self.models[segment].labels_until)
-        self._take(segment, model, floor)
+        self._take(segment, model, floor + 1 if behind else floor)
         return behind
 
     def _take(self, segment: str, model: SegmentModel, floor: int) -> None:
