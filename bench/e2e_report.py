@@ -14,6 +14,7 @@ from pathlib import Path
 from e2e import LATENCY_TARGET_S, E2EResults
 from e2e_data import Sizes
 from e2e_replay import ReplayResult
+from e2e_replay import render as render_replay
 
 REPO = Path(__file__).resolve().parents[1]
 HAND_BEGIN = "<!-- hand-written: bench/run_all.py keeps this section as it is -->"
@@ -387,14 +388,7 @@ def _restart(res: E2EResults) -> list[str]:
 def _replay(replay: ReplayResult | None, sizes: Sizes) -> list[str]:
     if replay is None:
         return ["## Replay", "", "Not measured."]
-    return [
-        "## Replay (offline, no Kafka)",
-        "",
-        f"`model.replay.replay_file` (what `churnstream replay` runs) over a simulated history "
-        f"of {sizes.replay_users:,} users x {sizes.replay_days} days written to JSONL: "
-        f"{replay.events:,} events, {replay.users:,} users in {replay.seconds:.1f} s = "
-        f"**{replay.per_second:,.0f} events/s** (file read and parse included).",
-    ]
+    return render_replay(replay, sizes)
 
 
 def _micro(micro: dict[str, str]) -> list[str]:

@@ -119,7 +119,8 @@ class EventScore(NamedTuple):
     segment: str
     ts: float
     model: SegmentModel | None
-    x: dict[str, float]
+    vector: list[float]  # the features in `FEATURE_NAMES` order
+    x: dict[str, float]  # the same as a mapping
     scored_at: str
 
 
@@ -318,9 +319,10 @@ class Detector:
         if self.record_event_scores:
             x = self._publish(rec, segment, now, rec.state.vector(now), "event")[0]
         else:
-            x = dict(zip(FEATURE_NAMES, rec.state.vector(now), strict=True))
+            vector = rec.state.vector(now)
+            x = dict(zip(FEATURE_NAMES, vector, strict=True))
             model = self.scorer.pick(segment)
-            row = EventScore(rec.user_id, segment, now, model, x, self._scored_at())
+            row = EventScore(rec.user_id, segment, now, model, vector, x, self._scored_at())
             self.out.scores.append(row)
             if now >= rec.last_scored_ts:
                 rec.last = {"ts": now}  # the rest in `complete_last`

@@ -12,7 +12,7 @@ The same records as one process, bit for bit; `scored_at` is the replay's, taken
 from __future__ import annotations
 
 import multiprocessing
-from array import array
+import struct
 from collections import deque
 from multiprocessing.pool import AsyncResult
 from typing import IO, Any
@@ -28,8 +28,9 @@ from churnstream.model.scoring import Scorer
 CHUNK = 2000  # event scores per task: large enough that the hand-over is small beside them
 MODELS_KEPT = 64  # decoded snapshots a worker keeps (every task brings those it uses)
 
-# A row as sent: user_id, segment, ts, model key (None: the rules), x as doubles, scored_at.
+# A row as sent: user_id, segment, ts, model key (None: the rules), features, scored_at.
 _Row = tuple[str, str, float, int | None, bytes, str]
+_VECTOR = struct.Struct(f"<{len(FEATURE_NAMES)}d")  # exact for every float, the fastest here
 
 
 class ScorePool:
@@ -65,7 +66,7 @@ class ScorePool:
                 self.line(_record(Scorer(self._config, FEATURE_NAMES), row.model, row))
                 return
             key, self._models[key] = known
-        x = array("d", row.x.values()).tobytes()
+        x = _VECTOR.pack(*row.vector)
         self._items.append((row.user_id, row.segment, row.ts, key, x, row.scored_at))
         self._events += 1
         if self._events >= CHUNK:
@@ -126,7 +127,8 @@ def _work(task: tuple[dict[int, bytes], list[Any]]) -> bytes:
             parts.append(item)
             continue
         user_id, segment, ts, key, x, scored_at = item
-        values = dict(zip(FEATURE_NAMES, array("d", x), strict=True))
-        row = EventScore(user_id, segment, ts, None, values, scored_at)
+        vector = list(_VECTOR.unpack(x))
+        values = dict(zip(FEATURE_NAMES, vector, strict=True))
+        row = EventScore(user_id, segment, ts, None, vector, values, scored_at)
         parts.append(_record(scorer, None if key is None else _decoded[key], row))
     return b"".join(parts)
