@@ -16,7 +16,8 @@ call per group, no per-field varints:
               1..4 = u8/u16/u32/u64 array, 5 = zigzag varints (negative or > 64 bits)
 
 v5 added two optional values (the signup and the billing anchor before the newest ones, read
-by a row as of an earlier boundary). v4 added two optional values (the price before the newest
+by a row as of an earlier boundary) and, after the days, `u8` mask + one `i32` per slot of
+`last_day_before` kept. v4 added two optional values (the price before the newest
 price change and when that change took effect) and keeps `features.buckets.RING_DAYS` days
 (ages up to 31, was 27: a v3 reader would fold them onto the wrong slots). v3 added the tenth
 optional time (the billing anchor, `renewal_ts`). v2 to v4 are the same layout without those
@@ -196,6 +197,9 @@ def encode(st: UserState) -> bytes:
     if live:
         parts.append(bytes(ages))
         parts.append(_encode_columns(live))
+    kept = [(i, d) for i, d in enumerate(st.last_day_before) if d >= 0]
+    parts.append(bytes((sum(1 << i for i, _ in kept),)))
+    parts.append(struct.pack(f"<{len(kept)}i", *(d for _, d in kept)))
 
     payload = b"".join(parts)
     if len(payload) > _ZLIB_ABOVE:
@@ -218,7 +222,7 @@ def decode(data: bytes, cls: type[UserState], config: FeatureConfig) -> UserStat
         except zlib.error as exc:
             raise ValueError(f"corrupt state: {exc}") from exc
     try:
-        return _decode_payload(payload, cls, config)
+        return _decode_payload(payload, cls, config, data[0])
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise ValueError(f"corrupt state: {exc}") from exc
 
@@ -230,7 +234,9 @@ def _take(data: bytes, pos: int, n: int) -> bytes:
     return raw
 
 
-def _decode_payload(data: bytes, cls: type[UserState], config: FeatureConfig) -> UserState:
+def _decode_payload(
+    data: bytes, cls: type[UserState], config: FeatureConfig, version: int
+) -> UserState:
     n_uid, seg_code, mask, lmask = _HEAD.unpack_from(data, 0)
     pos = _HEAD.size
     st = cls(_take(data, pos, n_uid).decode(), config)
@@ -294,6 +300,13 @@ def _decode_payload(data: bytes, cls: type[UserState], config: FeatureConfig) ->
             day = clock_day - age
             days[day % RING_DAYS] = day
             rows[day % RING_DAYS] = row
+    if version >= 5:
+        bmask = data[pos]
+        if bmask >> N_LAST:
+            raise ValueError("corrupt state: unknown field in mask")
+        kept = iter(struct.unpack_from(f"<{bmask.bit_count()}i", data, pos + 1))
+        st.last_day_before = [next(kept) if bmask & (1 << i) else -1 for i in range(N_LAST)]
+        pos += 1 + 4 * bmask.bit_count()
     if pos != len(data):
         raise ValueError("corrupt state: trailing bytes")
     return st

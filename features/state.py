@@ -69,6 +69,7 @@ class UserState:
         "first_ts",
         "ids",
         "last",
+        "last_day_before",
         "lifecycle_ts",
         "offsets",
         "plan_price",
@@ -110,6 +111,10 @@ class UserState:
         self._clock = _NEG_INF
         self.first_ts = _INF
         self.last = [_NEG_INF] * N_LAST
+        # Per `last` slot, the day of its newest event before the newest one's day (-1: none):
+        # a row as of a boundary before a user's return after weeks away reads it (the days
+        # before the window are in no day row).
+        self.last_day_before = [-1] * N_LAST
         self.days = [-1] * RING_DAYS  # day number held by each slot
         self.rows: list[list[int] | None] = [None] * RING_DAYS
         self.ids = [_NO_ID] * config.dedupe_slots
@@ -180,12 +185,21 @@ class UserState:
             handler(event, row, last)
             if ts > last[LAST_EVENT]:
                 last[LAST_EVENT] = ts
+            # A slot this event moved to its day from an earlier day keeps that day.
+            before = self.last_day_before
+            start = day * DAY_S
+            for i, prev in enumerate(self.last):
+                if prev < start and last[i] != prev and prev != _NEG_INF:
+                    if before is self.last_day_before:
+                        before = before.copy()
+                    before[i] = int(prev // DAY_S)
             agg = self._agg
             if agg is not None and day < agg[1]:
                 self._agg = None
             self.rows[idx] = row
             self.days[idx] = day
             self.last = last
+            self.last_day_before = before
         ids[self._id_pos] = h
         self._id_pos = (self._id_pos + 1) % len(ids)
         if ts > clock:
@@ -262,8 +276,10 @@ class UserState:
         already in the state, takes the slot of the 28th, and a row must not depend on how far
         the state ran ahead (live and replay sweep at different times): the ring keeps
         `AHEAD_DAYS` more days for that, and the plan price is the one before a change made
-        after `boundary` (`price_at`). An event seen only after `boundary` and otherwise out of
-        the ring counts as never seen.
+        after `boundary` (`price_at`), as are the signup and billing anchor (`signup_at`,
+        `renewal_at`). A `days_since_*` whose newest event is after `boundary` and that had none
+        in the window reads the day kept before the newest (`last_day_before`); after two days
+        with it past `boundary`, an older one counts as never seen.
         """
         bd = int(boundary // DAY_S)
         end = bd - 1
@@ -290,6 +306,8 @@ class UserState:
                 day = int(t // DAY_S) if t != _NEG_INF else None
             else:  # the newest is after the boundary: the newest day before it that had one
                 day = next((d for d, r in rows if seen(r)), None)
+                if day is None and 0 <= self.last_day_before[slot] <= end:
+                    day = self.last_day_before[slot]  # before the window
             # As a time whole days before `boundary`, so derive() counts whole days.
             last.append(_NEG_INF if day is None else boundary - max(0, end - day) * DAY_S)
         return derive(self, boundary, end, r1, w7, w28, lo, last)

@@ -159,8 +159,9 @@ def test_corrupt_v2_column_code_and_trailing_bytes_are_rejected() -> None:
     assert blob[1] == 0  # small: stored uncompressed
     with pytest.raises(ValueError, match="trailing"):
         UserState.from_bytes(blob + b"\0")
-    # One day, two used counters (ACTIVE, LOGINS) as 1-byte columns after the 25 column codes.
-    codes_at = len(blob) - 2 - 25
+    # One day, two used counters (ACTIVE, LOGINS) as 1-byte columns after the 25 column codes,
+    # then v5's empty mask of the days kept before the newest.
+    codes_at = len(blob) - 1 - 2 - 25
     assert blob[codes_at : codes_at + 2] == b"\x01\x01"
     bad = bytearray(blob)
     bad[codes_at] = 9

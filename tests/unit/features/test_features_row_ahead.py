@@ -6,7 +6,7 @@ model while the users' events go on; the row must not change (docs/architecture.
 
 from __future__ import annotations
 
-from feature_events import D0, DAY, at, life, login, state_of
+from feature_events import D0, DAY, at, life, login, state_of, view
 
 from churnstream.features import FEATURE_NAMES, UserState
 
@@ -58,3 +58,14 @@ def test_a_signup_after_the_boundary_is_not_read() -> None:
     back = UserState.from_bytes(again.to_bytes())
     assert (back.signup_before, back.renewal_before) == (at(0), at(0))
     assert back.vector_at(B) == again.vector_at(B)
+
+
+def test_a_return_after_weeks_away_keeps_the_days_since_before_it() -> None:
+    """The newest login before B is 40 days back (in no day row) and the user logs in again
+    after B: the row as of B still counts it, as one made before the return does."""
+    gone = [life(at(0), "signup", price=60.0), login(at(-10)), view(at(20))]
+    before = row(state_of(gone))
+    back = state_of([*gone, login(at(31))])
+    assert row(back) == before
+    assert before["days_since_login"] == 39.0  # whole days to the day before B
+    assert UserState.from_bytes(back.to_bytes()).vector_at(B) == back.vector_at(B)
