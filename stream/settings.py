@@ -82,7 +82,8 @@ class Settings:
     lateness_s: float = 86400.0
     watermark_max_step_s: float = 86400.0
     """Event-time seconds an input source's progress may jump beyond the freshest one on a
-    single event; a farther event moves it only once a second one confirms the jump."""
+    single event; a farther event moves it only once the next ones confirm the jump
+    (model/watermark.py: CONFIRM_EVENTS far events in a row)."""
     """Allowed lateness of events, seconds of event time."""
     max_future_skew_s: float = 86400.0
     """Seconds an event's time may run ahead of the worker's wall clock; later events go to the

@@ -5,6 +5,7 @@ while no input waits (`BatchLoop.tick`), so an event waits behind one turn of ro
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 from typing import Any
 
@@ -19,6 +20,7 @@ from churnstream.agents.processor import EventProcessor
 from churnstream.features import FEATURE_NAMES
 from churnstream.model.engine import Detector
 from churnstream.model.scoring import Scorer
+from churnstream.model.watermark import CONFIRM_EVENTS
 from churnstream.stream.contract.events import DAY_S, Login
 from churnstream.stream.settings import Settings
 
@@ -135,7 +137,8 @@ def test_a_turn_makes_rows_for_its_time_budget_then_leaves_the_rest_to_the_next(
     source = ("t.behaviour.logins", 0)
     for n, user in enumerate(users):
         detector.handle(Login(event_id=f"e{n}", user_id=user, ts=D0 + 60.0 * n), (*source, n))
-    for i in range(2):  # the watermark moves on a second event, not on a lone outlier
+    # The watermark moves on CONFIRM_EVENTS far events in a row, not on a few outliers.
+    for i in range(CONFIRM_EVENTS):
         mover = Login(event_id=f"m{i}", user_id="mover", ts=D0 + 2 * DAY_S + i)
         detector.handle(mover, (*source, 10 + i))
     p.waiting(0.0)
@@ -147,3 +150,31 @@ def test_a_turn_makes_rows_for_its_time_budget_then_leaves_the_rest_to_the_next(
         p.finish(out)  # type: ignore[arg-type]
         made.append(sum(1 for topic, _, value in out.records if b'"daily"' in value))
     assert made == [4, 4, 2]
+
+
+class StoredRecords:
+    """The repository's part in a rebalance: forget the cache, list what is stored (none)."""
+
+    def get(self, user_id: str) -> None:
+        return None
+
+    def forget(self) -> None:
+        pass
+
+    def records(self) -> list[Any]:
+        return []
+
+
+def test_after_a_rebalance_what_survives_is_frozen_out_of_later_collections() -> None:
+    settings = Settings(topic_prefix="t.")
+    config = live_engine_config(settings)
+    repo = StoredRecords()
+    detector = Detector(config, Scorer(config.model, FEATURE_NAMES), alert_policy(settings), repo)
+    p = EventProcessor(settings, WorkerMetrics(), detector, repo)  # type: ignore[arg-type]
+    gc.unfreeze()
+    try:
+        assert gc.get_freeze_count() == 0
+        p.reset(frozenset())
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # the rest of the test run collects as usual
