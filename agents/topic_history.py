@@ -1,25 +1,21 @@
 """The input topics as a backfill's history: from their beginning to a cut, merged by event time.
 
 `churnstream backfill --from-topics` reads every partition of the six input topics from its
-first offset up to its cut: the first record whose event time is at or after `until`, or, with
-no `until`, the end offset when the reading started. The records of all partitions go to the
-backfill merged in event-time order (ties: contract topic order, then partition and offset; the
-order the worker's aligner releases them in), each partition in its own offset order; a record
-without a readable time keeps its place in its partition.
+first offset up to its cut: the first record at or after `until`, or, with no `until`, the end
+offset when the reading started. The partitions' records go to the backfill merged in
+event-time order (model/time_merge.py; ties: contract topic order, then partition), each
+partition in its own offset order; a record without a readable time, or one dated after the
+record that follows it (a spike, such as a record dated years ahead), keeps its place.
 
 The cut is per partition and by offset, so the handover is exact: the backfill had every record
 before it, and committing the cuts as the worker group's offsets (`commit_cuts`) makes the worker
 start at them. A late record (event time before `until`) stored after its partition's cut goes
-to the worker, as it would have live; so does everything after a record dated far in the
-future, which cuts its partition early.
+to the worker, as it would have live.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
-import math
-from collections import deque
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -28,6 +24,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from churnstream.model.replay_input import ReplayRecord
+from churnstream.model.time_merge import Record, TimeMerge
 from churnstream.stream.contract.topics import INPUT_TOPICS, KIND_BY_TOPIC
 from churnstream.stream.contract.validation import parse_ts
 from churnstream.stream.errors import ChurnstreamError
@@ -37,8 +34,6 @@ from churnstream.stream.settings import Settings
 
 FETCH_TIMEOUT_MS = 1000
 T = TypeVar("T")
-# event time, topic rank, partition, offset: the merge order
-Head = tuple[float, int, int, int, TopicPartition]
 
 
 class TopicHistoryError(ChurnstreamError, RuntimeError):
@@ -70,8 +65,7 @@ class TopicHistory:
         self._loop = asyncio.new_event_loop()
         self._consumer: AIOKafkaConsumer | None = None
         self._rank = {settings.topic(name): i for i, name in enumerate(INPUT_TOPICS.values())}
-        self._buffers: dict[TopicPartition, deque[tuple[float, int, bytes | None]]] = {}
-        self._last_ts: dict[TopicPartition, float] = {}
+        self._reading: list[TopicPartition] = []  # partitions with records to read
 
     def open(self) -> TopicHistory:
         """Find the partitions, their beginnings and end offsets."""
@@ -124,69 +118,43 @@ class TopicHistory:
                 self.cuts.offsets[tp] = self.cuts.ends[tp]  # nothing to read
             else:
                 consumer.seek(tp, starts[tp])
-                self._buffers[tp] = deque()
-                self._last_ts[tp] = -math.inf
+                self._reading.append(tp)
 
     def records(self) -> Iterator[ReplayRecord]:
-        """Every record before the cuts, merged by event time."""
-        heads: list[Head] = []
-        self._fill(list(self._buffers))
-        for tp in list(self._buffers):
-            self._push(heads, tp)
-        while heads:
-            _, _, _, _, tp = heapq.heappop(heads)
-            _, offset, value = self._buffers[tp].popleft()
-            topic = tp.topic.removeprefix(self.settings.topic_prefix)
+        """Every record before the cuts, merged by event time (model/time_merge.py)."""
+        merge = TimeMerge(
+            {tp: self._partition(tp) for tp in self._reading},
+            lambda tp: (self._rank[tp.topic], tp.partition),
+            self.until,
+        )
+        prefix = self.settings.topic_prefix
+        for tp, offset, value in merge:
+            topic = tp.topic.removeprefix(prefix)
             yield ReplayRecord(KIND_BY_TOPIC.get(topic), topic, value, offset)
-            if not self._buffers[tp] and tp not in self.cuts.offsets:
-                self._fill([tp])
-            self._push(heads, tp)
+        for tp, cut in merge.cuts.items():
+            self.cuts.offsets[tp] = self.cuts.ends[tp] if cut is None else cut
 
-    def _push(self, heads: list[Head], tp: TopicPartition) -> None:
-        """Put the partition's next record among the heads, unless it is at its cut."""
-        buffer = self._buffers[tp]
-        if not buffer:
-            return
-        ts, offset, _ = buffer[0]
-        if self.until is not None and ts >= self.until:
-            self.cuts.offsets[tp] = offset
-            buffer.clear()
-            return
-        heapq.heappush(heads, (ts, self._rank[tp.topic], tp.partition, offset, tp))
+    def _partition(self, tp: TopicPartition) -> Iterator[Record]:
+        """The partition's records up to its end offset at the start, fetched as needed."""
+        end, reader = self.cuts.ends[tp], self._reader
+        while True:
+            fetched = self._run(reader.getmany(tp, timeout_ms=FETCH_TIMEOUT_MS)).get(tp, [])
+            for msg in fetched:
+                if msg.offset >= end:
+                    return
+                yield _event_time(msg.value), msg.offset, msg.value
+                if msg.offset + 1 >= end:
+                    return
+            if not fetched and self._run(reader.position(tp)) >= end:
+                return
 
-    def _fill(self, tps: list[TopicPartition]) -> None:
-        """Fetch until each of `tps` has a record buffered or has reached its end offset."""
-        waiting = [tp for tp in tps if tp not in self.cuts.offsets]
-        while waiting:
-            fetched = self._run(self._reader.getmany(*waiting, timeout_ms=FETCH_TIMEOUT_MS))
-            for tp, batch in fetched.items():
-                end, buffer = self.cuts.ends[tp], self._buffers[tp]
-                for msg in batch:
-                    if msg.offset < end:
-                        buffer.append((self._ts(tp, msg.value), msg.offset, msg.value))
-            still = []
-            for tp in waiting:
-                if self._buffers[tp]:
-                    continue
-                if self._run(self._reader.position(tp)) >= self.cuts.ends[tp]:
-                    self.cuts.offsets[tp] = self.cuts.ends[tp]
-                else:
-                    still.append(tp)
-            waiting = still
 
-    def _ts(self, tp: TopicPartition, value: bytes | None) -> float:
-        """The record's event time; one without a readable time takes its predecessor's."""
-        ts = None
-        try:
-            doc = orjson.loads(value) if value is not None else None
-            if isinstance(doc, dict):
-                ts = parse_ts(doc.get("ts"))
-        except orjson.JSONDecodeError:
-            pass
-        if ts is None:
-            return self._last_ts[tp]
-        self._last_ts[tp] = ts
-        return ts
+def _event_time(value: bytes | None) -> float | None:
+    try:
+        doc = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    return parse_ts(doc.get("ts")) if isinstance(doc, dict) else None
 
 
 async def commit_cuts(settings: Settings, bootstrap: str, cuts: Cuts) -> None:

@@ -131,13 +131,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         history = run_history(
             records,
             settings,
-            until=until,
+            # From the topics the cuts are the filter: a spike before one is the backfill's.
+            until=None if topics is not None else until,
             scores_out=scores,
             alerts_out=tap if tap is not None else alerts,
             progress=progress,
             jobs=args.jobs,
         )
         progress.done()
+        history.until = until
         done = asyncio.run(
             publish(history, settings, bootstrap, force=args.force, scores=scores, alerts=alerts)
         )
