@@ -10,7 +10,7 @@ Two phases, both against one broker and one machine state:
 2. boundary: a fresh worker (`CHURNSTREAM_SCORE_EVENTS=false`) takes `users` users (a signup
    and one activity each, all on day D0), then gets a paced stream at a fixed rate whose event
    time crosses the point where the watermark (progress less the 1-day lateness) passes D1: the
-   worker makes D1's row of every user, `DAILY_ROWS_PER_SWEEP` at a time, while the paced
+   worker makes D1's row of every user, `DAILY_ROWS_BUDGET_S` of rows a turn, while the paced
    events go on. Each paced event is the first event of a new user, so its event-to-state
    latency is exact: the first changelog record of that user (the state write, its create
    time) minus the input record's create time. The boundary's span is its first to last daily
@@ -48,7 +48,7 @@ from e2e_kafka import GroupOffsets, Progress, Throughput, end_offsets, produce, 
 from e2e_metrics import scrape
 from e2e_procs import rss_bytes
 
-from churnstream.agents.configure import DAILY_ROWS_PER_SWEEP
+from churnstream.agents.configure import DAILY_ROWS_BUDGET_S, DAILY_ROWS_PER_SWEEP
 from churnstream.features import FeatureConfig
 from churnstream.model.user_record import UserRecord
 from churnstream.stream.contract import topics as t
@@ -390,6 +390,7 @@ async def boundary(
         "written_during": written_during,
         "held": held,
         "rows_per_sweep": DAILY_ROWS_PER_SWEEP,
+        "rows_budget_ms": DAILY_ROWS_BUDGET_S * 1e3,
         "rss_before": rss_before,
         "rss_after": rss_after,
         "peak_rss": peak,
@@ -493,7 +494,8 @@ def render(res: DailyResults, *, quick: bool) -> str:
             f"{b['probes']:,} of those users, over all six input topics, whose event time "
             "crossed the point where the watermark passes D1 (every source past D2, lateness "
             f"1 day) about {b['before_s']:.0f} s in. The worker made D1's row of every user "
-            f"({b['rows_per_sweep']:,} rows per sweep) while the events went on: "
+            f"({b['rows_budget_ms']:.0f} ms of rows a turn, {b['rows_per_sweep']:,} at most) "
+            "while the events went on: "
             f"{b['daily_rows']:,} daily scores from the first `scored_at` to the last in "
             f"**{b['boundary_s']:.1f} s**, the first {b['open_to_first_s']:.1f} s after the "
             "last input partition's first record past D2 was produced (the boundary opened; "

@@ -5,6 +5,7 @@ while no input waits (`BatchLoop.tick`), so an event waits behind one turn of ro
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 from typing import Any
 
@@ -149,3 +150,31 @@ def test_a_turn_makes_rows_for_its_time_budget_then_leaves_the_rest_to_the_next(
         p.finish(out)  # type: ignore[arg-type]
         made.append(sum(1 for topic, _, value in out.records if b'"daily"' in value))
     assert made == [4, 4, 2]
+
+
+class StoredRecords:
+    """The repository's part in a rebalance: forget the cache, list what is stored (none)."""
+
+    def get(self, user_id: str) -> None:
+        return None
+
+    def forget(self) -> None:
+        pass
+
+    def records(self) -> list[Any]:
+        return []
+
+
+def test_after_a_rebalance_what_survives_is_frozen_out_of_later_collections() -> None:
+    settings = Settings(topic_prefix="t.")
+    config = live_engine_config(settings)
+    repo = StoredRecords()
+    detector = Detector(config, Scorer(config.model, FEATURE_NAMES), alert_policy(settings), repo)
+    p = EventProcessor(settings, WorkerMetrics(), detector, repo)  # type: ignore[arg-type]
+    gc.unfreeze()
+    try:
+        assert gc.get_freeze_count() == 0
+        p.reset(frozenset())
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # the rest of the test run collects as usual
