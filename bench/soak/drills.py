@@ -24,7 +24,7 @@ from pathlib import Path
 
 import orjson
 from soak_data import Accounting, Record, account, extreme_records, history
-from soak_kafka import Location, committed, delete_records, lag, produce, read_topic, wait_for
+from soak_kafka import Location, committed, delete_records, lag, produce, read_topic
 from soak_live import changelog_topic, early_labels, read_states, tally_live
 from soak_reconcile import Seen, Tally, reconcile
 from soak_workers import Worker
@@ -33,6 +33,7 @@ from churnstream.stream.contract.events import DAY_S
 from churnstream.stream.contract.pseudonym import pseudonym
 from churnstream.stream.contract.topics import INPUT_TOPICS, REKEYED
 from churnstream.stream.devtools.kafka_local import LocalKafka
+from churnstream.stream.devtools.observe import wait_until
 from churnstream.stream.devtools.processes import ManagedProcess, spawn
 from churnstream.stream.kafka.admin import create_topics
 from churnstream.stream.settings import Settings
@@ -146,7 +147,7 @@ class Soak:
             return zeros >= 2
 
         try:
-            wait_for(done, timeout, "catch-up", every=1.0)
+            wait_until(done, timeout, "catch-up", every=1.0)
         except TimeoutError:
             return False
         return True
@@ -242,7 +243,9 @@ def kill_loop(soak: Soak) -> Row:
                 break
             # Each record is consumed twice (raw, then re-keyed): kill somewhere in between.
             at = len(chunk) * (0.5 + n / sc.kills)
-            wait_for(lambda w=worker, k=at: _consumed(w) >= k, 180, "progress before the kill")
+            wait_until(
+                lambda w=worker, k=at: _consumed(w) >= k, 180, "progress before the kill", every=0.5
+            )
             worker.kill()
             log.info("a: kill %d/%d after %.0f records consumed", n + 1, sc.kills, at)
         row.caught_up = soak.caught_up([worker], f"soak-{drill}", prefix, CATCH_UP_S)
@@ -351,17 +354,19 @@ def broker_outage(soak: Soak) -> Row:
     with _stopping([worker]):
         worker.start()
         locations = produce(soak.bootstrap, _prefixed(prefix, records))
-        wait_for(lambda: _consumed(worker) >= len(records) // 4, 180, "a quarter consumed")
+        wait_until(
+            lambda: _consumed(worker) >= len(records) // 4, 180, "a quarter consumed", every=0.5
+        )
         pid = kafka.pid
         assert pid is not None
         os.killpg(pid, signal.SIGKILL)
-        wait_for(lambda: kafka.pid is None, 30, "the broker's exit", every=0.2)
+        wait_until(lambda: kafka.pid is None, 30, "the broker's exit", every=0.2)
         log.info("c: broker killed; down for %.0f s", sc.outage_s)
         back_at = time.monotonic() + sc.outage_s
         died = ""
         try:
             # The outage lasts its full length; the worker must stay up through it.
-            wait_for(
+            wait_until(
                 lambda: time.monotonic() >= back_at and worker.check_alive(), sc.outage_s + 30,
                 "end of the outage", every=1.0,
             )  # fmt: skip
@@ -590,7 +595,7 @@ def finish_extreme_replay(run: ReplayRun, timeout: float) -> Row:
     row = run.row
     left = max(timeout - (time.monotonic() - run.began), 1.0)
     try:
-        wait_for(lambda: not run.proc.running(), left, "end of the replay", every=2.0)
+        wait_until(lambda: not run.proc.running(), left, "end of the replay", every=2.0)
     except TimeoutError:
         run.proc.kill()
         row.error = f"replay did not finish in {time.monotonic() - run.began:.0f} s"

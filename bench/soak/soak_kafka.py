@@ -181,16 +181,3 @@ def delete_records(bootstrap: str, topic: str, partition: int, before: int) -> i
         return done[tp]
 
     return asyncio.run(go())
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-    """Poll `check` until it returns something truthy; TimeoutError naming `what` after
-    `timeout` s (`check` may raise to fail at once, e.g. when a worker died)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        last = check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} after {timeout:.0f} s")
-        time.sleep(every)

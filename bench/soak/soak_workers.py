@@ -8,13 +8,12 @@ scraped last before each stop (`Worker.kept`): a drill's totals add every incarn
 from __future__ import annotations
 
 import os
-import re
 import signal
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 from churnstream.stream.devtools.kafka_local import free_port
+from churnstream.stream.devtools.observe import metric_sum, scrape
 from churnstream.stream.devtools.processes import ManagedProcess, start_worker, worker_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +27,6 @@ KEPT = (
     "churnstream_rebalances_total",
     "churnstream_output_send_retries_total",
 )
-_SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$")
 
 
 def rss_mib(pid: int) -> float:
@@ -113,22 +111,11 @@ class Worker:
         return self.rss_last
 
     def scrape(self) -> str | None:
-        try:
-            url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-            with urllib.request.urlopen(url, timeout=3) as resp:
-                return resp.read().decode()
-        except OSError:
-            return None
+        return scrape(self.metrics_port)
 
     def metric(self, name: str, text: str | None = None) -> float:
         """Sum of every sample of `name` now (0 if not scraped)."""
-        text = self.scrape() if text is None else text
-        total = 0.0
-        for line in (text or "").splitlines():
-            m = _SAMPLE.match(line)
-            if m and m.group(1) == name:
-                total += float(m.group(3))
-        return total
+        return metric_sum(self.scrape() if text is None else text, name)
 
     def total(self, name: str) -> float:
         """`name` summed over the incarnations stopped so far and the running one."""

@@ -11,7 +11,6 @@ import contextlib
 import itertools
 import math
 import os
-import re
 import signal
 import sys
 import time
@@ -29,6 +28,8 @@ from churnstream.features import UserState
 from churnstream.stream.contract.topics import INPUT_TOPICS, KIND_BY_TOPIC, REKEYED
 from churnstream.stream.contract.validation import Invalid, parse
 from churnstream.stream.devtools.kafka_local import free_port
+from churnstream.stream.devtools.observe import metric_sum, scrape
+from churnstream.stream.devtools.observe import wait_until as wait_until  # for the tests
 from churnstream.stream.devtools.processes import ManagedProcess, start_worker, worker_env
 from churnstream.stream.devtools.simulator import SimRecord
 from churnstream.stream.devtools.simulator.kafka_sink import record_bytes
@@ -36,18 +37,6 @@ from churnstream.stream.kafka.admin import create_topics
 from churnstream.stream.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 class WorkerProcess:
@@ -126,27 +115,11 @@ class WorkerProcess:
     # -- observation --------------------------------------------------------------------------
 
     def scrape(self) -> str | None:
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return resp.read().decode()
-        except OSError:
-            return None
+        return scrape(self.metrics_port, timeout=2.0)
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` whose labels include `labels` (0 if none)."""
-        text = self.scrape() or ""
-        total = 0.0
-        for line in text.splitlines():
-            if not line.startswith(name):
-                continue
-            m = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$", line)
-            if not m or m.group(1) != name:
-                continue
-            found = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-            if all(found.get(k) == v for k, v in labels.items()):
-                total += float(m.group(3))
-        return total
+        return metric_sum(self.scrape(), name, **labels)
 
     def user(self, user_id: str) -> dict[str, Any] | None:
         url = f"http://127.0.0.1:{self.web_port}/users/{user_id}/"
