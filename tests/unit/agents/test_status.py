@@ -13,7 +13,7 @@ from churnstream.model.engine import Detector
 from churnstream.model.scoring import Scorer
 from churnstream.model.user_record import UserRecord
 from churnstream.stream.cli.commands.tail import format_status
-from churnstream.stream.contract.events import Login
+from churnstream.stream.contract.events import Login, ValueEvent
 from churnstream.stream.settings import Settings
 
 T0 = 1_700_000_000.0
@@ -44,6 +44,10 @@ def login(ts: float) -> Login:
     return Login(event_id=f"e{ts}", user_id="u1", ts=ts)
 
 
+def value(ts: float) -> ValueEvent:
+    return ValueEvent(event_id=f"v{ts}", user_id="u1", ts=ts, value=5.0)
+
+
 def test_status_names_each_source_waited_for_and_how_long() -> None:
     p = processor()
     assert p.status(0.0) == {"waiting_for": [], "model_held": None}
@@ -66,16 +70,19 @@ def test_status_names_each_source_waited_for_and_how_long() -> None:
     assert p.status(221.0)["waiting_for"] == []
 
 
-def test_a_partition_behind_the_others_is_shown_with_its_progress() -> None:
+def test_a_partition_of_a_kind_behind_the_others_is_shown_with_its_progress() -> None:
     p = processor()
-    p.detector.handle(login(T0), ("t.behaviour.logins", 1, 0))
-    for day in (1, 2, 3):  # partition 0 goes on, one day at a time; partition 1 stays
+    p.detector.handle(value(T0), ("t.business.value", 1, 0))
+    for day in (1, 2, 3):  # the logins go on, one day at a time; value stays
         p.detector.handle(login(T0 + day * 86400), ("t.behaviour.logins", 0, day))
+    # A logins partition behind the other one only lacks events: not waited for.
+    p.detector.handle(login(T0), ("t.behaviour.logins", 1, 0))
     p.waiting(10.0)
     waiting = {s["source"]: s for s in p.status(12.0)["waiting_for"]}
-    assert waiting["behaviour.logins/1"]["progress"] == "2023-11-14T22:13:20.000Z"
-    assert waiting["behaviour.logins/1"]["kind"] == "login"
-    assert waiting["behaviour.logins/1"]["waited_s"] == 2.0
+    assert "behaviour.logins/1" not in waiting
+    assert waiting["business.value/1"]["progress"] == "2023-11-14T22:13:20.000Z"
+    assert waiting["business.value/1"]["kind"] == "value"
+    assert waiting["business.value/1"]["waited_s"] == 2.0
 
 
 def test_the_status_line() -> None:
