@@ -39,8 +39,9 @@ class ScorePool:
 
     def __init__(self, workers: int, config: ModelConfig, out: IO[bytes]) -> None:
         methods = multiprocessing.get_all_start_methods()
-        # fork: a worker starts in milliseconds with every module already imported.
-        ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+        # Not fork: the replay would then copy each page of its memory at its first write
+        # after the fork (measured: a third of what the workers took off it, lost again).
+        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         self._pool = ctx.Pool(workers, initializer=_init, initargs=(config,))
         self._config = config
         self._out = out
