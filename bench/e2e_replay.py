@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import resource
 import tempfile
 import time
 from dataclasses import dataclass
@@ -60,9 +59,8 @@ class ReplayResult:
 
 def replay_once(path: Path, settings: Settings, *, scores: bool, jobs: int) -> ReplayRun:
     with tempfile.TemporaryFile() as scores_out, tempfile.TemporaryFile() as alerts_out:
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         began, cpu = time.perf_counter(), time.process_time()
-        _, report = replay_file(
+        replay, report = replay_file(
             path,
             engine_config(settings),
             alert_policy(settings),
@@ -74,7 +72,6 @@ def replay_once(path: Path, settings: Settings, *, scores: bool, jobs: int) -> R
             jobs=jobs,
         )
         seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         digest = hashlib.sha256(orjson.dumps(report, option=orjson.OPT_SORT_KEYS))
         for out in (alerts_out, scores_out):
             out.seek(0)
@@ -86,7 +83,7 @@ def replay_once(path: Path, settings: Settings, *, scores: bool, jobs: int) -> R
         int(report["users"]),
         seconds,
         cpu,
-        (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime),
+        replay.workers_cpu_s,
         digest.hexdigest()[:16],
     )
 

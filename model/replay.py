@@ -106,6 +106,7 @@ class Replay:
             if scores_out is not None and jobs > 1
             else None
         )
+        self.workers_cpu_s = 0.0  # the pool's, once closed
         self.trainer = Trainer(config.model, FEATURE_NAMES, snapshot_every)
         self.max_bytes = max_bytes
         self.scores_out = scores_out
@@ -201,6 +202,7 @@ class Replay:
         if self.pool is not None:
             pool, self.pool = self.pool, None
             pool.close()
+            self.workers_cpu_s = pool.cpu_s
 
     def _install(self, segment: str) -> None:
         snapshot = self.trainer.snapshot(segment)

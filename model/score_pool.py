@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import struct
+import time
 from collections import deque
 from multiprocessing.pool import AsyncResult
 from typing import IO, Any
@@ -49,7 +50,8 @@ class ScorePool:
         self._items: list[bytes | _Row] = []
         self._models: dict[int, bytes] = {}  # snapshots the current chunk uses
         self._events = 0
-        self._pending: deque[AsyncResult[bytes]] = deque()
+        self._pending: deque[AsyncResult[tuple[bytes, float]]] = deque()
+        self.cpu_s = 0.0  # CPU seconds the workers spent on the records written so far
         self._ahead = 4 * workers  # chunks in flight before the replay waits for the oldest
 
     def installed(self, model: SegmentModel, snapshot: bytes) -> None:
@@ -78,7 +80,7 @@ class ScorePool:
         try:
             self._submit()
             while self._pending:
-                self._out.write(self._pending.popleft().get())
+                self._write()
         finally:
             self._pool.terminate()
             self._pool.join()
@@ -90,7 +92,12 @@ class ScorePool:
         self._models, self._items, self._events = {}, [], 0
         self._pending.append(self._pool.apply_async(_work, (task,)))
         while self._pending and (len(self._pending) > self._ahead or self._pending[0].ready()):
-            self._out.write(self._pending.popleft().get())
+            self._write()
+
+    def _write(self) -> None:
+        data, cpu_s = self._pending.popleft().get()
+        self._out.write(data)
+        self.cpu_s += cpu_s
 
 
 def _record(scorer: Scorer, model: SegmentModel | None, row: EventScore) -> bytes:
@@ -112,7 +119,8 @@ def _init(config: ModelConfig) -> None:
     _decoded.clear()
 
 
-def _work(task: tuple[dict[int, bytes], list[Any]]) -> bytes:
+def _work(task: tuple[dict[int, bytes], list[Any]]) -> tuple[bytes, float]:
+    began = time.process_time()
     snapshots, items = task
     scorer = _scorer
     assert scorer is not None
@@ -132,4 +140,4 @@ def _work(task: tuple[dict[int, bytes], list[Any]]) -> bytes:
         values = dict(zip(FEATURE_NAMES, vector, strict=True))
         row = EventScore(user_id, segment, ts, None, vector, values, scored_at)
         parts.append(_record(scorer, None if key is None else _decoded[key], row))
-    return b"".join(parts)
+    return b"".join(parts), time.process_time() - began
