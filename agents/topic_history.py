@@ -16,6 +16,8 @@ to the worker, as it would have live.
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -33,6 +35,7 @@ from churnstream.stream.kafka.client import client_options
 from churnstream.stream.settings import Settings
 
 FETCH_TIMEOUT_MS = 1000
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -54,7 +57,7 @@ class Cuts:
 
 class TopicHistory:
     """Reads the input topics on an event loop of its own, so the replay, which is synchronous
-    code, pulls records as it goes (nothing is held beyond one fetch per partition)."""
+    code, pulls records as it goes (nothing is held beyond the fetches per partition)."""
 
     def __init__(self, settings: Settings, bootstrap: str, until: float | None) -> None:
         self.settings = settings
@@ -62,21 +65,40 @@ class TopicHistory:
         self.until = until
         self.cuts = Cuts()
         self.total = 0  # records between the beginnings and the end offsets at the start
+        # The consumer lives on a loop of its own thread, running all along: its fetches
+        # complete while the replay works (a loop run only inside each fetch call left fetch
+        # requests timing out between calls).
         self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="topic-history", daemon=True
+        )
+        self._thread.start()
         self._consumer: AIOKafkaConsumer | None = None
         self._rank = {settings.topic(name): i for i, name in enumerate(INPUT_TOPICS.values())}
         self._reading: list[TopicPartition] = []  # partitions with records to read
 
     def open(self) -> TopicHistory:
         """Find the partitions, their beginnings and end offsets."""
-        self._run(self._open_consumer())
+        try:
+            self._run(self._open_consumer())
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def close(self) -> None:
+        """Stop reading (again: nothing); a consumer that fails to stop is only logged, so the
+        error that ended the backfill is the one reported."""
         if self._consumer is not None:
-            self._run(self._consumer.stop())
-            self._consumer = None
-        self._loop.close()
+            consumer, self._consumer = self._consumer, None
+            try:
+                self._run(consumer.stop())
+            except (Exception, asyncio.CancelledError):
+                log.warning("the input topics' reader did not stop cleanly", exc_info=True)
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
 
     def __enter__(self) -> TopicHistory:
         return self.open()
@@ -85,7 +107,7 @@ class TopicHistory:
         self.close()
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._loop.run_until_complete(coro)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     @property
     def _reader(self) -> AIOKafkaConsumer:

@@ -138,6 +138,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             progress=progress,
             jobs=args.jobs,
         )
+        if topics is not None:
+            topics.close()  # read to the cuts; its event loop would sit idle while publishing
         progress.done()
         history.until = until
         done = asyncio.run(
