@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from churnstream.features.names import ROI_UNKNOWN
 from churnstream.model.labels import LABEL_MODES, LabelMode
+from churnstream.model.learner import OPTIMIZERS
 from churnstream.model.rules import RulesScore, logit
 from churnstream.stream.contract.events import DAY_S, SEGMENTS
 
@@ -113,6 +115,11 @@ class ModelConfig:
     # 3 chosen on the simulator: it removed the alert flood of young models and raised the
     # published AUC and log loss of every segment (docs/alerts.md).
     clip_z: float = 3.0
+    # The logistic model's weight updates and its recency regimes (learner.SegmentModel).
+    optimizer: str = "sgd"
+    learning_rate: float = 0.01
+    l2: float = 0.0
+    regime_cuts: tuple[float, ...] = ()
     rules: Mapping[str, RulesParams] = field(default_factory=lambda: dict(DEFAULT_RULES))
     quality_window: int = 20_000
     drift_warmup: int = 1_000
@@ -139,6 +146,13 @@ class ModelConfig:
             mode = self.label_modes.get(seg)
             if mode not in LABEL_MODES:
                 raise ValueError(f"label mode for {seg!r} must be one of {LABEL_MODES}: {mode!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not self.learning_rate > 0 or self.l2 < 0:
+            raise ValueError("learning_rate must be > 0 and l2 >= 0")
+        cuts = self.regime_cuts
+        if any(b <= a for a, b in itertools.pairwise(cuts)):
+            raise ValueError(f"regime_cuts must increase, got {cuts!r}")
         if self.clip_z < 0:
             raise ValueError(f"clip_z must be >= 0 (0: no clipping), got {self.clip_z!r}")
         if self.min_labels < 0 or self.quality_window < 2 or self.drift_warmup < 0:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from river import base, compose, forest, linear_model, preprocessing, tree
+from river import base, compose, forest, linear_model, optim, preprocessing, tree
 
 from churnstream.model.explain import Driver, top_drivers
 from churnstream.model.rules import logit
@@ -56,17 +58,35 @@ class ClipZ(base.Transformer):
         return {k: (c if v > c else -c if v < -c else v) for k, v in x.items()}
 
 
+OPTIMIZERS = ("sgd", "adagrad")
+# The feature whose value picks a logistic model's regime (SegmentModel `regime_cuts`).
+REGIME_FEATURE = "days_since_event"
+
+
+def build_optimizer(name: str, learning_rate: float) -> optim.base.Optimizer:
+    """The weights' optimizer by config name (the intercept has River's own constant rate)."""
+    if name == "sgd":
+        return optim.SGD(learning_rate)
+    if name == "adagrad":
+        return optim.AdaGrad(learning_rate)
+    raise ValueError(f"unknown optimizer {name!r}, expected one of {OPTIMIZERS}")
+
+
 def build_estimator(
     name: str,
     base_rate: float,
     seed: int = 42,
     clip_z: float = 0.0,
+    optimizer: str = "sgd",
+    learning_rate: float = 0.01,
+    l2: float = 0.0,
 ) -> base.Classifier:
     """A fresh River classifier pipeline by config name.
 
     "logistic": StandardScaler | ClipZ | LogisticRegression with the intercept started at
     logit(base_rate), so an untrained model predicts the segment's prior instead of 0.5;
-    `clip_z` <= 0 leaves ClipZ out.
+    `clip_z` <= 0 leaves ClipZ out; `optimizer`, `learning_rate` and `l2` set its weights'
+    updates.
     "hoeffding" / "arf": tree models, scale-invariant so no scaler; they predict the prior
     until they have seen data (see `SegmentModel.predict`).
     """
@@ -74,7 +94,13 @@ def build_estimator(
         steps: list[Any] = [preprocessing.StandardScaler()]
         if clip_z > 0:
             steps.append(ClipZ(clip_z))
-        steps.append(linear_model.LogisticRegression(intercept_init=logit(base_rate)))
+        steps.append(
+            linear_model.LogisticRegression(
+                optimizer=build_optimizer(optimizer, learning_rate),
+                l2=l2,
+                intercept_init=logit(base_rate),
+            )
+        )
         return compose.Pipeline(*steps)
     if name == "hoeffding":
         return tree.HoeffdingTreeClassifier(grace_period=100)
@@ -98,6 +124,11 @@ class SegmentModel:
 
     `learned_ids` are the ids of the last examples learned (set by model.trainer before a
     snapshot), so the trainer that takes over does not learn a redelivered copy again.
+
+    `regime_cuts` (logistic only): one pipeline per recency regime, picked by the row's
+    `days_since_event` (cuts (1, 3): under 1 day, 1 to 3, 3 and more). A learner still active
+    and one silent for days churn for different reasons; one linear model fitted both badly
+    (docs/model.md). Counts and `version` are the segment's, over all regimes.
     """
 
     def __init__(
@@ -109,6 +140,10 @@ class SegmentModel:
         feature_names: Sequence[str],
         seed: int = 42,
         clip_z: float = 0.0,
+        optimizer: str = "sgd",
+        learning_rate: float = 0.01,
+        l2: float = 0.0,
+        regime_cuts: Sequence[float] = (),
     ) -> None:
         self.segment = segment
         self.clip_z = clip_z
@@ -116,15 +151,47 @@ class SegmentModel:
         self.base_rate = float(base_rate)
         self.feature_names: tuple[str, ...] = tuple(feature_names)
         self.seed = seed
+        self.optimizer = optimizer
+        self.learning_rate = float(learning_rate)
+        self.l2 = float(l2)
+        cuts = tuple(float(c) for c in regime_cuts) if estimator == "logistic" else ()
+        if any(b <= a for a, b in itertools.pairwise(cuts)):
+            raise ValueError(f"regime_cuts must increase, got {cuts}")
+        self.regime_cuts: tuple[float, ...] = cuts
         self.version = 0
         self.n_pos = 0
         self.n_neg = 0
         self.n_resets = 0
         self.labels_until = -math.inf
         self.learned_ids: tuple[int, ...] = ()
-        self._model = build_estimator(estimator, self.base_rate, seed, clip_z)
-        self._linear: _LinearView | None = None
-        self._linear_asked = -1  # version of the last predict that found no view
+        self._models = [self._build() for _ in range(len(cuts) + 1)]
+        self._forget_views()
+
+    def _build(self) -> base.Classifier:
+        return build_estimator(
+            self.estimator,
+            self.base_rate,
+            self.seed,
+            self.clip_z,
+            self.optimizer,
+            self.learning_rate,
+            self.l2,
+        )
+
+    def _forget_views(self) -> None:
+        n = len(self._models)
+        self._linear: list[_LinearView | None] = [None] * n
+        self._linear_asked = [-1] * n  # per regime: version of the last predict without a view
+
+    @property
+    def pipelines(self) -> list[base.Classifier]:
+        """The River estimator of each regime (one without `regime_cuts`)."""
+        return self._models
+
+    def regime(self, x: Mapping[str, float]) -> int:
+        """Index of the regime (pipeline) that scores and learns `x`."""
+        cuts = self.regime_cuts
+        return bisect.bisect_right(cuts, x.get(REGIME_FEATURE, 0.0)) if cuts else 0
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -155,12 +222,13 @@ class SegmentModel:
         """
         if self.n_learned == 0 and self.estimator != "logistic":
             return self.base_rate
-        lin = self._linear
+        r = self.regime(x)
+        lin = self._linear[r]
         if lin is None or lin.version != self.version:
-            if self._linear_asked == self.version:
-                lin = self._linear_view()
+            if self._linear_asked[r] == self.version:
+                lin = self._linear_view(r)
             else:
-                self._linear_asked = self.version
+                self._linear_asked[r] = self.version
         if lin is not None and lin.version == self.version:
             z = 0.0
             c = lin.limit
@@ -170,13 +238,13 @@ class SegmentModel:
                 z += w * (c if u > c else -c if u < -c else u)
             p = _river_sigmoid(z + lin.intercept)
             return p if math.isfinite(p) else self.base_rate
-        proba = self._model.predict_proba_one(self._select(x))
+        proba = self._models[r].predict_proba_one(self._select(x))
         p = float(proba.get(True, 0.0))
         return p if math.isfinite(p) else self.base_rate
 
     def learn(self, x: Mapping[str, float], y: bool) -> None:
         """Learn one labelled example and bump `version`."""
-        self._model.learn_one(self._select(x), bool(y))
+        self._models[self.regime(x)].learn_one(self._select(x), bool(y))
         if y:
             self.n_pos += 1
         else:
@@ -189,7 +257,8 @@ class SegmentModel:
 
     def reset(self) -> None:
         """Forget everything learned (drift action "reset"); `version` keeps increasing."""
-        self._model = build_estimator(self.estimator, self.base_rate, self.seed, self.clip_z)
+        self._models = [self._build() for _ in self._models]
+        self._forget_views()
         self.n_pos = self.n_neg = 0
         self.n_resets += 1
         self.version += 1
@@ -206,7 +275,7 @@ class SegmentModel:
         """
         if self.estimator != "logistic" or self.n_learned == 0:
             return []
-        lin = self._linear_view()
+        lin = self._linear_view(self.regime(x))
         if lin is None:
             return []
         c = lin.limit
@@ -218,19 +287,21 @@ class SegmentModel:
             contribs.append((name, w * (c if u > c else -c if u < -c else u)))
         return top_drivers(contribs, x, top)
 
-    def _linear_view(self) -> _LinearView | None:
-        """The cached view of the logistic parameters for this `version` (None: no fast path).
+    def _linear_view(self, r: int) -> _LinearView | None:
+        """The cached view of regime `r`'s logistic parameters for this `version` (None: no
+        fast path).
 
         Valid because the pipeline only changes through `learn`/`reset`, which bump `version`;
         not used while River's learn-during-predict mode would update the scaler on predict.
         """
         if self.estimator != "logistic" or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
             return None
-        lin = self._linear
+        lin = self._linear[r]
         if lin is not None and lin.version == self.version:
             return lin
-        scaler: preprocessing.StandardScaler = self._model["StandardScaler"]
-        regression = self._model["LogisticRegression"]
+        pipeline = self._models[r]
+        scaler: preprocessing.StandardScaler = pipeline["StandardScaler"]
+        regression = pipeline["LogisticRegression"]
         weights = regression.weights  # a copy: once per version, not per call
         means, variances = scaler.means, scaler.vars
         terms = []
@@ -243,12 +314,12 @@ class SegmentModel:
                 terms.append((name, w, m, v**0.5))  # StandardScaler.transform_one
             if w != 0.0 and v > 0.0:
                 drivers.append((name, w, m, math.sqrt(v)))
-        clip = self._model.steps.get("ClipZ")
+        clip = pipeline.steps.get("ClipZ")
         limit = clip.limit if clip is not None else math.inf
         lin = _LinearView(
             self.version, float(regression.intercept), tuple(terms), tuple(drivers), limit
         )
-        self._linear = lin
+        self._linear[r] = lin
         return lin
 
     # -- persistence ------------------------------------------------------------------------

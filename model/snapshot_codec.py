@@ -2,10 +2,13 @@
 
 Anyone who can write to `churn.models` used to run code on every worker, because snapshots were
 pickles. A snapshot is now a JSON object of the model's parameters: for the default logistic
-pipeline the scaler's counts, means and variances, the ClipZ cap, the weights, intercept and
-optimizer step count; and the model's metadata (segment, feature names, version, counts, the
-label time it covers, the ids of the examples it learned). `decode` checks every field's type
-and rebuilds the River pipeline with `build_estimator`, so loading runs only this code.
+model, per recency regime, the scaler's counts, means and variances, the ClipZ cap, the
+weights, intercept, optimizer step count and AdaGrad's squared-gradient sums; and the model's
+metadata (segment, feature names, version, counts, the label time it covers, the ids of the
+examples it learned, optimizer, learning rate, L2, regime cuts). `decode` checks every field's
+type and rebuilds the River pipelines with `build_estimator`, so loading runs only this code.
+
+Format 3 added the optimizer, L2 and regimes; format 2 documents (one SGD pipeline) still load.
 
 River's tree models (hoeffding, arf) have no such description here: their snapshot carries the
 pickled estimator inside the document, and `decode` refuses it, like a whole pickle from before
@@ -28,10 +31,12 @@ from typing import Any, Final
 
 from river import optim
 
-from churnstream.model.learner import SegmentModel, build_estimator
+from churnstream.model.learner import OPTIMIZERS, SegmentModel, build_estimator
 
 KIND: Final = "churnstream.segment-model"
-FORMAT: Final = 2
+FORMAT: Final = 3
+# Format 2: one pipeline, SGD at a constant rate, no L2 (before regimes); still read.
+READ_FORMATS: Final = (2, FORMAT)
 LEGACY_PICKLE_FORMAT: Final = 1
 # Where to set the opt-in, named in every refusal of a pickle.
 PICKLE_OPT_IN: Final = "CHURNSTREAM_TRUST_PICKLED_SNAPSHOTS=true"
@@ -62,24 +67,34 @@ def encode(model: SegmentModel) -> bytes:
         # JSON has no infinity: "covers no label yet" is null.
         "labels_until": model.labels_until if math.isfinite(model.labels_until) else None,
         "learned_ids": _ids_to_text(model.learned_ids),
+        "optimizer": model.optimizer,
+        "learning_rate": model.learning_rate,
+        "l2": model.l2,
+        "regime_cuts": list(model.regime_cuts),
     }
     if model.estimator == "logistic":
-        doc["logistic"] = _logistic_state(model._model)
+        doc["logistic"] = [_logistic_state(p, model) for p in model.pipelines]
     else:
-        doc["pickle"] = base64.b64encode(pickle.dumps(model._model, protocol=5)).decode()
+        (tree_model,) = model.pipelines  # trees have no regimes
+        doc["pickle"] = base64.b64encode(pickle.dumps(tree_model, protocol=5)).decode()
     return json.dumps(doc, allow_nan=False, separators=(",", ":")).encode()
 
 
-def _logistic_state(pipeline: Any) -> dict[str, Any]:
+def _logistic_state(pipeline: Any, model: SegmentModel) -> dict[str, Any]:
     scaler = pipeline["StandardScaler"]
     regression = pipeline["LogisticRegression"]
     optimizer = regression.optimizer
-    if not isinstance(optimizer, optim.SGD) or not isinstance(
-        optimizer.lr, optim.schedulers.Constant
+    # Only what build_estimator makes from the model's settings can be rebuilt from them.
+    kind = {optim.SGD: "sgd", optim.AdaGrad: "adagrad"}.get(type(optimizer))
+    if (
+        kind != model.optimizer
+        or not isinstance(optimizer.lr, optim.schedulers.Constant)
+        or optimizer.lr.learning_rate != model.learning_rate
+        or regression.l2 != model.l2
     ):
         raise SnapshotError(f"cannot describe optimizer {optimizer!r} as data")
     clip = pipeline.steps.get("ClipZ")
-    return {
+    state: dict[str, Any] = {
         "scaler": {
             "counts": dict(scaler.counts),
             "means": dict(scaler.means),
@@ -89,11 +104,11 @@ def _logistic_state(pipeline: Any) -> dict[str, Any]:
         "weights": dict(regression._weights),
         "intercept": regression.intercept,
         "intercept_init": regression.intercept_init,
-        "sgd": {
-            "lr": optimizer.lr.learning_rate,
-            "n_iterations": optimizer.n_iterations,
-        },
+        "n_iterations": optimizer.n_iterations,
     }
+    if kind == "adagrad":
+        state["g2"] = dict(optimizer.g2)
+    return state
 
 
 def _ids_to_text(ids: tuple[int, ...]) -> str:
@@ -123,7 +138,7 @@ def decode(data: bytes, *, allow_pickle: bool = False) -> SegmentModel:
         raise SnapshotError(f"snapshot is not valid JSON: {e}") from None
     if not isinstance(doc, dict) or doc.get("kind") != KIND:
         raise SnapshotError("not a churnstream model snapshot")
-    if doc.get("format") != FORMAT:
+    if doc.get("format") not in READ_FORMATS:
         raise SnapshotError(f"snapshot format {doc.get('format')!r} not supported (this: {FORMAT})")
     try:
         return _from_doc(doc, allow_pickle)
@@ -151,20 +166,51 @@ def _from_doc(doc: Mapping[str, Any], allow_pickle: bool) -> SegmentModel:
     until = doc["labels_until"]
     m.labels_until = -math.inf if until is None else _number(until)
     m.learned_ids = _ids_from_text(_text(doc["learned_ids"]))
-    m._linear = None
-    m._linear_asked = -1
+    if doc["format"] == 2:
+        _format2_settings(m, doc)
+    else:
+        m.optimizer = _text(doc["optimizer"])
+        if m.optimizer not in OPTIMIZERS:
+            raise SnapshotError(f"unknown optimizer {m.optimizer!r}")
+        m.learning_rate = _number(doc["learning_rate"])
+        m.l2 = _number(doc["l2"])
+        cuts = doc["regime_cuts"]
+        if not isinstance(cuts, list):
+            raise SnapshotError("regime_cuts must be a list of numbers")
+        m.regime_cuts = tuple(_number(c) for c in cuts)
+        if any(b <= a for a, b in zip(m.regime_cuts, m.regime_cuts[1:], strict=False)):
+            raise SnapshotError("regime_cuts must increase")
     if m.estimator == "logistic":
-        m._model = _logistic_pipeline(m, doc["logistic"])
+        states = doc["logistic"]
+        if not isinstance(states, list) or len(states) != len(m.regime_cuts) + 1:
+            raise SnapshotError("logistic must hold one pipeline per regime")
+        m._models = [_logistic_pipeline(m, _mapping(state)) for state in states]
     elif "pickle" in doc:
         if not allow_pickle:
             raise SnapshotError(
                 f"{m.estimator} snapshot holds a pickle, refused (opt in: {PICKLE_OPT_IN})"
             )
+        if m.regime_cuts:
+            raise SnapshotError(f"{m.estimator} snapshot with regimes")
         raw = base64.b64decode(_text(doc["pickle"]), validate=True)
-        m._model = pickle.loads(raw)  # noqa: S301  # the caller trusts the writers (opt-in)
+        m._models = [pickle.loads(raw)]  # noqa: S301  # the caller trusts the writers (opt-in)
     else:
         raise SnapshotError(f"unknown estimator {m.estimator!r}")
+    m._forget_views()
     return m
+
+
+def _format2_settings(m: SegmentModel, doc: dict[str, Any]) -> None:
+    """A format-2 document: one pipeline that learned with SGD at the rate it names, no L2.
+    Rewritten in place as the one-element list of format 3."""
+    m.optimizer, m.l2, m.regime_cuts = "sgd", 0.0, ()
+    m.learning_rate = 0.01
+    if m.estimator == "logistic":
+        state = dict(_mapping(doc["logistic"]))
+        sgd = _mapping(state.pop("sgd"))
+        m.learning_rate = _number(sgd["lr"])
+        state["n_iterations"] = sgd["n_iterations"]
+        doc["logistic"] = [state]
 
 
 def _logistic_pipeline(m: SegmentModel, state: Mapping[str, Any]) -> Any:
@@ -172,7 +218,9 @@ def _logistic_pipeline(m: SegmentModel, state: Mapping[str, Any]) -> Any:
     # The pipeline's shape follows clip_z (as when it was built); its cap is the stored one.
     if (clip_limit is None) != (m.clip_z <= 0):
         raise SnapshotError("clip_limit does not match clip_z")
-    pipeline = build_estimator("logistic", m.base_rate, m.seed, m.clip_z)
+    pipeline = build_estimator(
+        "logistic", m.base_rate, m.seed, m.clip_z, m.optimizer, m.learning_rate, m.l2
+    )
     scaler = pipeline["StandardScaler"]
     scaler.counts = Counter({k: _count(v) for k, v in _mapping(state["scaler"]["counts"]).items()})
     scaler.means = defaultdict(float, _numbers(state["scaler"]["means"]))
@@ -184,9 +232,10 @@ def _logistic_pipeline(m: SegmentModel, state: Mapping[str, Any]) -> Any:
         regression._weights[name] = weight
     regression.intercept = _number(state["intercept"])
     regression.intercept_init = _number(state["intercept_init"])
-    sgd = _mapping(state["sgd"])
-    regression.optimizer = optim.SGD(_number(sgd["lr"]))
-    regression.optimizer.n_iterations = _count(sgd["n_iterations"])
+    optimizer = regression.optimizer
+    optimizer.n_iterations = _count(state["n_iterations"])
+    if m.optimizer == "adagrad":
+        optimizer.g2 = defaultdict(float, _numbers(state["g2"]))
     return pipeline
 
 
@@ -251,9 +300,9 @@ def _from_legacy_pickle(data: bytes) -> SegmentModel:
     # Snapshots from before the field: what they learned is unknown, so they cover nothing.
     m.labels_until = state.get("labels_until", -math.inf)
     m.learned_ids = tuple(state.get("learned_ids", ()))
-    m._model = state["model"]
-    m._linear = None
-    m._linear_asked = -1
+    m.optimizer, m.learning_rate, m.l2, m.regime_cuts = "sgd", 0.01, 0.0, ()
+    m._models = [state["model"]]
+    m._forget_views()
     return m
 
 

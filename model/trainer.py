@@ -90,6 +90,10 @@ class Trainer:
             feature_names=SEGMENT_FEATURES.get(segment, self.feature_names),
             seed=self.config.seed,
             clip_z=self.config.clip_z,
+            optimizer=self.config.optimizer,
+            learning_rate=self.config.learning_rate,
+            l2=self.config.l2,
+            regime_cuts=self.config.regime_cuts,
         )
 
     def restore(self, segment: str, published: Sequence[bytes], floor: int = 0) -> Restored:

@@ -124,7 +124,7 @@ def format1_pickle(m: SegmentModel, **drop: bool) -> bytes:
         "n_neg": m.n_neg,
         "n_resets": m.n_resets,
         "labels_until": m.labels_until,
-        "model": m._model,
+        "model": m.pipelines[0],
     }
     for key in drop:
         del state[key]
@@ -207,13 +207,13 @@ def test_unknown_estimator_rejected() -> None:
 
 def river_proba(m: SegmentModel, x: dict[str, float]) -> float:
     """The reference: River's own pipeline predict, bypassing the flat parameter view."""
-    return float(m._model.predict_proba_one(m._select(x))[True])
+    return float(m.pipelines[0].predict_proba_one(m._select(x))[True])
 
 
 def reference_contributions(m: SegmentModel, x: dict[str, float]) -> list[tuple[str, float]]:
     """explain's decomposition read straight from River's scaler and weights."""
-    scaler = m._model["StandardScaler"]
-    weights = m._model["LogisticRegression"].weights
+    scaler = m.pipelines[0]["StandardScaler"]
+    weights = m.pipelines[0]["LogisticRegression"].weights
     out = []
     for name in m.feature_names:
         w, v = weights.get(name, 0.0), scaler.vars.get(name, 0.0)
@@ -229,7 +229,7 @@ def test_fast_predict_matches_river_and_follows_learning() -> None:
         x, y = sample(rng)
         x["noise"] *= 50.0  # also far from the means
         first, second = m.predict(x), m.predict(x)  # River, then the flat view
-        assert m._linear is not None and m._linear.version == m.version
+        assert m._linear[0] is not None and m._linear[0].version == m.version
         assert first == river_proba(m, x)
         assert second == pytest.approx(first, rel=0, abs=1e-12)
         m.learn(x, y)  # the view is stale now: next predicts must see the new weights
@@ -263,8 +263,8 @@ def test_cold_logistic_fast_path_predicts_base_rate() -> None:
 
 def test_clipped_model_caps_far_values_in_predict_and_explain() -> None:
     m = trained(n=400, clip_z=3.0)
-    assert list(m._model.steps) == ["StandardScaler", "ClipZ", "LogisticRegression"]
-    scaler = m._model["StandardScaler"]
+    assert list(m.pipelines[0].steps) == ["StandardScaler", "ClipZ", "LogisticRegression"]
+    scaler = m.pipelines[0]["StandardScaler"]
     mean, std = scaler.means["days_since_event"], scaler.vars["days_since_event"] ** 0.5
     at_cap = {"days_since_event": mean + 3.0 * std, "watch_minutes_7d": 100.0, "noise": 0.0}
     far = {**at_cap, "days_since_event": 1e6}
@@ -273,7 +273,7 @@ def test_clipped_model_caps_far_values_in_predict_and_explain() -> None:
     assert m.predict(far) == pytest.approx(m.predict(at_cap), rel=0, abs=1e-12)
     assert m.predict(far) < 1.0  # unclipped, 1e6 days saturate the sigmoid (test above)
     (top,) = [d for d in m.explain(far) if d.feature == "days_since_event"]
-    weight = m._model["LogisticRegression"].weights["days_since_event"]
+    weight = m.pipelines[0]["LogisticRegression"].weights["days_since_event"]
     assert top.value == 1e6  # the raw value is reported, the contribution is capped
     assert top.contribution == pytest.approx(3.0 * weight, rel=1e-12)
 
@@ -285,15 +285,94 @@ def test_clipping_survives_snapshot_and_reset() -> None:
     assert copy.clip_z == 2.0
     assert copy.predict(far) == m.predict(far)
     copy.reset()
-    assert list(copy._model.steps) == ["StandardScaler", "ClipZ", "LogisticRegression"]
+    assert list(copy.pipelines[0].steps) == ["StandardScaler", "ClipZ", "LogisticRegression"]
 
 
 def test_snapshot_from_before_clipping_loads_unclipped() -> None:
     old = SegmentModel.from_snapshot(format1_pickle(trained(n=50), clip_z=True), allow_pickle=True)
     assert old.clip_z == 0.0
     old.reset()
-    assert list(old._model.steps) == ["StandardScaler", "LogisticRegression"]
+    assert list(old.pipelines[0].steps) == ["StandardScaler", "LogisticRegression"]
 
 
 def test_unclipped_model_has_no_clip_step() -> None:
-    assert list(trained(n=10)._model.steps) == ["StandardScaler", "LogisticRegression"]
+    assert list(trained(n=10).pipelines[0].steps) == ["StandardScaler", "LogisticRegression"]
+
+
+def test_regimes_pick_a_pipeline_by_days_since_event() -> None:
+    m = SegmentModel(
+        "course", base_rate=0.08, feature_names=NAMES, regime_cuts=(1.0, 3.0), clip_z=3.0
+    )
+    assert len(m.pipelines) == 3
+    assert [m.regime({"days_since_event": d}) for d in (0.0, 0.99, 1.0, 2.5, 3.0, 40.0)] == [
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+    ]
+    assert m.regime({}) == 0  # a missing recency counts as 0, as in the inputs
+    rng = random.Random(3)
+    for _ in range(300):
+        m.learn({"days_since_event": 0.0, "watch_minutes_7d": rng.uniform(0, 300)}, False)
+    # only the first regime learned: the others still predict the prior
+    scaler_counts = [p["StandardScaler"].counts["watch_minutes_7d"] for p in m.pipelines]
+    assert scaler_counts == [300, 0, 0]
+    assert m.predict({"days_since_event": 5.0}) == pytest.approx(0.08, rel=1e-6)
+    assert m.predict({"days_since_event": 0.0}) < 0.08
+    assert m.explain({"days_since_event": 5.0}) == []  # a regime that learned nothing
+    m.reset()
+    assert [p["StandardScaler"].counts["watch_minutes_7d"] for p in m.pipelines] == [0, 0, 0]
+
+
+def test_regime_models_separate_what_one_linear_model_cannot() -> None:
+    """Churn rises with watching when recent and falls with it when silent: one linear model
+    has no single sign for the weight; a model per regime has."""
+
+    def rows(seed: int, n: int) -> list[tuple[dict[str, float], bool]]:
+        rng = random.Random(seed)
+        out = []
+        for _ in range(n):
+            d = rng.choice((0.0, 5.0))
+            w = rng.uniform(0, 300)
+            out.append(
+                (
+                    {"days_since_event": d, "watch_minutes_7d": w, "noise": 0.0},
+                    (w > 150) == (d == 0.0),
+                )
+            )
+        return out
+
+    def auc(m: SegmentModel) -> float:
+        test = rows(2, 1000)
+        value = exact_roc_auc([m.predict(x) for x, _ in test], [y for _, y in test])
+        assert value is not None
+        return value
+
+    one = SegmentModel(
+        "course", base_rate=0.5, feature_names=NAMES, optimizer="adagrad", learning_rate=0.05
+    )
+    split = SegmentModel(
+        "course",
+        base_rate=0.5,
+        feature_names=NAMES,
+        optimizer="adagrad",
+        learning_rate=0.05,
+        regime_cuts=(1.0,),
+    )
+    for x, y in rows(1, 3000):
+        one.learn(x, y)
+        split.learn(x, y)
+    assert auc(split) > 0.95 > 0.7 > auc(one)
+
+
+def test_tree_estimators_ignore_regimes_and_bad_cuts_are_refused() -> None:
+    tree = SegmentModel(
+        "docs", estimator="hoeffding", base_rate=0.04, feature_names=NAMES, regime_cuts=(1.0,)
+    )
+    assert tree.regime_cuts == () and len(tree.pipelines) == 1
+    with pytest.raises(ValueError, match="regime_cuts must increase"):
+        SegmentModel("docs", base_rate=0.04, feature_names=NAMES, regime_cuts=(3.0, 1.0))
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        SegmentModel("docs", base_rate=0.04, feature_names=NAMES, optimizer="adam")

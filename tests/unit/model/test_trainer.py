@@ -238,7 +238,44 @@ def test_models_clip_inputs_as_configured() -> None:
     assert ModelConfig().clip_z == 3.0
     trainer = Trainer(ModelConfig(clip_z=2.5), NAMES)
     assert {m.clip_z for m in trainer.models.values()} == {2.5}
-    assert all("ClipZ" in m._model.steps for m in trainer.models.values())
-    assert "ClipZ" not in Trainer(ModelConfig(clip_z=0.0), NAMES).models["saas"]._model.steps
+    assert all("ClipZ" in m.pipelines[0].steps for m in trainer.models.values())
+    assert "ClipZ" not in Trainer(ModelConfig(clip_z=0.0), NAMES).models["saas"].pipelines[0].steps
     with pytest.raises(ValueError, match="clip_z"):
         ModelConfig(clip_z=-1.0)
+
+
+def test_models_learn_with_the_configured_optimizer_and_regimes() -> None:
+    config = ModelConfig(optimizer="adagrad", learning_rate=0.1, l2=0.001, regime_cuts=(2.0,))
+    for m in Trainer(config, NAMES).models.values():
+        assert (m.optimizer, m.learning_rate, m.l2, m.regime_cuts) == (
+            "adagrad",
+            0.1,
+            0.001,
+            (2.0,),
+        )
+        regression = m.pipelines[1]["LogisticRegression"]
+        assert type(regression.optimizer).__name__ == "AdaGrad" and regression.l2 == 0.001
+    with pytest.raises(ValueError, match="optimizer"):
+        ModelConfig(optimizer="adam")
+    with pytest.raises(ValueError, match="regime_cuts"):
+        ModelConfig(regime_cuts=(3.0, 3.0))
+
+
+def test_a_score_from_a_regime_that_learned_nothing_names_the_rules_drivers() -> None:
+    config = ModelConfig(min_labels=20, regime_cuts=(1.0, 3.0))
+    trainer = Trainer(config, FEATURE_NAMES)
+    rng = random.Random(4)
+    for i in range(40):  # only rows of users active the day before: regime 0
+        x = dict.fromkeys(FEATURE_NAMES, 0.0) | {"days_since_event": 0.0}
+        x["watch_minutes_7d"] = rng.uniform(0, 300)
+        trainer.learn(
+            Example(
+                f"u{i}", "course", 86400.0 * i, [x[n] for n in FEATURE_NAMES], i % 2 == 0, 0.5, 0
+            )
+        )
+    scorer = Scorer(config, FEATURE_NAMES)
+    scorer.install_snapshot(trainer.snapshot("course"))
+    silent = dict.fromkeys(FEATURE_NAMES, 0.0) | {"days_since_event": 9.0}
+    s = scorer.score("course", silent)
+    assert s.source == "model" and s.score == pytest.approx(config.base_rates["course"], rel=1e-6)
+    assert s.drivers and s.drivers == scorer.rules("course").explain(silent)
