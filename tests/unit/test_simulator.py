@@ -506,3 +506,13 @@ def _not_utf8(raw: bytes) -> bool:
     except UnicodeDecodeError:
         return True
     return False
+
+
+def test_a_run_that_continues_another_numbers_its_events_apart() -> None:
+    # README "Start from your history": a history, then the same user ids from day 61 on.
+    def ids(config: SimConfig) -> set[str]:
+        return {r.value["event_id"] for r in generate(config) if r.value}
+
+    first = SimConfig(users=20, days=10)
+    later = SimConfig(users=20, days=10, start=first.start + 60 * 86400)
+    assert ids(first) and not ids(first) & ids(later)

@@ -22,7 +22,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from churnstream.stream.devtools.simulator.config import SimConfig
+from churnstream.stream.devtools.simulator.config import DEFAULT_START, SimConfig
 
 DAY = 86_400.0
 # Share of each business among users, renormalised over the configured segments.
@@ -210,6 +210,9 @@ def _plan_one(
 ) -> Customer:
     days = config.days
     c = new_customer(index, segment, f"{config.seed}/user/{index}", days)
+    # A run that continues another one (a later --start, same user ids) numbers its events
+    # apart, so its event ids are not taken for repeats of the earlier run's.
+    c.seq = round((config.start - DEFAULT_START) / DAY) << 32 if config.start > DEFAULT_START else 0
     c.treatment = (treated or {}).get(c.user_id)
     rng = c.rng
     price, signup_day = c.plan_price, c.signup_day
