@@ -40,9 +40,11 @@ class ScorePool:
 
     def __init__(self, workers: int, config: ModelConfig, out: IO[bytes]) -> None:
         methods = multiprocessing.get_all_start_methods()
-        # Not fork: the replay would then copy each page of its memory at its first write
-        # after the fork (measured: a third of what the workers took off it, lost again).
-        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        # fork: a worker starts at once, and needs no import-safe `__main__` (forkserver and
+        # spawn run the caller's script again in each worker, without its `__name__` guard a
+        # pool that never starts). The replay copies each page it had at the fork on its first
+        # write after it: the pool starts with the replay, before any user state.
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         self._pool = ctx.Pool(workers, initializer=_init, initargs=(config,))
         self._config = config
         self._out = out
