@@ -15,7 +15,7 @@ import multiprocessing
 import struct
 import time
 from collections import deque
-from multiprocessing.pool import AsyncResult
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import IO, Any
 
 import orjson
@@ -45,14 +45,18 @@ class ScorePool:
         # pool that never starts). The replay copies each page it had at the fork on its first
         # write after it: the pool starts with the replay, before any user state.
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        self._pool = ctx.Pool(workers, initializer=_init, initargs=(config,))
+        # An executor, not multiprocessing.Pool: a worker that dies (killed, out of memory)
+        # fails the replay (BrokenProcessPool) instead of leaving it waiting forever.
+        self._pool = ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init, initargs=(config,)
+        )
         self._config = config
         self._out = out
         self._keys: dict[SegmentModel, tuple[int, bytes]] = {}  # by identity
         self._items: list[bytes | _Row] = []
         self._models: dict[int, bytes] = {}  # snapshots the current chunk uses
         self._events = 0
-        self._pending: deque[AsyncResult[tuple[bytes, float]]] = deque()
+        self._pending: deque[Future[tuple[bytes, float]]] = deque()
         self.cpu_s = 0.0  # CPU seconds the workers spent on the records written so far
         self._ahead = 4 * workers  # chunks in flight before the replay waits for the oldest
 
@@ -84,20 +88,19 @@ class ScorePool:
             while self._pending:
                 self._write()
         finally:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _submit(self) -> None:
         if not self._items:
             return
         task = (self._models, self._items)
         self._models, self._items, self._events = {}, [], 0
-        self._pending.append(self._pool.apply_async(_work, (task,)))
-        while self._pending and (len(self._pending) > self._ahead or self._pending[0].ready()):
+        self._pending.append(self._pool.submit(_work, task))
+        while self._pending and (len(self._pending) > self._ahead or self._pending[0].done()):
             self._write()
 
     def _write(self) -> None:
-        data, cpu_s = self._pending.popleft().get()
+        data, cpu_s = self._pending.popleft().result()
         self._out.write(data)
         self.cpu_s += cpu_s
 

@@ -9,6 +9,8 @@ replay that scores each event when it arrives.
 from __future__ import annotations
 
 import io
+import os
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import orjson
 import pytest
 
 from churnstream.agents import configure
+from churnstream.model import score_pool
 from churnstream.model.replay_input import ReplayRecord
 from churnstream.stream.cli.main import main
 from churnstream.stream.contract.topics import KIND_BY_TOPIC
@@ -101,3 +104,16 @@ def test_cli_jobs_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert out["1"][1].read_bytes() == out["2"][1].read_bytes()
     with pytest.raises(SystemExit):
         main(["replay", str(path), "--jobs", "0"])
+
+
+def _die(task: object) -> None:
+    os._exit(3)  # a worker killed (out of memory, by hand) while it holds records
+
+
+def test_a_dead_worker_fails_the_replay(
+    records: list[ReplayRecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # multiprocessing.Pool would wait forever for the records the dead worker held.
+    monkeypatch.setattr(score_pool, "_work", _die)
+    with pytest.raises(BrokenProcessPool):
+        run(records, jobs=2, scores=True)
