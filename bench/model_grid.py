@@ -1,7 +1,10 @@
 """Choose the online model's settings on one simulated history, report them on another.
 
-Run: .venv/bin/python bench/model_grid.py --history /tmp/s7.jsonl [--jobs 2]
+Run: .venv/bin/python bench/model_grid.py --history /tmp/s7.jsonl [--jobs 2] [--json FILE]
      (the history and its truth from `churnstream simulate --out /tmp/s7.jsonl ...`)
+     --only 1,10 runs those candidates; --only @FILE waits for FILE to name them, so a report
+     seed's replay can start while the tuning seed's grid still runs (docs/model.md: seed 7
+     2,000 x 120 all candidates, seed 11 5,000 x 120 --only @FILE with 4,10).
 
 One replay of the history (`configure.replay`, as `churnstream replay --report` runs it) records
 what the model side sees, in order: every labelled example the inline trainer learns (and
@@ -10,8 +13,10 @@ with the model as of its boundary. None of that depends on the model's settings 
 and release order come from the events, the snapshot cadence from counts), so each candidate
 `ModelConfig` is then run over the recording with a real `Trainer` and `Scorer`, snapshots
 going through the codec, and its daily rows are judged by `model.evaluation.daily_quality`
-against the simulator's truth, as the replay report judges the published rows. The first
-candidate is today's default; its rows must equal the replay's own (checked).
+against the simulator's truth, as the replay report judges the published rows. The candidate
+equal to the default must give the replay's own rows (printed: max |score - replay's| 0), and
+its churn_risk alerts (re-run per user on the recorded rows, cancels and reactivations) the
+report's. Alerts are also swept over warning levels (LEVELS) for the threshold choice.
 
 Also printed per segment: the oracle's AUC on the same rows, and a batch logistic fit (numpy,
 Newton steps) trained on the labelled rows made before the history's middle and scored on the
@@ -55,7 +60,7 @@ from churnstream.stream.settings import Settings
 
 LEARN, INSTALL, ROW, LIFE = 0, 1, 2, 3
 
-# (name, ModelConfig changes); the first is the default the replay ran with.
+# (name, ModelConfig changes): the first is the default before issue 14, the tenth today's.
 CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("sgd 0.01 (before)", {"optimizer": "sgd", "learning_rate": 0.01, "regime_cuts": ()}),
     ("sgd 0.03", {"optimizer": "sgd", "learning_rate": 0.03, "regime_cuts": ()}),
