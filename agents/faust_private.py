@@ -86,14 +86,21 @@ def store_stats(store: Any) -> tuple[int, int]:
 
 
 def pause_fetching(consumer: Any, tps: Iterable[TP]) -> None:
-    """Stop handing out records of `tps` until `resume_fetching`.
+    """Stop handing out records of `tps` until `resume_fetching`, without losing any.
 
     faust-streaming 0.15.3 `Consumer.pause_partitions` takes them out of the active partitions
     that its fetcher asks aiokafka for (records aiokafka already fetched stay in its buffer, one
-    fetch per partition). The state is shared with Faust's own flow control: a rebalance pauses
-    the whole assignment and the end of its recovery resumes every assigned partition, so a
-    pause of ours does not outlive a rebalance (the caller forgets it then).
+    fetch per partition). But `Consumer.getmany` checks each record of the batch it is handing
+    out against that same set object (`_active_partitions`), and aiokafka's position has moved
+    past the whole batch: removing a partition in place while a batch is handed out (the fetcher
+    waits on a full agent queue mid-batch under load) silently skips the batch's remaining
+    records of it, a hole the input guard then reads again, at every pause. So the set is
+    replaced by a copy first: the batch in hand is handed out whole, the next fetch asks
+    without `tps`. The state is shared with Faust's own flow control: a rebalance pauses the
+    whole assignment and the end of its recovery resumes every assigned partition, so a pause
+    of ours does not outlive a rebalance (the caller forgets it then).
     """
+    consumer._active_partitions = set(consumer._get_active_partitions())
     consumer.pause_partitions(tps)
 
 

@@ -30,6 +30,10 @@ class FakeConsumer:
         self.ends = highwater
         self.paused: set[TP] = set()
         self.calls: list[tuple[str, set[TP]]] = []
+        self._active_partitions = set(highwater)
+
+    def _get_active_partitions(self) -> set[TP]:
+        return self._active_partitions
 
     def assignment(self) -> set[TP]:
         return set(self.ends)
