@@ -13,6 +13,7 @@ version pyproject.toml pins); no other module touches a `_` attribute of a Faust
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -102,6 +103,64 @@ def pause_fetching(consumer: Any, tps: Iterable[TP]) -> None:
     """
     consumer._active_partitions = set(consumer._get_active_partitions())
     consumer.pause_partitions(tps)
+
+
+class ReadOffsets(defaultdict[Any, int | None]):
+    """Faust's `Consumer._read_offset` (the last offset its fetcher handed out per partition;
+    it drops records below it as already read), where a partition sent back stays back.
+
+    faust-streaming 0.15.3 `Consumer._drain_messages` hands out a fetched batch record by record,
+    waiting on the agent's queue, and sets the read offset after each. A seek sets it to the
+    seek's offset, but the records of the batch in hand that lie beyond raise it again, and the
+    records read again from the seek's offset on are then dropped as already read: the hole
+    stays open, and is sent back again and again while the partition keeps delivering. So after
+    `rewind` the offset is not raised above the seek's offset until that record was handed out.
+    """
+
+    def __init__(self, current: Mapping[Any, int | None]) -> None:
+        super().__init__(lambda: None, current)
+        self.rewound: dict[Any, int] = {}
+
+    def rewind(self, tp: Any, offset: int) -> None:
+        self.rewound[tp] = offset
+        super().__setitem__(tp, offset)
+
+    def __setitem__(self, tp: Any, offset: int | None) -> None:
+        floor = self.rewound.get(tp)
+        if floor is not None and offset is not None and offset > floor:
+            return  # handed out from a fetch before the rewind
+        self.rewound.pop(tp, None)
+        super().__setitem__(tp, offset)
+
+    def pop(self, tp: Any, *default: Any) -> Any:  # revoked (`Consumer.on_partitions_revoked`)
+        self.rewound.pop(tp, None)
+        return super().pop(tp, *default)
+
+
+def keep_rewinds(consumer: Any) -> None:
+    """Install `ReadOffsets` on Faust's consumer; before its fetcher starts, which binds the
+    mapping's methods once (faust-streaming 0.15.3 `Consumer._drain_messages`)."""
+    consumer._read_offset = ReadOffsets(consumer._read_offset)
+
+
+def forget_rewinds(consumer: Any) -> None:
+    """A new generation: Faust's own seeks to the committed offsets decide again."""
+    offsets = getattr(consumer, "_read_offset", None)
+    if isinstance(offsets, ReadOffsets):
+        offsets.rewound.clear()
+
+
+async def seek_back(consumer: Any, tp: TP, offset: int) -> None:
+    """Send the consumer back to `offset` of `tp`; Faust hands out the records from there on
+    even if records beyond, fetched before, are handed out meanwhile (see `ReadOffsets`).
+
+    faust-streaming 0.15.3 `Consumer.seek_wait` seeks aiokafka (which drops what it buffered for
+    the partition) and sets the read offset, then waits for the position.
+    """
+    await consumer.seek_wait({tp: offset})
+    offsets = getattr(consumer, "_read_offset", None)
+    if isinstance(offsets, ReadOffsets):
+        offsets.rewind(tp, offset)
 
 
 def resume_fetching(consumer: Any, tps: Iterable[TP]) -> None:

@@ -176,6 +176,7 @@ class InputGuard:
                 if offset is not None and (tp.topic, tp.partition) in self.assigned
             }
         self.sequence.reset(starts)
+        faust_private.forget_rewinds(self.app.consumer)
         self._still.clear()
         # The rebalance's recovery resumed every assigned partition.
         self.paused = frozenset()
@@ -344,7 +345,9 @@ class InputGuard:
         if faust_tp is None:
             return
         try:
-            await asyncio.wait_for(consumer.seek_wait({faust_tp: offset}), BROKER_TIMEOUT_S)
+            await asyncio.wait_for(
+                faust_private.seek_back(consumer, faust_tp, offset), BROKER_TIMEOUT_S
+            )
         except Exception:  # e.g. revoked meanwhile; `watch` seeks again if needed
             log.warning("seek of %s[%d] to %d failed", tp[0], tp[1], offset, exc_info=True)
 

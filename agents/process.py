@@ -54,6 +54,7 @@ def register(ctx: WorkerContext) -> None:
     app, settings, metrics = ctx.app, ctx.settings, ctx.metrics
     processor = EventProcessor(settings, metrics, ctx.detector, ctx.repo)
     guard = InputGuard(app, settings, ctx.bootstrap, metrics, processor.rank)
+    faust_private.keep_rewinds(app.consumer)
     ledger = AckLedger()
     # Through the consumer at commit time: Faust creates it lazily.
     committer = OffsetCommitter(lambda offsets: faust_private.commit_offsets(app.consumer, offsets))
