@@ -114,12 +114,13 @@ class RecordingPolicy(AlertPolicy):
         score: float,
         drivers: Sequence[Any],
         memory: AlertMemory,
+        **extra: Any,  # horizon_days, plan_price: carried on the alert, no effect on deciding
     ) -> Alert | None:
         inputs = self._user(user_id, segment, memory)
         inputs.codes.append(SCORE)
         inputs.ts.append(ts)
         inputs.scores.append(score)
-        return super().on_score(user_id, segment, ts, score, drivers, memory)
+        return super().on_score(user_id, segment, ts, score, drivers, memory, **extra)
 
     def on_roi(
         self,
@@ -137,20 +138,20 @@ class RecordingPolicy(AlertPolicy):
             inputs.roi.extend(float(features.get(k, 1.0)) for k in ROI_KEYS)
         return super().on_roi(user_id, segment, ts, features, memory)
 
-    def on_cancel(self, memory: AlertMemory) -> None:
-        self._lifecycle(memory, CANCEL)
-        super().on_cancel(memory)
+    def on_cancel(self, memory: AlertMemory, ts: float) -> None:
+        self._lifecycle(memory, CANCEL, ts)
+        super().on_cancel(memory, ts)
 
-    def on_reactivate(self, memory: AlertMemory) -> None:
-        self._lifecycle(memory, REACTIVATE)
-        super().on_reactivate(memory)
+    def on_reactivate(self, memory: AlertMemory, ts: float) -> None:
+        self._lifecycle(memory, REACTIVATE, ts)
+        super().on_reactivate(memory, ts)
 
-    def _lifecycle(self, memory: AlertMemory, code: int) -> None:
+    def _lifecycle(self, memory: AlertMemory, code: int, ts: float) -> None:
         user_id = self._owner.get(id(memory))
         if user_id is not None:  # a brand-new user's signup: nothing to reset
             inputs = self.users[user_id]
             inputs.codes.append(code)
-            inputs.ts.append(-1.0)
+            inputs.ts.append(ts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +192,9 @@ def rerun(
                     )
                 i_roi += 1
             elif code == CANCEL:
-                policy.on_cancel(memory)
+                policy.on_cancel(memory, ts)
             else:
-                policy.on_reactivate(memory)
+                policy.on_reactivate(memory, ts)
             if alert is not None:
                 out.append(Raised(user_id, alert.segment or "", alert.kind, ts, alert.severity))
     return out
