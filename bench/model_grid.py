@@ -60,7 +60,7 @@ from churnstream.stream.settings import Settings
 
 LEARN, INSTALL, ROW, LIFE = 0, 1, 2, 3
 
-# (name, ModelConfig changes): the first is the default before issue 14, the tenth today's.
+# (name, ModelConfig changes): the first is the default before issue 14, the fourth today's.
 CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("sgd 0.01 (before)", {"optimizer": "sgd", "learning_rate": 0.01, "regime_cuts": ()}),
     ("sgd 0.03", {"optimizer": "sgd", "learning_rate": 0.03, "regime_cuts": ()}),
@@ -228,9 +228,9 @@ def alert_report(alerts: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
 
 
 def tuned_alerts(scores: dict[str, list[float]]) -> dict[str, Any]:
-    """Per segment: the default thresholds, then a warning level chosen here (max recall with
-    precision within the horizon at least that of the default model with default thresholds:
-    BASE_PRECISION), clear at 0.6 x warning, critical the default or the warning if higher."""
+    """Per segment: the alerts at the default thresholds, then at each warning level of LEVELS
+    (clear at 0.6 x warning, critical the default or the warning if higher), from which
+    docs/alerts.md's rule picks the warning (highest recall with precision >= 0.43)."""
     out: dict[str, Any] = {"default": alert_report(risk_alerts(scores, AlertConfig()))}
     sweep: dict[str, list[tuple[float, dict[str, Any]]]] = {s: [] for s in scores}
     for w in LEVELS:

@@ -52,17 +52,18 @@ class RiskThresholds:
             raise ValueError(f"need 0 <= clear <= warning <= critical <= 1, got {self}")
 
 
-# Per-segment defaults chosen with bench/alert_quality.py on the simulator (docs/alerts.md has
-# the sweep), on one seed (2000 users x 90 days, seed 7) and reported on others. Scores are
-# churn probabilities within the segment's horizon, decided on daily rows. `warning`: the level
-# with the highest recall among all churners (silent dropouts included) whose alerts are
-# followed by churn within the horizon at least 43% of the time (the replay's precision before
-# daily rows); equal recall goes to the lower level. `critical`: the lowest level whose critical
-# alerts alone reach 60% precision within the horizon. `clear` at 0.6 x warning stops flapping.
+# Per-segment defaults chosen with bench/model_grid.py on the simulator (docs/alerts.md has the
+# sweep), on one seed (2000 users x 120 days, seed 7) with the default model and reported on
+# seed 11. Scores are churn probabilities within the segment's horizon, decided on daily rows.
+# `warning`: the level with the highest recall among all churners (silent dropouts included)
+# whose alerts are followed by churn within the horizon at least 43% of the time (the replay's
+# precision before daily rows); equal recall goes to the lower level. `critical`: kept from the
+# issue-14 sweep of the model before (the lowest level whose critical alerts alone reached 60%
+# precision). `clear` at 0.6 x warning stops flapping.
 DEFAULT_SEGMENT_THRESHOLDS: Final[dict[str, RiskThresholds]] = {
-    "course": RiskThresholds(warning=0.4, critical=0.7, clear=0.24),
-    "saas": RiskThresholds(warning=0.25, critical=0.5, clear=0.15),
-    "docs": RiskThresholds(warning=0.4, critical=0.7, clear=0.24),
+    "course": RiskThresholds(warning=0.3, critical=0.7, clear=0.18),
+    "saas": RiskThresholds(warning=0.2, critical=0.5, clear=0.12),
+    "docs": RiskThresholds(warning=0.25, critical=0.7, clear=0.15),
 }
 
 

@@ -41,7 +41,8 @@ def test_segments_override_only_what_they_name(tmp_path: Path) -> None:
     )
     setup = load_alert_config(path, AlertConfig())
     cfg = setup.config
-    assert cfg.thresholds_for("saas") == RiskThresholds(warning=0.3, critical=0.6, clear=0.15)
+    clear = DEFAULT_SEGMENT_THRESHOLDS["saas"].clear  # not named: the default's
+    assert cfg.thresholds_for("saas") == RiskThresholds(warning=0.3, critical=0.6, clear=clear)
     assert cfg.thresholds_for("course") == DEFAULT_SEGMENT_THRESHOLDS["course"]
     assert cfg.cooldown_for("saas") == 2 * DAY_S
     assert cfg.cooldown_for("course") == 5 * DAY_S
@@ -55,7 +56,7 @@ def test_segments_override_only_what_they_name(tmp_path: Path) -> None:
         (
             {"segments": {"saas": {"warning": 0.9}}},
             "segments.saas: need clear <= warning <= critical "
-            "(got clear 0.15, warning 0.9, critical 0.5)",
+            "(got clear 0.12, warning 0.9, critical 0.5)",
         ),
         ({"segments": {"retail": {}}}, "segments.retail: unknown segment"),
         ({"segments": {"saas": {"warn": 0.3}}}, "segments.saas.warn: unknown key"),

@@ -145,10 +145,11 @@ def test_alerts_are_rarer_among_users_who_stay(course: History) -> None:
     churned = [u for u, t in history.truth.users.items() if t.cancel_ts is not None]
     share_stayed = sum(u in risk for u in stayed) / len(stayed)
     share_churned = sum(u in risk for u in churned) / len(churned)
-    # Measured: 12.4% of the learners who stay, 64% of those who churn (cold start included),
-    # with the thresholds chosen on daily rows for precision within the horizon (37.9% and 59%
-    # with those tuned on per-event scores).
-    assert share_stayed <= 0.18
+    # Measured: 20.9% of the learners who stay (32 of 153), 72% of those who churn (cold start
+    # included) with the course warning 0.3 chosen for the AdaGrad model (docs/alerts.md): the
+    # lower level buys recall with alerts to learners who stay. At 0.4: 13.1% and 66% (15.7%
+    # with recency regimes); 37.9% and 59% with the levels tuned on per-event scores.
+    assert share_stayed <= 0.25
     assert share_stayed < 0.3 * share_churned
 
 
