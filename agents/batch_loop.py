@@ -19,7 +19,10 @@ tested with fakes (tests/unit/agents/test_batch_loop.py); agents/process.py wire
 Input goes before a day boundary's rows: each turn makes rows for a short wall-time budget
 only (agents/processor.py), and the timer makes them turn after turn only while no input
 waits (a batch waiting for the lock, or records queued for the next one): an event waits
-behind one turn of rows at most, not behind every turn queued before it.
+behind one turn of rows at most, not behind every turn queued before it. Input goes no
+further than those rows allow, though: an event at or past the detector's `intake_until` waits
+in the aligner until the rows before it are made (a source or the model waited for, a
+backfill publishing one topic after another).
 
 Three rules keep a fault from freezing or corrupting what the worker holds:
 - nothing runs while the consumer rebalances or Faust recovers the tables (`Guard.ready`):
@@ -52,6 +55,7 @@ from churnstream.agents.metrics import WorkerMetrics
 from churnstream.agents.ordering import EventTimeAligner
 from churnstream.agents.outputs import OutputRefused
 from churnstream.stream.contract.events import Event
+from churnstream.stream.contract.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +104,12 @@ class Processor(Protocol):
     def holding(self) -> bool: ...
 
     def rows_ready(self) -> bool: ...
+
+    def status(self, now: float) -> dict[str, Any]: ...
+
+    def intake_until(self) -> float: ...
+
+    def held_past(self, held: Mapping[TP, int]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -205,6 +215,19 @@ class BatchLoop:
             async with self.lock:
                 await self._turn(self._tick())
 
+    def status(self, now: float) -> dict[str, Any]:
+        """The processor's status at monotonic time `now`, and the events held in the aligner
+        by input topic; `intake_held` names the event time intake stopped at, if it did."""
+        held: dict[str, int] = {}
+        for (topic, _), n in self.aligner.held().items():
+            held[topic] = held.get(topic, 0) + n
+        until = self.processor.intake_until() if self.aligner.limited else None
+        return {
+            **self.processor.status(now),
+            "events_held": held,
+            "intake_held": None if until is None else rfc3339(until),
+        }
+
     def _may_tick(self) -> bool:
         return not self.lock.locked() and self.guard.ready() and not self._backing_off()
 
@@ -279,7 +302,8 @@ class BatchLoop:
         forced = aligner.forced
         lagging = self.guard.lagging()
         blocked = processor.holding()
-        released = aligner.drain(lagging, self.clock.monotonic(), blocked=blocked)
+        until = processor.intake_until
+        released = aligner.drain(lagging, self.clock.monotonic(), blocked=blocked, until=until)
         appended: list[float] = []
         # While the detector holds a boundary for its model, the next event stays held: the
         # rows of that boundary must read the state `replay` reads (docs/architecture.md).
@@ -290,8 +314,12 @@ class BatchLoop:
             if ts is not None:
                 appended.append(ts)
             blocked = processor.holding()
+        if aligner.limited:
+            # Sources held past the rows not made yet have delivered beyond them: decisions
+            # need not wait for them.
+            processor.held_past(aligner.held())
         # Back-pressure: partitions far ahead wait unread while the lagging ones catch up.
-        self.guard.hold_back(aligner.ahead(lagging))
+        self.guard.hold_back(aligner.ahead(lagging, until()))
         metrics.events_held.set(len(aligner))
         metrics.events_released_early.inc(aligner.forced - forced)
         if not checkpoint.handled and not resume:

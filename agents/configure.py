@@ -13,7 +13,7 @@ from churnstream.model.config import ModelConfig
 from churnstream.model.engine import EngineConfig
 from churnstream.model.playbook import Playbook
 from churnstream.model.replay import Replay
-from churnstream.stream.contract.events import DAY_S
+from churnstream.stream.contract.events import DAY_S, expected_kinds
 from churnstream.stream.settings import Settings, SettingsError
 
 
@@ -47,6 +47,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         gone_after_s=settings.gone_after_days * DAY_S,
         expire_after_s=settings.user_retention_days * DAY_S or None,
         watermark_max_step_s=settings.watermark_max_step_s,
+        expect_kinds=expected_kinds(settings.deployed_segments),
     )
 
 

@@ -27,6 +27,12 @@ source never delivers (e.g. a broker that keeps failing its fetches): past `max_
 events (records fetched before a pause took effect), or once an event has waited `max_hold_s`
 (the caller's clock) while the frontier did not move either, events go out early; such
 releases are counted in `forced`.
+
+The caller may also hold events from a time on (`until`: the detector's daily rows not made yet
+read states that may run only so far past their boundary, model/engine.py `intake_until`). That
+wait is the caller's: it does not count toward `max_hold_s`, only `max_buffered` overrides it,
+and under back-pressure every source with an event beyond it stops being fetched. `limited`
+says the last drain stopped there.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Collection, Hashable, Iterable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -52,6 +58,7 @@ class EventTimeAligner(Generic[T]):
         "_safe",
         "forced",
         "grace_s",
+        "limited",
         "max_buffered",
         "max_hold_s",
     )
@@ -69,6 +76,7 @@ class EventTimeAligner(Generic[T]):
         self._safe = -math.inf  # the last release frontier, and when it last moved
         self._moved = -math.inf
         self.forced = 0  # events released before their turn (buffer full or held too long)
+        self.limited = False  # the last drain stopped at the caller's `until`
 
     def __len__(self) -> int:
         return self._n
@@ -95,10 +103,15 @@ class EventTimeAligner(Generic[T]):
         """Events at or before this time can no longer be preceded by a lagging source."""
         return min((self._max_ts.get(s, -math.inf) for s in lagging), default=math.inf)
 
-    def ahead(self, lagging: Collection[Hashable]) -> frozenset[Hashable]:
-        """Lagging sources to stop fetching for now: under back-pressure (more than half of
-        `max_buffered` held, until under a quarter), those whose newest event is beyond the
-        frontier; their events wait anyway until the frontier's sources catch up."""
+    def held(self) -> dict[Hashable, int]:
+        """Events held, by source (only sources holding any)."""
+        return {s: len(q) for s, q in self._queues.items() if q}
+
+    def ahead(self, lagging: Collection[Hashable], until: float = math.inf) -> frozenset[Hashable]:
+        """Sources to stop fetching for now: under back-pressure (more than half of
+        `max_buffered` held, until under a quarter), the lagging ones whose newest event is
+        beyond the frontier, and any whose newest is at or after the caller's `until`; their
+        events wait anyway until the frontier's sources catch up or the caller moves on."""
         if self._n > self.max_buffered // 2:
             self._pausing = True
         elif self._n <= self.max_buffered // 4:
@@ -106,20 +119,28 @@ class EventTimeAligner(Generic[T]):
         if not self._pausing:
             return frozenset()
         safe = self.frontier(lagging)
-        return frozenset(s for s in lagging if self._max_ts.get(s, -math.inf) > safe)
+        return frozenset(
+            s for s, m in self._max_ts.items() if m >= until or (m > safe and s in lagging)
+        )
 
     def release(self, lagging: Iterable[Hashable], now: float = 0.0) -> list[T]:
         """Pop every event that is safe (or overdue) to process now, merged by event time."""
         return list(self.drain(lagging, now))
 
     def drain(
-        self, lagging: Iterable[Hashable], now: float = 0.0, *, blocked: bool = False
+        self,
+        lagging: Iterable[Hashable],
+        now: float = 0.0,
+        *,
+        blocked: bool = False,
+        until: Callable[[], float] | None = None,
     ) -> Iterator[T]:
         """`release`, one event at a time: an event is popped only when the caller asks for
         the next, so a caller that stops (the detector holds a boundary for its model) leaves
         the rest held, in order, for a later call. The frontier is taken now, asked or not.
         `blocked`: the caller applies nothing now; that wait is its own, not a stalled source,
-        so it does not count toward `max_hold_s`."""
+        so it does not count toward `max_hold_s`. `until()`, asked before each event: events
+        at or after it wait too, on the same terms."""
         safe = self.frontier(lagging)
         if safe != self._safe or blocked:
             self._safe, self._moved = safe, now
@@ -134,21 +155,36 @@ class EventTimeAligner(Generic[T]):
                 must_go = max(must_go, max(e[0] for e in queue if e[3] < overdue))
         # Every source seen has delivered up to here: nothing earlier is on its way.
         seen_by_all = min(self._max_ts.values(), default=math.inf)
-        return self._pop(safe, must_go, seen_by_all, now - self.grace_s)
+        self.limited = False
+        return self._pop(safe, must_go, seen_by_all, now - self.grace_s, until, now)
 
-    def _pop(self, safe: float, must_go: float, seen_by_all: float, settled: float) -> Iterator[T]:
+    def _pop(
+        self,
+        safe: float,
+        must_go: float,
+        seen_by_all: float,
+        settled: float,
+        until: Callable[[], float] | None,
+        now: float,
+    ) -> Iterator[T]:
         heads = [(q[0][0], q[0][1], s) for s, q in self._queues.items() if q]
         heapq.heapify(heads)
         while heads:
             ts, _, source = heads[0]
             queue = self._queues[source]
-            if self._n <= self.max_buffered and ts > must_go:
+            fits = self._n <= self.max_buffered
+            beyond = until is not None and ts >= until()
+            if beyond and fits:
+                self.limited = True
+                self._moved = now  # the caller's wait, not a stalled source
+                break
+            if fits and ts > must_go:
                 if ts > safe:
                     break  # a lagging source may still deliver something earlier
                 if ts > seen_by_all and queue[0][3] > settled:
                     break  # in grace: a source that looks caught up may still do so
             heapq.heappop(heads)
-            if ts > safe:
+            if ts > safe or beyond:
                 self.forced += 1
             item = queue.popleft()[2]
             self._n -= 1
@@ -163,5 +199,6 @@ class EventTimeAligner(Generic[T]):
         self._max_ts.clear()
         self._n = 0
         self._pausing = False
+        self.limited = False
         self._safe = self._moved = -math.inf
         return dropped

@@ -96,7 +96,7 @@ def register(ctx: WorkerContext) -> None:
 
         @authorized(web_token(settings))
         async def get(self, request: Request) -> Response:
-            return self.json(processor.status(time.monotonic()))
+            return self.json(loop.status(time.monotonic()))
 
     @app.timer(RELEASE_INTERVAL_S)
     async def release_held() -> None:

@@ -23,7 +23,7 @@ import gc
 import logging
 import math
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -38,7 +38,7 @@ from churnstream.model.engine import Detector
 from churnstream.model.labels import Example
 from churnstream.stream.contract import topics as t
 from churnstream.stream.contract.dlq import dead_letter_of
-from churnstream.stream.contract.events import Event
+from churnstream.stream.contract.events import EVENT_TYPES, Event
 from churnstream.stream.contract.timefmt import rfc3339
 from churnstream.stream.contract.validation import Invalid, parse
 from churnstream.stream.kafka.client import security_settings
@@ -71,6 +71,8 @@ class EventProcessor:
         self.repo = repo
         self.prefix = settings.topic_prefix
         self.kinds = {settings.topic(name): kind for kind, name in t.INPUT_TOPICS.items()}
+        # Input topic -> the kind the watermark knows its sources by (re-keyed records: none).
+        self.event_kinds = {topic: EVENT_TYPES[name].kind for topic, name in self.kinds.items()}
         self.rekeyed_topic = settings.topic(t.REKEYED)
         self.dlq_topic = settings.topic(t.DLQ)
         self.scores_topic = settings.topic(t.SCORES)
@@ -237,6 +239,23 @@ class EventProcessor:
         if detector.held is not None:
             self._sweep()
         return detector.held is not None
+
+    def intake_until(self) -> float:
+        """Events at or after this event time wait (model/engine.py `Detector.intake_until`)."""
+        return self.detector.intake_until
+
+    def held_past(self, held: Mapping[tuple[str, int], int]) -> None:
+        """Intake stopped at `intake_until` with `held` events by input partition: each kind
+        with events held there has delivered past the rows that wait, so its sources waited for
+        count as idle now (in a replay a kind that lags is idle at once). A kind that has
+        nothing held is still waited for, up to `source_wait_s`."""
+        wm = self.detector.watermark
+        kinds = {self.event_kinds.get(topic) for topic, _ in held}
+        for source in wm.lagging():
+            kind = source if isinstance(source, str) else wm.kind_of(source)
+            if kind in kinds:
+                log.debug("input source %s delivered past the rows waiting: not waited for", source)
+                wm.mark_idle(source)
 
     def status(self, now: float) -> dict[str, Any]:
         """What decisions wait for at wall time `now`, as of the last `waiting` call: each input

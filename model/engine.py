@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from churnstream.features import FEATURE_NAMES, Applied, FeatureConfig
-from churnstream.features.buckets import LAST_EVENT
+from churnstream.features.buckets import AHEAD_DAYS, LAST_EVENT
 from churnstream.model.alerts import Alert, AlertPolicy
 from churnstream.model.config import ModelConfig
 from churnstream.model.labels import (
@@ -43,7 +43,13 @@ from churnstream.model.learner import SegmentModel
 from churnstream.model.scoring import Score, Scorer
 from churnstream.model.user_record import UserRecord
 from churnstream.model.watermark import Watermark
-from churnstream.stream.contract.events import DAY_S, EVENT_TYPES, Event, Lifecycle, ValueEvent
+from churnstream.stream.contract.events import (
+    DAY_S,
+    Event,
+    Lifecycle,
+    ValueEvent,
+    expected_kinds,
+)
 from churnstream.stream.contract.timefmt import rfc3339
 
 # Where an event came from: (topic, partition, offset); None in replays without offsets.
@@ -70,6 +76,8 @@ class EngineConfig:
     # True (live): a lagging or not yet started source is waited for until the caller marks it
     # idle; False (replay, a file in event-time order): a lagging source is idle at once.
     wait_for_sources: bool = False
+    # The event kinds waited for before they start (`expected_kinds` of the deployed segments).
+    expect_kinds: tuple[str, ...] = expected_kinds()
     # True where a trainer learns the released labels (the worker, `replay`): daily rows wait
     # for the model as of their boundary. False: score with whatever model is installed.
     model_as_of: bool = False
@@ -189,7 +197,7 @@ class Detector:
             config.watermark_idle_s,
             wait=config.wait_for_sources,
             max_step_s=config.watermark_max_step_s,
-            expect=(cls.kind for cls in EVENT_TYPES.values()),
+            expect=config.expect_kinds,
         )
         # Per segment, the latest label due time among the examples released so far: the model
         # as of a boundary must have learned them (Scorer.covers).
@@ -458,6 +466,20 @@ class Detector:
             if self.expiry.earliest < wm:
                 self._expire(wm)
         return len(self.out.examples) - before
+
+    @property
+    def intake_until(self) -> float:
+        """Events at or after this event time wait (live): a daily row not made yet reads its
+        users' states as of its boundary, which the day ring rebuilds only while a state ran at
+        most `AHEAD_DAYS` days past it (features/buckets.py). While a source or the model is
+        waited for, intake would otherwise run on and rows made later would lose days of their
+        window. Never before the watermark can pass the boundary (the lateness, a day on).
+        inf while no row is scheduled."""
+        boundary = self.days.earliest
+        if boundary == math.inf:
+            return math.inf
+        ring = (boundary // DAY_S + AHEAD_DAYS + 1) * DAY_S
+        return max(ring, boundary + self.config.features.lateness_s + DAY_S)
 
     @property
     def rows_due(self) -> bool:

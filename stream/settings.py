@@ -68,6 +68,9 @@ class Settings:
     order_grace_s: float = 0.25
     """Wall seconds an event waits for input partitions that look caught up but have not
     delivered anything as late yet (event-time order across partitions); 0 = no wait."""
+    segments: str = "course,saas,docs"
+    """The segments this deployment serves, comma-separated: daily rows wait only for the
+    input topics their customers produce (a topic no producer writes is not waited for)."""
     source_wait_s: float = 120.0
     """Wall seconds a decision waits for an input source that lags (or has not started) and
     does not advance; then the source counts as idle and decisions go on without it."""
@@ -80,11 +83,11 @@ class Settings:
 
     # Domain (event time)
     lateness_s: float = 86400.0
+    """Allowed lateness of events, seconds of event time."""
     watermark_max_step_s: float = 86400.0
     """Event-time seconds an input source's progress may jump beyond the freshest one on a
     single event; a farther event moves it only once the next ones confirm the jump
     (model/watermark.py: CONFIRM_EVENTS far events in a row)."""
-    """Allowed lateness of events, seconds of event time."""
     max_future_skew_s: float = 86400.0
     """Seconds an event's time may run ahead of the worker's wall clock; later events go to the
     dead-letter topic (`future_timestamp`)."""
@@ -136,6 +139,10 @@ class Settings:
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
     """Other CHURNSTREAM_* variables (security settings read by stream.kafka.security; never shown:
     they may hold secrets)."""
+
+    @property
+    def deployed_segments(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.strip() for s in self.segments.split(",") if s.strip()))
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
@@ -192,6 +199,11 @@ class Settings:
         need(self.flush_interval_s > 0, "flush_interval_s", "must be > 0")
         need(self.flush_max_events >= 1, "flush_max_events", "must be >= 1")
         need(0 <= self.order_grace_s <= 10, "order_grace_s", "must be in [0, 10] seconds")
+        need(
+            bool(self.deployed_segments) and all(seg in SEGMENTS for seg in self.deployed_segments),
+            "segments",
+            f"comma-separated, each one of {', '.join(SEGMENTS)}",
+        )
         need(self.source_wait_s >= 0, "source_wait_s", "must be >= 0")
         need(self.model_wait_s >= 0, "model_wait_s", "must be >= 0")
         need(self.watermark_max_step_s > 0, "watermark_max_step_s", "must be > 0")

@@ -90,3 +90,18 @@ EVENT_TYPES: Final[dict[str, type[Event]]] = {
     "value": ValueEvent,
     "subscriptions": Lifecycle,
 }
+
+# The inputs each segment's customers produce (EVENT_TYPES keys): a deployment waits only for
+# the inputs of its segments (CHURNSTREAM_SEGMENTS) before its daily rows, not for a topic no
+# producer of it will ever write.
+SEGMENT_INPUTS: Final[dict[str, tuple[str, ...]]] = {
+    "course": ("subscriptions", "logins", "video_views"),
+    "saas": ("subscriptions", "logins", "integration_syncs", "value"),
+    "docs": ("subscriptions", "logins", "document_jobs", "value"),
+}
+
+
+def expected_kinds(segments: tuple[str, ...] = SEGMENTS) -> tuple[str, ...]:
+    """The event kinds (`Event.kind`) the inputs of `segments` carry, in contract order."""
+    inputs = {name for s in segments for name in SEGMENT_INPUTS[s]}
+    return tuple(cls.kind for name, cls in EVENT_TYPES.items() if name in inputs)

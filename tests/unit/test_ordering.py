@@ -211,3 +211,44 @@ def test_time_the_caller_is_blocked_does_not_make_events_overdue() -> None:
     assert a.release(["B"], now=101.0) == [] and a.forced == 0
     # ...but B standing still for max_hold_s after that does release it (counted).
     assert a.release(["B"], now=131.0) == ["a50"] and a.forced == 1
+
+
+def test_the_callers_limit_holds_events_at_and_after_it_without_making_them_overdue() -> None:
+    a: EventTimeAligner[int] = EventTimeAligner(max_hold_s=5.0)
+    for i, ts in enumerate((1.0, 2.0, 3.0, 4.0)):
+        a.push("A" if i % 2 else "B", ts, (0,), i)
+    limit = 3.0
+    assert list(a.drain([], now=0.0, until=lambda: limit)) == [0, 1]
+    assert a.limited
+    # Far past max_hold_s: the caller's wait, so nothing goes early and nothing is forced.
+    assert list(a.drain([], now=100.0, until=lambda: limit)) == []
+    assert a.forced == 0
+    # Asked before each event: a limit that moves while draining lets the next one go.
+    limits = iter((3.5, 4.5))
+    assert list(a.drain([], now=101.0, until=lambda: next(limits))) == [2, 3]
+    assert not a.limited
+
+
+def test_a_full_buffer_overrides_the_callers_limit_and_counts_it() -> None:
+    a: EventTimeAligner[int] = EventTimeAligner(max_buffered=2)
+    for i in range(4):
+        a.push("A", float(i), (0,), i)
+    assert a.release([], now=0.0) == [0, 1, 2, 3]  # nothing lags: all go
+    for i in range(4):
+        a.push("A", 10.0 + i, (0,), i)
+    # Over the buffer's bound the limit yields, one event at a time: 11 goes, counted.
+    assert list(a.drain([], now=0.0, until=lambda: 11.0)) == [0, 1]
+    assert a.forced == 1
+    assert len(a) == 2
+
+
+def test_under_back_pressure_every_source_past_the_callers_limit_is_paused() -> None:
+    a: EventTimeAligner[int] = EventTimeAligner(max_buffered=8)
+    for i in range(5):
+        a.push("A", 10.0 + i, (0,), i)  # all past the limit
+    a.push("B", 2.0, (1,), 99)  # before it: B is read on
+    a.push("C", 12.0, (2,), 100)
+    assert a.ahead([], until=5.0) == {"A", "C"}
+    # Without a limit only lagging sources past the frontier (B's 2.0) are paused.
+    assert a.ahead(["A", "B"], until=math.inf) == {"A"}
+    assert a.ahead(["A"], until=math.inf) == frozenset()  # A is the frontier: read on

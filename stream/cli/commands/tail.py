@@ -60,6 +60,11 @@ def format_status(doc: dict[str, Any]) -> str:
             f"a model snapshot as of {held['boundary']} "
             f"(waited {held['waited_s']:.0f} of {held['limit_s']:.0f} s)"
         )
+    if doc.get("intake_held"):
+        held = sum(doc.get("events_held", {}).values())
+        parts.append(
+            f"the daily rows before {doc['intake_held']} ({held} events from then on held)"
+        )
     return "worker waits for " + "; ".join(parts) if parts else "worker waits for nothing"
 
 

@@ -8,7 +8,8 @@ from the group's committed offsets, as the real one does after asking the broker
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import math
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -123,6 +124,8 @@ class FakeProcessor:
         self.failures = 0  # finish() calls that raise first
         self.hold_at: float | None = None  # applying this event time holds a boundary
         self.model_held = False  # a boundary waits for its model: no event may be applied
+        self.until = math.inf  # events at or after this event time wait (rows not made yet)
+        self.past: list[dict[TP, int]] = []  # what was held when intake stopped at `until`
 
     def validate(self, message: Msg, out: Outbox) -> Happened | None:
         if message.value == b"bad":
@@ -143,6 +146,15 @@ class FakeProcessor:
 
     def rows_ready(self) -> bool:
         return False  # no day boundary's rows (tests/unit/agents/test_row_pacing.py)
+
+    def intake_until(self) -> float:
+        return self.until
+
+    def held_past(self, held: Mapping[TP, int]) -> None:
+        self.past.append(dict(held))
+
+    def status(self, now: float) -> dict[str, Any]:
+        return {"waiting_for": [], "model_held": None}
 
     def finish(self, out: Outbox) -> None:
         if self.failures:
@@ -275,6 +287,35 @@ def test_no_event_is_applied_while_a_boundary_waits_for_its_model() -> None:
         assert w.processor.applied == [(0, 0), (1, 0), (0, 1), (1, 1)]
         assert w.group.committed == {P0: 2, P1: 2}
         assert w.metric("events_held") == 0
+
+    run(scenario())
+
+
+def test_events_past_the_rows_not_made_yet_wait_and_are_named_to_the_processor() -> None:
+    async def scenario() -> None:
+        w = World()
+        w.processor.until = 25.0  # rows not made yet read states up to here
+        await w.batch((0, 0, b"10"), (1, 0, b"20"), (0, 1, b"30"), (1, 1, b"40"))
+        assert w.processor.applied == [(0, 0), (1, 0)]
+        assert w.group.committed == {P0: 1, P1: 1}
+        # The processor learns which sources delivered past it (decisions need not wait for
+        # them); the status shows it.
+        assert w.processor.past == [{P0: 1, P1: 1}]
+        status = w.loop.status(0.0)
+        assert status["events_held"] == {"logins": 2}
+        assert status["intake_held"] == "1970-01-01T00:00:25.000Z"
+        # Held far longer than max_hold_s: the caller's wait, not a stalled source.
+        w.clock.now += 10 * w.aligner.max_hold_s
+        await w.loop.tick()
+        assert w.processor.applied == [(0, 0), (1, 0)]
+        assert w.aligner.forced == 0
+        w.processor.until = 35.0  # the rows were made
+        await w.loop.tick()
+        assert w.processor.applied == [(0, 0), (1, 0), (0, 1)]
+        w.processor.until = math.inf
+        await w.loop.tick()
+        assert w.processor.applied == [(0, 0), (1, 0), (0, 1), (1, 1)]
+        assert w.loop.status(0.0)["intake_held"] is None
 
     run(scenario())
 
