@@ -67,14 +67,13 @@ SILENT_PROMPT_MIN = 0.45
 # partition's and rows read nothing after their boundary, the live run gives the replay's
 # numbers (two runs: course 78 alerts, precision 0.69, lead after the cold start 6.0 d; saas
 # 98, 0.38, 10.8 d; replay 78 / 0.69 / 6.0 and 98 / 0.38 / 10.8).
-# This history has no docs customers, so `behaviour.document-jobs` never gets a record: the
-# worker waits CHURNSTREAM_SOURCE_WAIT_S (default 120 s) for that kind before it makes any daily
-# row. Meanwhile the day-by-day producer goes on and the users' states run weeks past the
-# boundaries held, further than a row as of a boundary can be rebuilt (the ring keeps 4 days
-# ahead): measured 2026-12-06 at load 0.2, course 437 alerts, precision 0.08, 79 % of
-# never-churners alerted (an open limitation of issue 15, docs/architecture.md). A short wait
-# keeps the run-ahead within the ring, which is what this test is not about.
-ENV = {"CHURNSTREAM_SOURCE_WAIT_S": "2"}
+# This history has no docs customers: the worker is deployed for course and saas, so it does
+# not wait for `behaviour.document-jobs`, which never gets a record. Deployed for all segments
+# (before CHURNSTREAM_SEGMENTS and the intake limit) it waited the default 120 s for that kind
+# while the day-by-day producer went on and the users' states ran weeks past the boundaries
+# held: measured 2026-12-06 at load 0.2, course 437 alerts, precision 0.08, 79 % of
+# never-churners alerted. Intake now stops 4-5 days past the oldest boundary not made.
+ENV = {"CHURNSTREAM_SEGMENTS": "course,saas"}
 
 
 def test_alerts_are_early_rare_and_edge_triggered(

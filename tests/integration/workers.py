@@ -121,6 +121,17 @@ class WorkerProcess:
         """Sum of the samples of `name` whose labels include `labels` (0 if none)."""
         return metric_sum(self.scrape(), name, **labels)
 
+    def status(self) -> dict[str, Any]:
+        """The worker's `GET /status/`: what it waits for and the events it holds."""
+        url = f"http://127.0.0.1:{self.web_port}/status/"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return orjson.loads(resp.read())
+
+    def received(self, topic: str) -> float:
+        """Records of `topic` the worker has taken: processed, or held for event-time order."""
+        consumed = self.metric("churnstream_records_consumed_total", topic=topic)
+        return consumed + self.status()["events_held"].get(self.prefix + topic, 0)
+
     def user(self, user_id: str) -> dict[str, Any] | None:
         url = f"http://127.0.0.1:{self.web_port}/users/{user_id}/"
         try:
