@@ -16,6 +16,8 @@ from e2e_data import Sizes
 from e2e_replay import ReplayResult
 from e2e_replay import render as render_replay
 
+from churnstream.stream.devtools.kafka_local import jar_cache_dir
+
 REPO = Path(__file__).resolve().parents[1]
 HAND_BEGIN = "<!-- hand-written: bench/run_all.py keeps this section as it is -->"
 HAND_END = "<!-- end of hand-written section -->"
@@ -56,7 +58,9 @@ def machine() -> dict[str, str]:
 
 def versions() -> dict[str, str]:
     """Python, Kafka (from the local broker's jars) and the libraries on the hot path."""
-    jars = sorted((REPO / "deploy/kafka/target/lib").glob("kafka_2.13-*.jar"))
+    # The jars the local broker runs (kafka_local.jar_cache_dir: a cache outside the checkout).
+    lib = jar_cache_dir(REPO / "deploy/kafka/pom.xml") / "target" / "lib"
+    jars = sorted(lib.glob("kafka_2.13-*.jar"))
     kafka = "unknown"
     if jars:
         match = re.search(r"kafka_2\.13-([\d.]+)\.jar", jars[0].name)
