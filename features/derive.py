@@ -268,3 +268,53 @@ def derive(
     # Sign-preserving log1p (a value can be negative), inline: this runs once per scored event.
     out += [_log1p(v) if v >= 0.0 else -_log1p(-v) for v in map(out.__getitem__, LOG_SOURCES)]
     return out
+
+
+# The features a `roi_drop` decision reads (model.roi.read_roi and the alert's drivers).
+ROI_FEATURES = (
+    "tenure_days",
+    "value_7d",
+    "value_28d",
+    "cost_7d",
+    "cost_28d",
+    "value_events_28d",
+    "trend_value",
+)
+
+
+def derive_roi(
+    st: UserState,
+    now: float,
+    now_day: int,
+    cents7: int,
+    cents28: int,
+    value_n28: int,
+    lo28: int,
+) -> dict[str, float]:
+    """`ROI_FEATURES` from the window totals of value cents and value events, as `derive`
+    gives them: the same expressions in the same order, so the floats are equal bit for bit
+    (tests/unit/features/test_features_roi.py compares them at every event of a history)."""
+    signup = st.signup_at(now)
+    start = signup if signup is not None else st.first_ts
+    tenure = max(0.0, (now - start) / DAY_S) if start != _INF else 0.0
+    first_day = int(st.first_ts // DAY_S) if st.first_ts != _INF else now_day + 1
+    obs7 = max(0, now_day - max(now_day - 6, first_day) + 1)
+    obs28 = max(0, now_day - max(lo28, first_day) + 1)
+    days_ratio = obs28 / obs7 if obs7 else 0.0
+    price = st.price_at(now) or 0.0
+    per_day = price / 30.0
+    cost7 = per_day * st.subscribed_days(now_day - 6, now_day) if per_day else 0.0
+    cost28 = per_day * st.subscribed_days(now_day - 27, now_day) if per_day else 0.0
+    value7 = cents7 / 100.0
+    value28 = cents28 / 100.0
+    # derive's trend(value7, value28)
+    trend = 1.0 if not value28 or not days_ratio else min(TREND_CAP, value7 * days_ratio / value28)
+    return {
+        "tenure_days": tenure,
+        "value_7d": value7,
+        "value_28d": value28,
+        "cost_7d": cost7,
+        "cost_28d": cost28,
+        "value_events_28d": float(value_n28),
+        "trend_value": trend,
+    }

@@ -17,6 +17,8 @@ from churnstream.features.buckets import (
     LAST_VIDEO,
     N_LAST,
     RING_DAYS,
+    VALUE_CENTS,
+    VALUE_EVENTS,
     WINDOW_DAYS,
     aggregate,
     combine,
@@ -24,7 +26,7 @@ from churnstream.features.buckets import (
 )
 from churnstream.features.codec import decode, encode
 from churnstream.features.config import FeatureConfig
-from churnstream.features.derive import derive
+from churnstream.features.derive import derive, derive_roi
 from churnstream.features.names import FEATURE_NAMES
 from churnstream.stream.contract.events import (
     DAY_S,
@@ -251,6 +253,29 @@ class UserState:
         """Feature values in `FEATURE_NAMES` order at event time `now` (default: the clock)."""
         if now is None:
             now = self.clock
+        nd, lo, agg, r1 = self._windows(now)
+        if r1 is None:
+            return derive(self, now, nd, None, agg[2], agg[3], lo)
+        return derive(self, now, nd, r1, combine(agg[2], r1), combine(agg[3], r1), lo)
+
+    def roi_features(self, now: float | None = None) -> dict[str, float]:
+        """The features of `ROI_FEATURES` (what a `roi_drop` decision reads), equal to those of
+        `vector(now)` bit for bit, without deriving the others (a fifth of a replay's time)."""
+        if now is None:
+            now = self.clock
+        nd, lo, agg, r1 = self._windows(now)
+        cents7, cents28, n28 = agg[2][VALUE_CENTS], agg[3][VALUE_CENTS], agg[3][VALUE_EVENTS]
+        if r1 is not None:  # integer counters: the same sums as `combine`
+            cents7 += r1[VALUE_CENTS]
+            cents28 += r1[VALUE_CENTS]
+            n28 += r1[VALUE_EVENTS]
+        return derive_roi(self, now, nd, cents7, cents28, n28, lo)
+
+    def _windows(
+        self, now: float
+    ) -> tuple[int, int, tuple[int, int, list[int], list[int]], list[int] | None]:
+        """(now's day, the 28-day window's first day, the totals of the window's days before
+        now's day, now's day row or None) for `vector(now)`."""
         nd = int(now // DAY_S)
         # Days that fell out of the clock's ring are expired even when `now` is in the past.
         lo = nd - (WINDOW_DAYS - 1)
@@ -262,8 +287,8 @@ class UserState:
         idx = nd % RING_DAYS
         r1 = self.rows[idx]
         if r1 is None or self.days[idx] != nd or nd < lo:
-            return derive(self, now, nd, None, agg[2], agg[3], lo)
-        return derive(self, now, nd, r1, combine(agg[2], r1), combine(agg[3], r1), lo)
+            r1 = None
+        return nd, lo, agg, r1
 
     def vector_at(self, boundary: float) -> list[float]:
         """Feature values as of event time `boundary`, from the complete UTC days before it.
