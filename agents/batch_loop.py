@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -318,8 +319,10 @@ class BatchLoop:
             # Sources held past the rows not made yet have delivered beyond them: decisions
             # need not wait for them.
             processor.held_past(aligner.held())
-        # Back-pressure: partitions far ahead wait unread while the lagging ones catch up.
-        self.guard.hold_back(aligner.ahead(lagging, until()))
+        # Back-pressure: partitions far ahead wait unread while the lagging ones catch up; while
+        # the detector holds a boundary for its model nothing is applied, so none is read on
+        # (the frontier's partitions filled the buffer past its bound during those holds).
+        self.guard.hold_back(aligner.ahead(lagging, -math.inf if blocked else until()))
         metrics.events_held.set(len(aligner))
         metrics.events_released_early.inc(aligner.forced - forced)
         if not checkpoint.handled and not resume:

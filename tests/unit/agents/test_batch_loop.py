@@ -320,6 +320,27 @@ def test_events_past_the_rows_not_made_yet_wait_and_are_named_to_the_processor()
     run(scenario())
 
 
+def test_under_back_pressure_nothing_is_read_on_while_a_boundary_waits_for_its_model() -> None:
+    async def scenario() -> None:
+        w = World()
+        w.aligner.max_buffered = 4
+        w.processor.hold_at = 10.0
+        # p1 lags (unread records): it holds the frontier and would be read on.
+        w.guard.lagging_sources = [("logins", 1)]
+        await w.batch((0, 0, b"10"), (1, 0, b"20"), (0, 1, b"30"), (0, 2, b"40"))
+        # 10 goes and holds a boundary; 3 held is over half the bound: every partition is
+        # paused, p1 too, though it holds the frontier (it would be read on otherwise).
+        assert w.processor.applied == [(0, 0)]
+        assert w.guard.paused == {("logins", 0), ("logins", 1)}
+        w.guard.lagging_sources = []
+        w.processor.model_held = False
+        await w.loop.tick()
+        assert w.processor.applied == [(0, 0), (1, 0), (0, 1), (0, 2)]
+        assert w.guard.paused == frozenset()
+
+    run(scenario())
+
+
 def test_a_rebalance_in_the_middle_of_a_batch() -> None:
     async def scenario() -> None:
         w = World(grace_s=5.0)
