@@ -127,8 +127,10 @@ class EventScore(NamedTuple):
     segment: str
     ts: float
     model: SegmentModel | None
-    vector: list[float]  # the features in `FEATURE_NAMES` order
-    x: dict[str, float]  # the same as a mapping
+    # The features in `FEATURE_NAMES` order and as a mapping; None (`Detector.event_vectors`
+    # False) until `complete_last` derives them from the user's state, unchanged since.
+    vector: list[float] | None
+    x: dict[str, float] | None
     scored_at: str
 
 
@@ -222,6 +224,13 @@ class Detector:
         # cost more than the rest of the event. The newest of each user is worked out for
         # `rec.last` by `complete_last`.
         self.record_event_scores = True
+        # False too (a replay without a scores file): nobody reads an event score's features
+        # but `complete_last`, for each user's newest. `_score` then reads only what
+        # `roi_drop` needs (`UserState.roi_features`, the full derive is a fifth of a replay)
+        # and the newest's features are derived at the end from the state as it was at that
+        # event: `_apply` derives them first if an event is about to change the state and no
+        # newer score will follow (`_keep_features`).
+        self.event_vectors = True
         self._unscored: dict[str, EventScore] = {}
         # Only `scored_at` reads it: the contract marks that field as wall-clock, for latency.
         self._wall_clock = wall_clock
@@ -273,6 +282,8 @@ class Detector:
             self.watermark.observe((topic, partition), event.ts, type(event).kind)
         else:
             self.watermark.observe(type(event).kind, event.ts, type(event).kind)
+        if not self.event_vectors:
+            self._keep_features(rec, event)
         old_segment = state.segment
         applied = state.apply(event)
         if source is not None:  # only once applied: an event that raised left no trace
@@ -326,6 +337,14 @@ class Detector:
         segment = rec.state.segment or self.config.default_segment
         if self.record_event_scores:
             x = self._publish(rec, segment, now, rec.state.vector(now), "event")[0]
+        elif not self.event_vectors:
+            x = rec.state.roi_features(now)
+            # No scores file: `scored_at` is never written.
+            row = EventScore(rec.user_id, segment, now, self.scorer.pick(segment), None, None, "")
+            self.out.scores.append(row)
+            if now >= rec.last_scored_ts:
+                rec.last = {"ts": now}  # the rest in `complete_last`
+                self._unscored[rec.user_id] = row
         else:
             vector = rec.state.vector(now)
             x = dict(zip(FEATURE_NAMES, vector, strict=True))
@@ -341,6 +360,27 @@ class Detector:
             self.out.held["roi_source"] += 1
             return
         self._alert(self.alerts.on_roi(rec.user_id, segment, now, x, rec.alerts))
+
+    def _keep_features(self, rec: UserRecord, event: Event) -> None:
+        """Before `event` is applied: derive the features of the user's newest unrecorded
+        event score if the event may change the state without a newer event score replacing
+        that one (`_score` is skipped for a churned user, a cancel churns one, and the
+        throttle skips some). Any other event that changes the state is scored after it
+        (duplicates and events too late leave the state as it is); daily rows and label
+        releases only read it, and an expired user's entry is dropped (`forget`)."""
+        row = self._unscored.get(rec.user_id)
+        if (
+            row is not None
+            and row.vector is None
+            and (
+                rec.state.churned
+                or type(event) is Lifecycle
+                or self.config.score_min_interval_s > 0
+            )
+        ):
+            vector = rec.state.vector(row.ts)
+            x = dict(zip(FEATURE_NAMES, vector, strict=True))
+            self._unscored[rec.user_id] = row._replace(vector=vector, x=x)
 
     def _daily(self, rec: UserRecord, boundary: float) -> float | None:
         """Score `rec` as of `boundary`, label and alert on it; returns the next boundary.
@@ -427,7 +467,10 @@ class Detector:
             rec = self.repo.get(user_id)
             if rec is None or rec.last.get("ts") != row.ts:
                 continue
-            s = self.scorer.score_with(row.model, row.segment, row.x)
+            x = row.x
+            if x is None:  # the state is the one of that event (`_keep_features`)
+                x = dict(zip(FEATURE_NAMES, rec.state.vector(row.ts), strict=True))
+            s = self.scorer.score_with(row.model, row.segment, x)
             horizon_s = self.config.model.horizon_s(row.segment)
             record = score_record(user_id, row.segment, row.ts, s, horizon_s, "event", "")
             rec.last = last_score(row.ts, record)

@@ -101,6 +101,8 @@ class Replay:
         # Event scores are worked out only for a scores file: by `jobs - 1` other processes
         # (model/score_pool.py), or here with one job.
         self.detector.record_event_scores = scores_out is not None and jobs <= 1
+        # Without a scores file only each user's newest event score is worked out.
+        self.detector.event_vectors = scores_out is not None
         self.pool = (
             ScorePool(jobs - 1, config.model, scores_out)
             if scores_out is not None and jobs > 1
