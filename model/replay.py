@@ -231,10 +231,13 @@ class Replay:
 
     def _drain(self) -> None:
         out = self.detector.out
-        if not (out.scores or out.alerts or out.examples):
+        scores, alerts, examples = out.scores, out.alerts, out.examples
+        if not (scores or alerts or examples):
             return
-        out = out.drain()
-        for score in out.scores:
+        # Only the lists are taken (`Outputs.drain` makes two Counters per event, no reader of
+        # `results` or `held` here: the replay counts the results `handle` returns).
+        out.scores, out.alerts, out.examples = [], [], []
+        for score in scores:
             if type(score) is EventScore:
                 self.segments[score.segment].scores += 1
                 if self.pool is not None:
@@ -254,7 +257,7 @@ class Replay:
                 self.pool.line(orjson.dumps(score) + b"\n")
             elif self.scores_out is not None:
                 self.scores_out.write(orjson.dumps(score) + b"\n")
-        for alert in out.alerts:
+        for alert in alerts:
             seg = self.segments[alert["segment"]]
             seg.alerts[f"{alert['kind']}/{alert['severity']}"] += 1
             if alert["kind"] == "churn_risk":
@@ -267,8 +270,8 @@ class Replay:
                     seg.risk_alerts.append((alert["user_id"], ts))
             if self.alerts_out is not None:
                 self.alerts_out.write(orjson.dumps(alert) + b"\n")
-        last = {e.segment: i for i, e in enumerate(out.examples)}
-        for i, example in enumerate(out.examples):
+        last = {e.segment: i for i, e in enumerate(examples)}
+        for i, example in enumerate(examples):
             self._learn(example, closes=last[example.segment] == i)
 
     def _learn(self, example: Example, closes: bool = False) -> None:
