@@ -1,6 +1,6 @@
 """Versioned binary encoding of `UserState` (once per user per flush, so it caps throughput).
 
-Layout v5: `version:u8 flags:u8 payload`; the payload is zlib-compressed only when it is
+Layout v6: `version:u8 flags:u8 payload`; the payload is zlib-compressed only when it is
 longer than `_ZLIB_ABOVE` (rare: compression costs more CPU than the rest of the codec and
 saves ~20 % on a typical state). Fixed-width little-endian fields packed with one `struct`
 call per group, no per-field varints:
@@ -15,6 +15,10 @@ call per group, no per-field varints:
               25 column codes and the columns: code 0 = all zero (nothing stored),
               1..4 = u8/u16/u32/u64 array, 5 = zigzag varints (negative or > 64 bits)
 
+v6 stores `day_before_ring` where v5 stored `last_day_before` (the day of a slot's event
+before its newest one's day): a v5 day older than the clock's ring is kept as the newest day
+out of it, a v5 day inside the ring is dropped (the ring's rows hold it; a still older day out of
+the ring is unknown, read as never seen).
 v5 added two optional values (the signup and the billing anchor before the newest ones, read
 by a row as of an earlier boundary) and, after the days, `u8` mask + one `i32` per slot of
 `last_day_before` kept. v4 added two optional values (the price before the newest
@@ -42,8 +46,8 @@ if TYPE_CHECKING:
     from churnstream.features.config import FeatureConfig
     from churnstream.features.state import UserState
 
-VERSION = 5
-_READABLE = (2, 3, 4, 5)
+VERSION = 6
+_READABLE = (2, 3, 4, 5, 6)
 _FLAG_ZLIB = 1
 _ZLIB_ABOVE = 1800  # keeps the worst case near the 2 KiB budget without taxing the usual one
 _HEAD = struct.Struct("<HBHB")
@@ -197,7 +201,7 @@ def encode(st: UserState) -> bytes:
     if live:
         parts.append(bytes(ages))
         parts.append(_encode_columns(live))
-    kept = [(i, d) for i, d in enumerate(st.last_day_before) if d >= 0]
+    kept = [(i, d) for i, d in enumerate(st.day_before_ring) if d >= 0]
     parts.append(bytes((sum(1 << i for i, _ in kept),)))
     parts.append(struct.pack(f"<{len(kept)}i", *(d for _, d in kept)))
 
@@ -305,7 +309,11 @@ def _decode_payload(
         if bmask >> N_LAST:
             raise ValueError("corrupt state: unknown field in mask")
         kept = iter(struct.unpack_from(f"<{bmask.bit_count()}i", data, pos + 1))
-        st.last_day_before = [next(kept) if bmask & (1 << i) else -1 for i in range(N_LAST)]
+        days = [next(kept) if bmask & (1 << i) else -1 for i in range(N_LAST)]
+        if version == 5:  # the day before the newest's: kept only if out of the ring
+            ring_lo = int(st._clock // DAY_S) - (RING_DAYS - 1)
+            days = [d if d < ring_lo else -1 for d in days]
+        st.day_before_ring = days
         pos += 1 + 4 * bmask.bit_count()
     if pos != len(data):
         raise ValueError("corrupt state: trailing bytes")

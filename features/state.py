@@ -67,11 +67,11 @@ class UserState:
         "cancel_ts",
         "churned",
         "config",
+        "day_before_ring",
         "days",
         "first_ts",
         "ids",
         "last",
-        "last_day_before",
         "lifecycle_ts",
         "offsets",
         "plan_price",
@@ -113,10 +113,10 @@ class UserState:
         self._clock = _NEG_INF
         self.first_ts = _INF
         self.last = [_NEG_INF] * N_LAST
-        # Per `last` slot, the day of its newest event before the newest one's day (-1: none):
-        # a row as of a boundary before a user's return after weeks away reads it (the days
-        # before the window are in no day row).
-        self.last_day_before = [-1] * N_LAST
+        # Per `last` slot, the newest day with its event among the days out of the clock's ring
+        # (-1: none): a row as of a boundary before a user's return after weeks away reads it,
+        # however far the state ran past the boundary (those days are in no day row).
+        self.day_before_ring = [-1] * N_LAST
         self.days = [-1] * RING_DAYS  # day number held by each slot
         self.rows: list[list[int] | None] = [None] * RING_DAYS
         self.ids = [_NO_ID] * config.dedupe_slots
@@ -187,30 +187,42 @@ class UserState:
             handler(event, row, last)
             if ts > last[LAST_EVENT]:
                 last[LAST_EVENT] = ts
-            # A slot this event moved to its day from an earlier day keeps that day.
-            before = self.last_day_before
-            start = day * DAY_S
-            for i, prev in enumerate(self.last):
-                if prev < start and last[i] != prev and prev != _NEG_INF:
-                    if before is self.last_day_before:
-                        before = before.copy()
-                    before[i] = int(prev // DAY_S)
+            self._leave_ring(ts)  # before the row of a day that leaves it is reused
             agg = self._agg
             if agg is not None and day < agg[1]:
                 self._agg = None
             self.rows[idx] = row
             self.days[idx] = day
             self.last = last
-            self.last_day_before = before
         ids[self._id_pos] = h
         self._id_pos = (self._id_pos + 1) % len(ids)
         if ts > clock:
+            if cls is Lifecycle:
+                self._leave_ring(ts)
             self._clock = ts
         if ts < self.first_ts:
             self.first_ts = ts
         if event.segment and self.segment is None:
             self.segment = event.segment
         return status
+
+    def _leave_ring(self, ts: float) -> None:
+        """The clock moves to `ts`: per `last` slot, keep the newest day with its event among
+        the days that leave the clock's ring (`day_before_ring`), before their rows are reused
+        or stop counting."""
+        clock = self._clock
+        if ts <= clock or clock == _NEG_INF:
+            return
+        old_lo = int(clock // DAY_S) - (RING_DAYS - 1)
+        new_lo = int(ts // DAY_S) - (RING_DAYS - 1)
+        days, rows, out = self.days, self.rows, self.day_before_ring
+        for day in range(old_lo, min(new_lo, old_lo + RING_DAYS)):
+            idx = day % RING_DAYS
+            row = rows[idx]
+            if row is not None and days[idx] == day:
+                for slot, seen in enumerate(_SEEN):
+                    if day > out[slot] and seen(row):
+                        out[slot] = day
 
     def _lifecycle(self, ev: Lifecycle) -> None:
         # Every value is worked out before the first assignment (all or nothing per event).
@@ -303,8 +315,8 @@ class UserState:
         `AHEAD_DAYS` more days for that, and the plan price is the one before a change made
         after `boundary` (`price_at`), as are the signup and billing anchor (`signup_at`,
         `renewal_at`). A `days_since_*` whose newest event is after `boundary` and that had none
-        in the window reads the day kept before the newest (`last_day_before`); after two days
-        with it past `boundary`, an older one counts as never seen.
+        in the window reads the newest day before the window that had it (the day rows still in
+        the ring, else `day_before_ring`).
         """
         bd = int(boundary // DAY_S)
         end = bd - 1
@@ -331,11 +343,25 @@ class UserState:
                 day = int(t // DAY_S) if t != _NEG_INF else None
             else:  # the newest is after the boundary: the newest day before it that had one
                 day = next((d for d, r in rows if seen(r)), None)
-                if day is None and 0 <= self.last_day_before[slot] <= end:
-                    day = self.last_day_before[slot]  # before the window
+                if day is None:
+                    day = self._seen_before(slot, lo)  # before the window
             # As a time whole days before `boundary`, so derive() counts whole days.
             last.append(_NEG_INF if day is None else boundary - max(0, end - day) * DAY_S)
         return derive(self, boundary, end, r1, w7, w28, lo, last)
+
+    def _seen_before(self, slot: int, lo: int) -> int | None:
+        """The newest day before day `lo` with the event of `LAST_*` slot `slot`: from the day
+        rows still in the clock's ring, else from the days that left it."""
+        seen = _SEEN[slot]
+        ring_lo = int(self._clock // DAY_S) - (RING_DAYS - 1)
+        day = max(
+            (d for d, r in zip(self.days, self.rows, strict=True)
+             if r is not None and ring_lo <= d < lo and seen(r)),
+            default=None,
+        )  # fmt: skip
+        if day is None and self.day_before_ring[slot] >= 0:
+            day = self.day_before_ring[slot]
+        return day
 
     def _totals_before(self, lo: int, nd: int) -> tuple[int, int, list[int], list[int]]:
         lo7 = nd - 6

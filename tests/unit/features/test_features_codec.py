@@ -167,3 +167,17 @@ def test_corrupt_v2_column_code_and_trailing_bytes_are_rejected() -> None:
     bad[codes_at] = 9
     with pytest.raises(ValueError, match="column code"):
         UserState.from_bytes(bytes(bad))
+
+
+def test_a_v5_day_before_the_newest_is_kept_only_if_out_of_the_ring() -> None:
+    """v5 stored, per slot, the day of the event before the newest one's day; v6 the newest
+    day that left the clock's ring. A v5 day still in the ring is in the day rows already."""
+    st = state_of([login(at(0)), login(at(40))])
+    out_of_ring = int(at(0) // DAY)
+    assert st.day_before_ring[1] == out_of_ring
+    st.day_before_ring[0] = int(at(35) // DAY)  # as a v5 writer held it: inside the ring
+    blob = st.to_bytes()
+    assert blob[0] == 6
+    v5 = UserState.from_bytes(bytes((5,)) + blob[1:])
+    assert v5.day_before_ring[1] == out_of_ring and v5.day_before_ring[0] == -1
+    assert UserState.from_bytes(blob).day_before_ring == st.day_before_ring

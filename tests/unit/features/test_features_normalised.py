@@ -159,12 +159,12 @@ def test_a_v2_state_still_decodes() -> None:
     st = busy_user(10)
     st.renewal_ts = None  # what a v2 writer could hold: the same layout without the anchor
     st.renewal_before = st.signup_before = None  # nor the ones before the newest (v5)
-    st.last_day_before = [-1] * len(st.last)
+    st.day_before_ring = [-1] * len(st.last)
     blob = st.to_bytes()
     payload = zlib.decompress(blob[2:]) if blob[1] & 1 else blob[2:]
     v2 = bytes((2, 0)) + payload[:-1]  # without v5's (empty) mask of the days before the newest
     back = UserState.from_bytes(v2)
     assert back.vector() == st.vector() and back.renewal_ts is None
-    assert VERSION == 5
+    assert VERSION == 6
     anchored = busy_user(40)
     assert UserState.from_bytes(anchored.to_bytes()).renewal_ts == anchored.renewal_ts == at(30, 0)

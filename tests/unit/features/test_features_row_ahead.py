@@ -69,3 +69,24 @@ def test_a_return_after_weeks_away_keeps_the_days_since_before_it() -> None:
     assert row(back) == before
     assert before["days_since_login"] == 39.0  # whole days to the day before B
     assert UserState.from_bytes(back.to_bytes()).vector_at(B) == back.vector_at(B)
+
+
+def test_a_return_with_events_on_every_day_past_the_boundary_keeps_the_days_since() -> None:
+    """As above with logins on each of the 4 days past B the ring keeps: the day before the
+    newest login is then after B too. Kept as the day before the newest, the row read the login
+    as never seen (tenure instead: one saas example of 35,767 in the 800 x 75 catch-up, and
+    the saas model diverged from replay's after it)."""
+    gone = [life(at(0), "signup", price=60.0), login(at(-10)), view(at(20))]
+    before = row(state_of(gone))
+    back = state_of([*gone, *(login(at(30 + d)) for d in range(5))])
+    assert row(back) == before
+    assert before["days_since_login"] == 39.0
+    assert UserState.from_bytes(back.to_bytes()).vector_at(B) == back.vector_at(B)
+
+
+def test_days_that_leave_the_ring_keep_each_slots_newest() -> None:
+    st = state_of([login(at(0)), view(at(1)), login(at(2)), login(at(40))])
+    # Days 0-2 left the ring when the clock reached day 40 (the ring holds days 9-40).
+    assert st.day_before_ring[1] == int(at(2) // DAY)  # logins
+    assert st.day_before_ring[2] == int(at(1) // DAY)  # videos
+    assert st.day_before_ring[3] == -1  # syncs: never
