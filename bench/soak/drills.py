@@ -176,9 +176,12 @@ def _finish(
     acct: Accounting,
     workers: list[Worker],
     plausible_until: float,
+    adjust: Callable[[object, dict[str, Seen | None]], None] | None = None,
 ) -> None:
-    """Reconcile a live drill and fill its row."""
-    tally, dlq = tally_live(soak.bootstrap, f"{drill}.", f"soak-{drill}", locations, acct)
+    """Reconcile a live drill and fill its row (`adjust`: see `tally_live`)."""
+    tally, dlq = tally_live(
+        soak.bootstrap, f"{drill}.", f"soak-{drill}", locations, acct, adjust=adjust
+    )
     row.tally = tally
     if not row.caught_up:
         behind, _ = lag(soak.bootstrap, f"soak-{drill}", _inputs(drill + "."))
@@ -664,7 +667,27 @@ def extreme_live(soak: Soak) -> Row:
         locations = produce(soak.bootstrap, _prefixed(prefix, records))
         log.info("f2: %s records produced", f"{len(locations):,}")
         row.caught_up = soak.caught_up([worker], f"soak-{drill}", prefix, CATCH_UP_S)
-        _finish(soak, row, drill, locations, acct, [worker], soak.now + 3600)
+        # As in f1: a user whose newest event is older than the retention (one login dated in
+        # 2000, say) is removed by design once event time passes it; live too, since daily rows
+        # wait no longer behind such a user's first boundary while the stream runs on.
+        retention_s = Settings.from_env({}).user_retention_days * DAY_S
+        expire_before = start + 2.4 * DAY_S - retention_s
+
+        def expired(dlq: object, states: dict[str, Seen | None]) -> None:
+            gone = [
+                u
+                for u, ts in acct.expected.last_ts.items()
+                if ts < expire_before and states.get(u) is None
+            ]
+            for user in gone:
+                acct.expected.write_off(user, acct.expected.per_user.get(user, 0))
+            if gone:
+                row.notes.append(
+                    f"{len(gone)} users whose newest event is older than user_retention_days "
+                    "expired by design (their events written off)"
+                )
+
+        _finish(soak, row, drill, locations, acct, [worker], soak.now + 3600, adjust=expired)
     return row
 
 
