@@ -144,25 +144,11 @@ def derive(
         _proc_max28,
     ) = w28
 
-    signup = st.signup_at(now)
-    start = signup if signup is not None else st.first_ts
-    tenure = max(0.0, (now - start) / DAY_S) if start != _INF else 0.0
-    # Days of each window the state has observed: from the day of the first event it saw
-    # (a user's start, or a deployment's) to now_day. Rates per observed day make a steady
-    # user's trend 1.0 from the first day instead of 4.0 until the 28-day window fills.
-    first_day = int(st.first_ts // DAY_S) if st.first_ts != _INF else now_day + 1
-    obs7 = max(0, now_day - max(now_day - 6, first_day) + 1)
-    obs28 = max(0, now_day - max(lo28, first_day) + 1)
+    tenure, first_day, days_ratio, price, cost7, cost28 = _basis(st, now, now_day, lo28)
     history = float(min(HISTORY_CAP, max(0, now_day - first_day + 1)))
 
-    days_ratio = obs28 / obs7 if obs7 else 0.0
-
     def trend(x7: float, x28: float) -> float:
-        # Rate over the last 7 observed days against the rate over the observed 28-day window;
-        # neutral 1.0 without activity in the window (or nothing observed).
-        if not x28 or not days_ratio:
-            return 1.0
-        return min(TREND_CAP, x7 * days_ratio / x28)
+        return _trend(x7, x28, days_ratio)
 
     # Billing anchors repeat every cycle, so an anchor seen after `now` (the state runs ahead
     # of a daily row) still gives the same phase. A cancelled user has no renewal to come.
@@ -174,10 +160,6 @@ def derive(
     else:
         renewal_known = 1.0
         to_renewal = RENEWAL_CYCLE_DAYS - ((now - anchor) / DAY_S) % RENEWAL_CYCLE_DAYS
-    price = st.price_at(now) or 0.0
-    per_day = price / 30.0
-    cost7 = per_day * st.subscribed_days(now_day - 6, now_day) if per_day else 0.0
-    cost28 = per_day * st.subscribed_days(now_day - 27, now_day) if per_day else 0.0
 
     # _since() for every `last` slot; LAST_* order is the days_since_* feature order.
     # Never seen counts from the user's start: a new user is not "60 days inactive".
@@ -292,23 +274,12 @@ def derive_roi(
     lo28: int,
 ) -> dict[str, float]:
     """`ROI_FEATURES` from the window totals of value cents and value events, as `derive`
-    gives them: the same expressions in the same order, so the floats are equal bit for bit
+    gives them (the same helpers), so the floats are equal bit for bit
     (tests/unit/features/test_features_roi.py compares them at every event of a history)."""
-    signup = st.signup_at(now)
-    start = signup if signup is not None else st.first_ts
-    tenure = max(0.0, (now - start) / DAY_S) if start != _INF else 0.0
-    first_day = int(st.first_ts // DAY_S) if st.first_ts != _INF else now_day + 1
-    obs7 = max(0, now_day - max(now_day - 6, first_day) + 1)
-    obs28 = max(0, now_day - max(lo28, first_day) + 1)
-    days_ratio = obs28 / obs7 if obs7 else 0.0
-    price = st.price_at(now) or 0.0
-    per_day = price / 30.0
-    cost7 = per_day * st.subscribed_days(now_day - 6, now_day) if per_day else 0.0
-    cost28 = per_day * st.subscribed_days(now_day - 27, now_day) if per_day else 0.0
+    tenure, _, days_ratio, _, cost7, cost28 = _basis(st, now, now_day, lo28)
     value7 = cents7 / 100.0
     value28 = cents28 / 100.0
-    # derive's trend(value7, value28)
-    trend = 1.0 if not value28 or not days_ratio else min(TREND_CAP, value7 * days_ratio / value28)
+    trend = _trend(value7, value28, days_ratio)
     return {
         "tenure_days": tenure,
         "value_7d": value7,
@@ -318,3 +289,33 @@ def derive_roi(
         "value_events_28d": float(value_n28),
         "trend_value": trend,
     }
+
+
+def _basis(
+    st: UserState, now: float, now_day: int, lo28: int
+) -> tuple[float, int, float, float, float, float]:
+    """What many features share: tenure, the first day observed, the ratio of the days
+    observed in the 28-day and the 7-day window, the plan price and the 7- and 28-day costs."""
+    signup = st.signup_at(now)
+    start = signup if signup is not None else st.first_ts
+    tenure = max(0.0, (now - start) / DAY_S) if start != _INF else 0.0
+    # Days of each window the state has observed: from the day of the first event it saw
+    # (a user's start, or a deployment's) to now_day. Rates per observed day make a steady
+    # user's trend 1.0 from the first day instead of 4.0 until the 28-day window fills.
+    first_day = int(st.first_ts // DAY_S) if st.first_ts != _INF else now_day + 1
+    obs7 = max(0, now_day - max(now_day - 6, first_day) + 1)
+    obs28 = max(0, now_day - max(lo28, first_day) + 1)
+    days_ratio = obs28 / obs7 if obs7 else 0.0
+    price = st.price_at(now) or 0.0
+    per_day = price / 30.0
+    cost7 = per_day * st.subscribed_days(now_day - 6, now_day) if per_day else 0.0
+    cost28 = per_day * st.subscribed_days(now_day - 27, now_day) if per_day else 0.0
+    return tenure, first_day, days_ratio, price, cost7, cost28
+
+
+def _trend(x7: float, x28: float, days_ratio: float) -> float:
+    """Rate over the last 7 observed days against the rate over the observed 28-day window;
+    neutral 1.0 without activity in the window (or nothing observed)."""
+    if not x28 or not days_ratio:
+        return 1.0
+    return min(TREND_CAP, x7 * days_ratio / x28)
