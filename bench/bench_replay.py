@@ -20,22 +20,14 @@ import orjson
 
 from churnstream.agents import configure
 from churnstream.model.replay_input import ReplayRecord
-from churnstream.stream.contract.topics import KIND_BY_TOPIC
 from churnstream.stream.devtools.simulator import SimConfig, generate
+from churnstream.stream.devtools.simulator.jsonl import replay_records
 from churnstream.stream.settings import Settings
 
 
 def history(users: int, days: int, seed: int) -> list[ReplayRecord]:
     """The simulated history as the records `model.replay_input.read_records` would yield."""
-    out: list[ReplayRecord] = []
-    for n, rec in enumerate(generate(SimConfig(users=users, days=days, seed=seed)), 1):
-        value = (
-            rec.raw
-            if rec.raw is not None
-            else (None if rec.value is None else orjson.dumps(rec.value))
-        )
-        out.append(ReplayRecord(KIND_BY_TOPIC.get(rec.topic), rec.topic, value, n))
-    return out
+    return replay_records(generate(SimConfig(users=users, days=days, seed=seed)))
 
 
 def replay_once(records: list[ReplayRecord], settings: Settings) -> tuple[float, float, str]:

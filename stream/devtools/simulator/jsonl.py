@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from churnstream.model.replay_input import ReplayRecord
+from churnstream.stream.contract.topics import KIND_BY_TOPIC
 from churnstream.stream.devtools.simulator.records import SimRecord
 
 _BATCH = 4096
@@ -65,3 +67,17 @@ def read_jsonl(path: str | Path) -> Iterator[SimRecord]:
                 float(obj.get("ts", 0.0)),
                 obj.get("expect", "valid"),
             )
+
+
+def replay_records(records: Iterable[SimRecord]) -> list[ReplayRecord]:
+    """`records` as `model.replay_input.read_records` yields them from a file of their lines
+    (numbered from 1), without writing one: benchmarks and tests replay in memory."""
+    out: list[ReplayRecord] = []
+    for n, rec in enumerate(records, 1):
+        value = (
+            rec.raw
+            if rec.raw is not None
+            else (None if rec.value is None else orjson.dumps(rec.value))
+        )
+        out.append(ReplayRecord(KIND_BY_TOPIC.get(rec.topic), rec.topic, value, n))
+    return out

@@ -21,8 +21,8 @@ from churnstream.agents import configure
 from churnstream.model import score_pool
 from churnstream.model.replay_input import ReplayRecord
 from churnstream.stream.cli.main import main
-from churnstream.stream.contract.topics import KIND_BY_TOPIC
 from churnstream.stream.devtools.simulator import SimConfig, generate, write_jsonl
+from churnstream.stream.devtools.simulator.jsonl import replay_records
 from churnstream.stream.settings import Settings
 
 # Small, and with the models taking over from the rules after some 50 labels: the pool scores
@@ -33,15 +33,7 @@ ENV = {"CHURNSTREAM_MIN_LABELS": "50", "CHURNSTREAM_SNAPSHOT_EVERY": "25"}
 
 @pytest.fixture(scope="module")
 def records() -> list[ReplayRecord]:
-    out = []
-    for n, rec in enumerate(generate(SIM), 1):
-        value = (
-            rec.raw
-            if rec.raw is not None
-            else (None if rec.value is None else orjson.dumps(rec.value))
-        )
-        out.append(ReplayRecord(KIND_BY_TOPIC.get(rec.topic), rec.topic, value, n))
-    return out
+    return replay_records(generate(SIM))
 
 
 def run(records: list[ReplayRecord], *, jobs: int, scores: bool) -> dict[str, Any]:
