@@ -54,7 +54,6 @@ from churnstream.model.evaluation import alert_quality
 from churnstream.model.replay import Replay
 from churnstream.model.replay_input import ReplayRecord
 from churnstream.stream.contract.events import DAY_S
-from churnstream.stream.contract.topics import KIND_BY_TOPIC
 from churnstream.stream.devtools.simulator import (
     GroundTruth,
     SimConfig,
@@ -62,6 +61,7 @@ from churnstream.stream.devtools.simulator import (
     ground_truth,
 )
 from churnstream.stream.devtools.simulator.customers import plan_customers
+from churnstream.stream.devtools.simulator.jsonl import replay_records
 from churnstream.stream.devtools.simulator.judge import SimulatorTruth
 
 ROI_KEYS: Final = (
@@ -334,9 +334,7 @@ def stress_inputs(config: SimConfig, truth: GroundTruth) -> dict[str, UserInputs
 
 
 def sim_records(config: SimConfig) -> Iterator[ReplayRecord]:
-    for n, rec in enumerate(generate(config), 1):
-        value = None if rec.value is None else orjson.dumps(rec.value)
-        yield ReplayRecord(KIND_BY_TOPIC.get(rec.topic), rec.topic, value, n)
+    return replay_records(generate(config))
 
 
 def capture(

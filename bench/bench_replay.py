@@ -27,7 +27,7 @@ from churnstream.stream.settings import Settings
 
 def history(users: int, days: int, seed: int) -> list[ReplayRecord]:
     """The simulated history as the records `model.replay_input.read_records` would yield."""
-    return replay_records(generate(SimConfig(users=users, days=days, seed=seed)))
+    return list(replay_records(generate(SimConfig(users=users, days=days, seed=seed))))
 
 
 def replay_once(records: list[ReplayRecord], settings: Settings) -> tuple[float, float, str]:

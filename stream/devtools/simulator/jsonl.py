@@ -69,15 +69,13 @@ def read_jsonl(path: str | Path) -> Iterator[SimRecord]:
             )
 
 
-def replay_records(records: Iterable[SimRecord]) -> list[ReplayRecord]:
+def replay_records(records: Iterable[SimRecord]) -> Iterator[ReplayRecord]:
     """`records` as `model.replay_input.read_records` yields them from a file of their lines
     (numbered from 1), without writing one: benchmarks and tests replay in memory."""
-    out: list[ReplayRecord] = []
     for n, rec in enumerate(records, 1):
         value = (
             rec.raw
             if rec.raw is not None
             else (None if rec.value is None else orjson.dumps(rec.value))
         )
-        out.append(ReplayRecord(KIND_BY_TOPIC.get(rec.topic), rec.topic, value, n))
-    return out
+        yield ReplayRecord(KIND_BY_TOPIC.get(rec.topic), rec.topic, value, n)

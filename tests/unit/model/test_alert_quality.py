@@ -20,10 +20,9 @@ import pytest
 from churnstream.model.alerts import AlertConfig, AlertPolicy
 from churnstream.model.engine import EngineConfig
 from churnstream.model.replay import Replay
-from churnstream.model.replay_input import ReplayRecord
-from churnstream.stream.contract.topics import KIND_BY_TOPIC
 from churnstream.stream.devtools.simulator import GroundTruth, SimConfig, generate, ground_truth
 from churnstream.stream.devtools.simulator.customers import plan_customers
+from churnstream.stream.devtools.simulator.jsonl import replay_records
 
 DAY = 86_400.0
 WINDOW = 28 * DAY  # an alert counts for a cancel that follows within 4 weeks
@@ -77,11 +76,7 @@ def _replay(sim: SimConfig) -> History:
         alerts_out=Alerts(),  # type: ignore[arg-type]
         scores_out=Scores(),
     )  # type: ignore[arg-type]
-    records = (
-        ReplayRecord(KIND_BY_TOPIC[r.topic], r.topic, orjson.dumps(r.value), n)
-        for n, r in enumerate(generate(sim), 1)
-    )
-    replay.run(records)
+    replay.run(replay_records(generate(sim)))
     return History(ground_truth(sim), alerts, policy.config, model_live)
 
 

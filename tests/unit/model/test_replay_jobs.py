@@ -33,7 +33,7 @@ ENV = {"CHURNSTREAM_MIN_LABELS": "50", "CHURNSTREAM_SNAPSHOT_EVERY": "25"}
 
 @pytest.fixture(scope="module")
 def records() -> list[ReplayRecord]:
-    return replay_records(generate(SIM))
+    return list(replay_records(generate(SIM)))
 
 
 def run(records: list[ReplayRecord], *, jobs: int, scores: bool) -> dict[str, Any]:
