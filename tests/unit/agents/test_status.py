@@ -101,3 +101,16 @@ def test_the_status_line() -> None:
         "a model snapshot as of 2024-03-02T00:00:00Z (waited 5 of 60 s)"
     )
     assert format_status({"waiting_for": [], "model_held": None}) == "worker waits for nothing"
+
+
+def test_the_status_line_names_where_intake_stopped() -> None:
+    doc: dict[str, Any] = {
+        "waiting_for": [],
+        "model_held": None,
+        "events_held": {"t.behaviour.logins": 120, "t.business.value": 3},
+        "intake_held": "2024-03-06T00:00:00.000Z",
+    }
+    assert format_status(doc) == (
+        "worker waits for the daily rows before 2024-03-06T00:00:00.000Z "
+        "(123 events from then on held)"
+    )
