@@ -110,8 +110,6 @@ class Processor(Protocol):
 
     def intake_until(self) -> float: ...
 
-    def intake_limit(self) -> float: ...
-
     def held_past(self, held: Mapping[TP, int]) -> None: ...
 
 
@@ -323,11 +321,8 @@ class BatchLoop:
             processor.held_past(aligner.held())
         # Back-pressure: partitions far ahead wait unread while the lagging ones catch up; while
         # the detector holds a boundary for its model nothing is applied, so none is read on
-        # (the frontier's partitions filled the buffer past its bound during those holds); and
-        # none past the rows' limit, whether or not a row waits right now (between two
-        # boundaries of a catch-up nothing does, and the whole backlog was fetched).
-        limit = -math.inf if blocked else processor.intake_limit()
-        self.guard.hold_back(aligner.ahead(lagging, limit))
+        # (the frontier's partitions filled the buffer past its bound during those holds).
+        self.guard.hold_back(aligner.ahead(lagging, -math.inf if blocked else until()))
         metrics.events_held.set(len(aligner))
         metrics.events_released_early.inc(aligner.forced - forced)
         if not checkpoint.handled and not resume:

@@ -244,10 +244,6 @@ class EventProcessor:
         """Events at or after this event time wait (model/engine.py `Detector.intake_until`)."""
         return self.detector.intake_until
 
-    def intake_limit(self) -> float:
-        """Under back-pressure nothing past this is fetched (`Detector.intake_limit`)."""
-        return self.detector.intake_limit
-
     def held_past(self, held: Mapping[tuple[str, int], int]) -> None:
         """Intake stopped at `intake_until` with `held` events by input partition: each kind
         with events held there has delivered past the rows that wait, so its sources waited for

@@ -511,27 +511,20 @@ class Detector:
         return len(self.out.examples) - before
 
     @property
-    def intake_limit(self) -> float:
-        """How far past the oldest boundary whose rows are not all made a user's state may run
-        (inf while no row is scheduled): a daily row reads its users' states as of its
-        boundary, which the day ring rebuilds only while a state ran at most `AHEAD_DAYS` days
-        past it (features/buckets.py); never before the watermark can pass the boundary (the
-        lateness, a day on). The live worker fetches nothing past it under back-pressure."""
+    def intake_until(self) -> float:
+        """Events at or after this event time wait (live): a daily row not made yet reads its
+        users' states as of its boundary, which the day ring rebuilds only while a state ran at
+        most `AHEAD_DAYS` days past it (features/buckets.py). While a source or the model is
+        waited for, intake would otherwise run on and rows made later would lose days of their
+        window. Never before the watermark can pass the boundary (the lateness, a day on).
+        inf while no row waits: none is scheduled, or the oldest boundary is still ahead of the
+        freshest source (an event far ahead of the others, an outlier to the watermark, then goes
+        as before instead of holding its partition until event time reaches it)."""
         boundary = self.days.earliest
+        if self.held is None and boundary > self.watermark.freshest:
+            return math.inf
         ring = (boundary // DAY_S + AHEAD_DAYS + 1) * DAY_S
         return max(ring, boundary + self.config.features.lateness_s + DAY_S)
-
-    @property
-    def intake_until(self) -> float:
-        """Events at or after this event time wait (live): `intake_limit` while a row waits
-        (for the model, or a boundary the freshest source passed), since intake would
-        otherwise run on while a source or the model is waited for and rows made later would
-        lose days of their window. inf while none waits: an event far ahead of the others, an
-        outlier to the watermark, then goes as before instead of holding its partition until
-        event time reaches it."""
-        if self.held is None and self.days.earliest > self.watermark.freshest:
-            return math.inf
-        return self.intake_limit
 
     @property
     def rows_due(self) -> bool:

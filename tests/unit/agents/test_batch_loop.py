@@ -126,7 +126,6 @@ class FakeProcessor:
         self.model_held = False  # a boundary waits for its model: no event may be applied
         self.until = math.inf  # events at or after this event time wait (rows not made yet)
         self.past: list[dict[TP, int]] = []  # what was held when intake stopped at `until`
-        self.limit: float | None = None  # the rows' limit when no row waits (else `until`)
 
     def validate(self, message: Msg, out: Outbox) -> Happened | None:
         if message.value == b"bad":
@@ -150,9 +149,6 @@ class FakeProcessor:
 
     def intake_until(self) -> float:
         return self.until
-
-    def intake_limit(self) -> float:
-        return self.until if self.limit is None else self.limit
 
     def held_past(self, held: Mapping[TP, int]) -> None:
         self.past.append(dict(held))
@@ -341,20 +337,6 @@ def test_under_back_pressure_nothing_is_read_on_while_a_boundary_waits_for_its_m
         await w.loop.tick()
         assert w.processor.applied == [(0, 0), (1, 0), (0, 1), (0, 2)]
         assert w.guard.paused == frozenset()
-
-    run(scenario())
-
-
-def test_under_back_pressure_nothing_past_the_rows_limit_is_fetched_even_if_no_row_waits() -> None:
-    async def scenario() -> None:
-        w = World()
-        w.aligner.max_buffered = 4
-        w.processor.limit = 25.0  # no row waits now (until inf), but the next would stop here
-        w.guard.lagging_sources = [("logins", 1)]  # p1 lags at 10: p0's events wait for it
-        await w.batch((1, 0, b"10"), (0, 0, b"30"), (0, 1, b"40"), (0, 2, b"50"))
-        assert w.processor.applied == [(1, 0)]
-        # p0 is not lagging (it would be read on), but its events are past the limit.
-        assert w.guard.paused == {("logins", 0)}
 
     run(scenario())
 
