@@ -517,11 +517,9 @@ class Detector:
         most `AHEAD_DAYS` days past it (features/buckets.py). While a source or the model is
         waited for, intake would otherwise run on and rows made later would lose days of their
         window. Never before the watermark can pass the boundary (the lateness, a day on).
-        inf while no row waits: none is scheduled, or the oldest boundary is still ahead of the
-        freshest source (an event far ahead of the others, an outlier to the watermark, then goes
-        as before instead of holding its partition until event time reaches it)."""
+        inf while no row is scheduled."""
         boundary = self.days.earliest
-        if self.held is None and boundary > self.watermark.freshest:
+        if boundary == math.inf:
             return math.inf
         ring = (boundary // DAY_S + AHEAD_DAYS + 1) * DAY_S
         return max(ring, boundary + self.config.features.lateness_s + DAY_S)

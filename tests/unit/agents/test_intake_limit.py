@@ -22,7 +22,7 @@ from test_status import Records
 from churnstream.agents.configure import alert_policy, engine_config, live_engine_config
 from churnstream.agents.metrics import WorkerMetrics
 from churnstream.agents.processor import EventProcessor, decode_example
-from churnstream.features import FEATURE_NAMES, FeatureConfig
+from churnstream.features import FEATURE_NAMES
 from churnstream.features.buckets import AHEAD_DAYS
 from churnstream.model.engine import Detector, EngineConfig
 from churnstream.model.labels import Example
@@ -185,27 +185,19 @@ def test_without_the_limit_the_states_run_ahead_and_the_rows_differ() -> None:
 
 def test_the_limit_is_the_rings_days_past_the_oldest_row_not_made_or_past_the_lateness() -> None:
     settings = Settings()
-    for lateness_days, limit_days in ((1, 1 + AHEAD_DAYS + 1), (9, 1 + 9 + 1)):
-        config = dataclasses.replace(
-            live_engine_config(settings),
-            features=FeatureConfig(lateness_s=lateness_days * DAY_S),
-            model_as_of=False,
-        )
-        detector = Detector(
-            config, Scorer(config.model, FEATURE_NAMES), alert_policy(settings), Records()
-        )
-        assert detector.intake_until == math.inf  # no row scheduled
-        source = ("t.behaviour.logins", 0)
-        detector.handle(Login(event_id="a", user_id="u", ts=D0 + 3600.0), (*source, 0))
-        # The boundary of day 1 is ahead of the freshest source: nothing waits yet, and an
-        # event far ahead (an outlier) goes as before.
-        assert detector.intake_until == math.inf
-        for day in range(1, 2 + lateness_days):  # a day at a time (no outlier)
-            ts = D0 + day * DAY_S + 60.0
-            detector.handle(Login(event_id=f"b{day}", user_id="v", ts=ts), (*source, day))
-        # The watermark could pass it now, but the kinds not started hold it: the limit.
-        assert detector.watermark.value == -math.inf
-        assert detector.intake_until == D0 + limit_days * DAY_S
+    config = engine_config(settings)
+    detector = Detector(
+        config, Scorer(config.model, FEATURE_NAMES), alert_policy(settings), Records()
+    )
+    assert detector.intake_until == math.inf  # no row scheduled
+    detector.handle(Login(event_id="e", user_id="u", ts=D0 + 3600.0))
+    assert detector.intake_until == D0 + (1 + AHEAD_DAYS + 1) * DAY_S
+    late = dataclasses.replace(
+        config, features=dataclasses.replace(config.features, lateness_s=9 * DAY_S)
+    )
+    detector = Detector(late, Scorer(late.model, FEATURE_NAMES), alert_policy(settings), Records())
+    detector.handle(Login(event_id="e", user_id="u", ts=D0 + 3600.0))
+    assert detector.intake_until == D0 + (1 + 9 + 1) * DAY_S
 
 
 def test_sources_with_events_held_past_the_limit_are_not_waited_for() -> None:
