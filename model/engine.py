@@ -517,7 +517,12 @@ class Detector:
         most `AHEAD_DAYS` days past it (features/buckets.py). While a source or the model is
         waited for, intake would otherwise run on and rows made later would lose days of their
         window. Never before the watermark can pass the boundary (the lateness, a day on).
-        inf while no row is scheduled."""
+        inf while no row is scheduled. Held whether or not a row waits right now: made
+        conditional, a catch-up released 61,023 events past the buffer's bound (the pauses
+        flipped between two boundaries). So in a catch-up of history a valid event dated far
+        ahead of the rest waits until event time reaches it, with its partition's later
+        events; live it is at most `max_future_skew_s` (a day) ahead of the wall clock, inside
+        the limit."""
         boundary = self.days.earliest
         if boundary == math.inf:
             return math.inf
