@@ -17,17 +17,15 @@ from typing import Any
 
 from fake_records import Ev
 from test_batch_loop import World, run
-from test_status import Records
+from test_status import Records, processor
 
 from churnstream.agents.configure import alert_policy, engine_config, live_engine_config
-from churnstream.agents.metrics import WorkerMetrics
 from churnstream.agents.processor import EventProcessor, decode_example
 from churnstream.features import FEATURE_NAMES
 from churnstream.features.buckets import AHEAD_DAYS
 from churnstream.model.engine import Detector, EngineConfig
 from churnstream.model.labels import Example
 from churnstream.model.scoring import Scorer
-from churnstream.model.user_record import UserRecord
 from churnstream.stream.contract.events import DAY_S, Event, Login, expected_kinds
 from churnstream.stream.settings import Settings, SettingsError
 
@@ -55,26 +53,6 @@ class HistoryProcessor(EventProcessor):
 
     def validate(self, message: Any, out: Any) -> Event | None:
         return self.events[(message.partition, message.offset)]
-
-
-class Stored:
-    """The table repository's part: user records by id; nothing to forget at the loop's first
-    assignment."""
-
-    def __init__(self) -> None:
-        self.users: dict[str, UserRecord] = {}
-
-    def get(self, user_id: str) -> UserRecord | None:
-        return self.users.get(user_id)
-
-    def put(self, record: UserRecord) -> None:
-        self.users[record.user_id] = record
-
-    def forget(self) -> None:
-        pass
-
-    def records(self) -> list[UserRecord]:
-        return list(self.users.values())
 
 
 class Unlimited(Detector):
@@ -117,7 +95,7 @@ def live_examples(settings: Settings, *, limit: bool) -> tuple[list[Example], fl
     """The examples of the history delivered in one batch; the most days a user's state ran
     past the oldest boundary whose rows were not made yet."""
     config = dataclasses.replace(live_engine_config(settings), model_as_of=False)
-    repo = Stored()
+    repo = Records()
     cls = Detector if limit else Unlimited
     detector = cls(config, Scorer(config.model, FEATURE_NAMES), alert_policy(settings), repo)
     w = World()
@@ -201,11 +179,8 @@ def test_the_limit_is_the_rings_days_past_the_oldest_row_not_made_or_past_the_la
 
 
 def test_sources_with_events_held_past_the_limit_are_not_waited_for() -> None:
-    settings = Settings(topic_prefix="t.")
-    config = live_engine_config(settings)
-    repo = Records()
-    detector = Detector(config, Scorer(config.model, FEATURE_NAMES), alert_policy(settings), repo)
-    p = EventProcessor(settings, WorkerMetrics(), detector, repo)  # type: ignore[arg-type]
+    p = processor()
+    detector = p.detector
     detector.handle(Login(event_id="e", user_id="u", ts=D0), ("t.behaviour.logins", 0, 0))
     waited = set(detector.watermark.lagging())
     assert {"document_job", "value", "video_view"} <= waited

@@ -152,23 +152,10 @@ def test_a_turn_makes_rows_for_its_time_budget_then_leaves_the_rest_to_the_next(
     assert made == [4, 4, 2]
 
 
-class StoredRecords:
-    """The repository's part in a rebalance: forget the cache, list what is stored (none)."""
-
-    def get(self, user_id: str) -> None:
-        return None
-
-    def forget(self) -> None:
-        pass
-
-    def records(self) -> list[Any]:
-        return []
-
-
 def test_after_a_rebalance_what_survives_is_frozen_out_of_later_collections() -> None:
     settings = Settings(topic_prefix="t.")
     config = live_engine_config(settings)
-    repo = StoredRecords()
+    repo = Records()
     detector = Detector(config, Scorer(config.model, FEATURE_NAMES), alert_policy(settings), repo)
     p = EventProcessor(settings, WorkerMetrics(), detector, repo)  # type: ignore[arg-type]
     gc.unfreeze()

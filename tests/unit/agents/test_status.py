@@ -20,16 +20,22 @@ T0 = 1_700_000_000.0
 
 
 class Records:
-    """The user records (the table repository's role in the detector)."""
+    """The user records (the table repository's role in the detector and at a rebalance)."""
 
     def __init__(self) -> None:
-        self.records: dict[str, UserRecord] = {}
+        self.users: dict[str, UserRecord] = {}
 
     def get(self, user_id: str) -> UserRecord | None:
-        return self.records.get(user_id)
+        return self.users.get(user_id)
 
     def put(self, record: UserRecord) -> None:
-        self.records[record.user_id] = record
+        self.users[record.user_id] = record
+
+    def forget(self) -> None:
+        pass  # nothing cached apart from what is stored
+
+    def records(self) -> list[UserRecord]:
+        return list(self.users.values())
 
 
 def processor() -> EventProcessor:
