@@ -122,7 +122,11 @@ class InputGuard:
 
     def lagging(self) -> list[TP]:
         """Assigned input partitions whose log end is beyond what this worker received, or not
-        known yet (not fetched since the assignment: it may hold anything)."""
+        known yet (not fetched since the assignment: it may hold anything).
+
+        Also right for a paused partition: Faust's pause only stops handing out its records,
+        aiokafka still fetches it once ahead, so a caught-up partition paused under
+        back-pressure shows a further log end (lagging) as soon as new records reach it."""
         highwater = self.app.consumer.highwater
         out = []
         for tp in self.app.consumer.assignment():

@@ -20,19 +20,26 @@ late, or until it has been held `grace_s` (the idle wait of Kafka Streams' `max.
 A catching-up consumer hands out about as many records per partition, not as much event time,
 so the sources ahead pile up while the frontier's source is read. Memory stays bounded by
 back-pressure, not by releasing out of turn: past `max_buffered / 2` held events, `ahead` names
-the lagging sources beyond the frontier, which the caller stops fetching (the frontier's own
-sources are never among them, so the one that holds everything back is always read), until the
-held events drop under a quarter of `max_buffered`. Two last resorts keep it live if a lagging
-source never delivers (e.g. a broker that keeps failing its fetches): past `max_buffered`
-events (records fetched before a pause took effect), or once an event has waited `max_hold_s`
-(the caller's clock) while the frontier did not move either, events go out early; such
-releases are counted in `forced`.
+every source whose newest event is beyond the frontier, lagging or not (whatever such a source
+delivers waits for the frontier anyway), which the caller stops fetching until the held events
+drop under a quarter of `max_buffered`. The frontier's own sources (the lagging ones with the
+smallest newest event) and those behind it are never named, so the source that holds
+everything back is always read. Records fetched before a pause took effect still arrive (the
+consumer's prefetch: one fetch per partition, and what its queue holds), so more than
+`max_buffered` may be held for a while; they wait their turn like any other, since releasing
+them early would apply them out of order (800 users x 75 days at full speed: 20,597 events
+went out early that way once, in 1 run of 3). The bound is then `max_buffered / 2` plus what
+was in flight. One last resort keeps it live if a lagging source never delivers (e.g. a broker
+that keeps failing its fetches): once an event has waited `max_hold_s` (the caller's clock)
+while the frontier did not move either, events go out early; such releases are counted in
+`forced`.
 
 The caller may also hold events from a time on (`until`: the detector's daily rows not made yet
 read states that may run only so far past their boundary, model/engine.py `intake_until`). That
-wait is the caller's: it does not count toward `max_hold_s`, only `max_buffered` overrides it,
-and under back-pressure every source with an event beyond it stops being fetched. `limited`
-says the last drain stopped there.
+wait is the caller's: it does not count toward `max_hold_s` and nothing overrides it (the
+caller ends it: its rows are made, or it stops waiting for a source or a model), and under
+back-pressure every source with an event beyond it stops being fetched. `limited` says the last
+drain stopped there.
 """
 
 from __future__ import annotations
@@ -75,7 +82,7 @@ class EventTimeAligner(Generic[T]):
         self._pausing = False  # back-pressure on: between the high and the low mark
         self._safe = -math.inf  # the last release frontier, and when it last moved
         self._moved = -math.inf
-        self.forced = 0  # events released before their turn (buffer full or held too long)
+        self.forced = 0  # events released before their turn (held too long, source stalled)
         self.limited = False  # the last drain stopped at the caller's `until`
 
     def __len__(self) -> int:
@@ -109,9 +116,11 @@ class EventTimeAligner(Generic[T]):
 
     def ahead(self, lagging: Collection[Hashable], until: float = math.inf) -> frozenset[Hashable]:
         """Sources to stop fetching for now: under back-pressure (more than half of
-        `max_buffered` held, until under a quarter), the lagging ones whose newest event is
-        beyond the frontier, and any whose newest is at or after the caller's `until`; their
-        events wait anyway until the frontier's sources catch up or the caller moves on."""
+        `max_buffered` held, until under a quarter), every source whose newest event is beyond
+        the frontier (a lagging one, or one caught up whose next records are newer still: theirs
+        wait for the frontier anyway), and any whose newest is at or after the caller's `until`.
+        The lagging sources holding the frontier are never named unless past `until` (the
+        caller's wait): they are what the held events wait for."""
         if self._n > self.max_buffered // 2:
             self._pausing = True
         elif self._n <= self.max_buffered // 4:
@@ -119,9 +128,7 @@ class EventTimeAligner(Generic[T]):
         if not self._pausing:
             return frozenset()
         safe = self.frontier(lagging)
-        return frozenset(
-            s for s, m in self._max_ts.items() if m >= until or (m > safe and s in lagging)
-        )
+        return frozenset(s for s, m in self._max_ts.items() if m >= until or m > safe)
 
     def release(self, lagging: Iterable[Hashable], now: float = 0.0) -> list[T]:
         """Pop every event that is safe (or overdue) to process now, merged by event time."""
@@ -172,19 +179,19 @@ class EventTimeAligner(Generic[T]):
         while heads:
             ts, _, source = heads[0]
             queue = self._queues[source]
-            fits = self._n <= self.max_buffered
-            beyond = until is not None and ts >= until()
-            if beyond and fits:
+            if until is not None and ts >= until():
                 self.limited = True
                 self._moved = now  # the caller's wait, not a stalled source
                 break
-            if fits and ts > must_go:
+            # Past `max_buffered` too: records fetched before a pause took effect wait their
+            # turn (released early they would be applied out of order); the pause bounds them.
+            if ts > must_go:
                 if ts > safe:
                     break  # a lagging source may still deliver something earlier
                 if ts > seen_by_all and queue[0][3] > settled:
                     break  # in grace: a source that looks caught up may still do so
             heapq.heappop(heads)
-            if ts > safe or beyond:
+            if ts > safe:
                 self.forced += 1
             item = queue.popleft()[2]
             self._n -= 1

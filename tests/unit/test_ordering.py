@@ -33,13 +33,56 @@ def test_ties_follow_the_tiebreak_not_arrival() -> None:
     assert a.release([]) == ["first", "second"]
 
 
-def test_full_buffer_releases_oldest_and_counts_it() -> None:
-    a: EventTimeAligner[int] = EventTimeAligner(max_buffered=3)
-    for i in range(5):
-        a.push("A", float(i), (i,), i)
-    assert a.release(["B"]) == [0, 1]
-    assert a.forced == 2
-    assert len(a) == 3
+def test_over_fetch_past_the_bound_releases_nothing_early_and_pauses_all_but_the_frontier() -> None:
+    a: EventTimeAligner[int] = EventTimeAligner(max_buffered=4, max_hold_s=30.0)
+    for i in range(6):  # A is far ahead, its records fetched before any pause took effect
+        a.push("A", 10.0 + i, (0,), i, arrived=0.0)
+    a.push("B", 2.0, (1,), 20, arrived=0.0)  # B lags: it holds the frontier
+    a.push("C", 12.0, (2,), 30, arrived=0.0)  # C looks caught up, and is ahead of B too
+    assert len(a) == 8  # twice the bound
+    assert a.release(["A", "B"], now=1.0) == [20]  # only what B no longer precedes
+    assert a.forced == 0 and len(a) == 7
+    # Every source beyond the frontier is paused, the caught-up C too; B is read on.
+    assert a.ahead(["A", "B"]) == {"A", "C"}
+    a.push("B", 11.0, (1,), 21, arrived=2.0)
+    assert a.release(["A", "B"], now=2.0) == [0, 1, 21]
+    assert a.ahead(["A", "B"]) == {"A", "C"}  # B, still the frontier, is read on
+    a.push("B", 16.0, (1,), 22, arrived=3.0)
+    # The frontier moved to A's 15: everything up to it goes, in event-time order.
+    assert a.release(["A", "B"], now=3.0) == [2, 30, 3, 4, 5]
+    assert a.forced == 0
+
+
+def test_a_source_that_never_delivers_still_hits_the_last_resort() -> None:
+    a: EventTimeAligner[int] = EventTimeAligner(max_buffered=4, max_hold_s=30.0)
+    a.push("B", 1.0, (1,), 99, arrived=0.0)
+    for i in range(8):
+        a.push("A", 10.0 + i, (0,), i, arrived=0.0)
+    assert a.release(["B"], now=0.0) == [99]
+    # B lags and delivers nothing more (a broker failing its fetches): A waits, paused...
+    assert a.ahead(["B"]) == {"A"}
+    assert a.release(["B"], now=29.0) == [] and a.forced == 0
+    # ...until the frontier stood still for max_hold_s: then A goes, counted.
+    assert a.release(["B"], now=31.0) == list(range(8))
+    assert a.forced == 8
+    assert a.ahead(["B"]) == frozenset()  # drained: everything is fetched again
+
+
+def test_back_pressure_resumes_once_the_held_events_drain_under_a_quarter() -> None:
+    a: EventTimeAligner[int] = EventTimeAligner(max_buffered=8)
+    for i in range(10):  # over the bound: fetched before the pause took effect
+        a.push("A", 10.0 + i, (0,), i)
+    a.push("B", 5.0, (1,), 99)
+    assert a.release(["A", "B"]) == [99]
+    assert a.ahead(["A", "B"]) == {"A"}
+    a.push("B", 16.0, (1,), 100)
+    assert a.release(["A", "B"]) == [0, 1, 2, 3, 4, 5, 6, 100]
+    # 3 held: under half the bound, but not yet a quarter: A is still paused.
+    assert len(a) == 3 and a.ahead(["A", "B"]) == {"A"}
+    a.push("B", 30.0, (1,), 101)
+    assert a.release(["A", "B"]) == [7, 8, 9]
+    assert len(a) == 1 and a.ahead(["A", "B"]) == frozenset()  # drained: all read again
+    assert a.forced == 0
 
 
 def test_any_interleaving_of_sources_gives_the_same_order() -> None:
@@ -114,15 +157,15 @@ def test_grace_ends_early_once_all_sources_passed_the_event() -> None:
     assert a.release([], now=10.2) == ["b12"]
 
 
-def test_grace_does_not_outlast_the_buffer_or_the_hold_limit() -> None:
+def test_grace_does_not_outlast_the_hold_limit_and_the_bound_does_not_end_it() -> None:
     a: EventTimeAligner[int] = EventTimeAligner(max_buffered=2, max_hold_s=5.0, grace_s=60.0)
     a.push("B", 0.0, (1,), 0, arrived=0.0)
     assert a.release([], now=0.0) == [0]
     for i in range(1, 4):
         a.push("A", float(i), (0,), i, arrived=0.0)
-    assert a.release([], now=1.0) == [1]  # over the buffer bound: the oldest goes
+    assert a.release([], now=1.0) == []  # over the bound, but B may still precede them
     assert a.release([], now=4.9) == []
-    assert a.release([], now=5.1) == [2, 3]  # held longer than max_hold_s: they go too
+    assert a.release([], now=5.1) == [1, 2, 3]  # held longer than max_hold_s: they go
 
 
 def test_back_pressure_names_the_lagging_sources_ahead_of_the_frontier() -> None:
@@ -173,6 +216,40 @@ def test_a_catch_up_with_back_pressure_keeps_event_time_order_in_bounded_memory(
     assert out == sorted(ts for tss in streams.values() for ts in tss)
     assert a.forced == 0
     assert most <= 40 // 2 + sum(speed.values())
+
+
+def test_a_catch_up_whose_pauses_take_effect_late_keeps_order_past_the_bound() -> None:
+    """As the consumer does: a paused source still hands out what it had prefetched (up to
+    `prefetch` records, refilled while it is read), so the held events overshoot the bound;
+    they wait their turn, and the overshoot stays within what was in flight."""
+    rng = random.Random(7)
+    streams = {s: sorted(rng.uniform(0, 1000) for _ in range(600)) for s in "ABCD"}
+    speed = {"A": 12, "B": 1, "C": 4, "D": 8}
+    prefetch = 15
+    a: EventTimeAligner[float] = EventTimeAligner(max_buffered=40, max_hold_s=math.inf)
+    pos = dict.fromkeys(streams, 0)
+    buffered = dict.fromkeys(streams, 0)  # prefetched, handed out even while paused
+    paused: frozenset[str] = frozenset()
+    out: list[float] = []
+    most = 0
+    for _ in range(20_000):
+        if all(pos[s] == len(streams[s]) for s in streams):
+            break
+        for s in streams:
+            n = buffered[s] if s in paused else speed[s]
+            for ts in streams[s][pos[s] : pos[s] + n]:
+                a.push(s, ts, (s,), ts)
+            pos[s] = min(len(streams[s]), pos[s] + n)
+            buffered[s] = 0 if s in paused else min(prefetch, len(streams[s]) - pos[s])
+        lagging = [s for s in streams if pos[s] < len(streams[s])]
+        most = max(most, len(a))
+        out += a.release(lagging)
+        paused = a.ahead(lagging)
+    out += a.release([])
+    assert out == sorted(ts for tss in streams.values() for ts in tss)
+    assert a.forced == 0
+    assert most > 40  # the bound was overshot, as in the 800 x 75 catch-up
+    assert most <= 40 // 2 + sum(speed.values()) + len(streams) * prefetch
 
 
 def test_no_early_release_while_the_lagging_source_keeps_delivering() -> None:
@@ -229,17 +306,18 @@ def test_the_callers_limit_holds_events_at_and_after_it_without_making_them_over
     assert not a.limited
 
 
-def test_a_full_buffer_overrides_the_callers_limit_and_counts_it() -> None:
+def test_a_full_buffer_holds_at_the_callers_limit_too() -> None:
     a: EventTimeAligner[int] = EventTimeAligner(max_buffered=2)
     for i in range(4):
         a.push("A", float(i), (0,), i)
     assert a.release([], now=0.0) == [0, 1, 2, 3]  # nothing lags: all go
     for i in range(4):
         a.push("A", 10.0 + i, (0,), i)
-    # Over the buffer's bound the limit yields, one event at a time: 11 goes, counted.
-    assert list(a.drain([], now=0.0, until=lambda: 11.0)) == [0, 1]
-    assert a.forced == 1
-    assert len(a) == 2
+    # Over the bound: still nothing at or after the limit (the caller's wait ends it).
+    assert list(a.drain([], now=0.0, until=lambda: 11.0)) == [0]
+    assert a.limited and a.forced == 0
+    assert a.ahead([], until=11.0) == {"A"}
+    assert list(a.drain([], now=0.0, until=lambda: math.inf)) == [1, 2, 3]
 
 
 def test_under_back_pressure_every_source_past_the_callers_limit_is_paused() -> None:
@@ -249,6 +327,6 @@ def test_under_back_pressure_every_source_past_the_callers_limit_is_paused() -> 
     a.push("B", 2.0, (1,), 99)  # before it: B is read on
     a.push("C", 12.0, (2,), 100)
     assert a.ahead([], until=5.0) == {"A", "C"}
-    # Without a limit only lagging sources past the frontier (B's 2.0) are paused.
-    assert a.ahead(["A", "B"], until=math.inf) == {"A"}
+    # Without a limit the sources past the frontier (B's 2.0) are paused, lagging or not.
+    assert a.ahead(["A", "B"], until=math.inf) == {"A", "C"}
     assert a.ahead(["A"], until=math.inf) == frozenset()  # A is the frontier: read on

@@ -341,6 +341,51 @@ def test_under_back_pressure_nothing_is_read_on_while_a_boundary_waits_for_its_m
     run(scenario())
 
 
+def test_records_fetched_past_the_bound_wait_their_turn_and_only_the_frontier_is_read() -> None:
+    async def scenario() -> None:
+        w = World()
+        w.aligner.max_buffered = 4
+        w.guard.lagging_sources = [("logins", 0), ("logins", 1)]
+        # p0 far ahead hands out 6 records at once (fetched before any pause took effect): 7
+        # held, over the bound, while p1 lags behind them.
+        await w.batch((1, 0, b"5"), *((0, i, str(10 + i).encode()) for i in range(6)))
+        assert w.processor.applied == [(1, 0)]
+        assert w.aligner.forced == 0 and w.metric("events_released_early_total") == 0
+        assert w.guard.paused == {("logins", 0)}  # p1 holds the frontier: read on
+        # Long past max_hold_s, but p1 kept delivering: the frontier moved, nothing is early.
+        w.clock.now += 2 * w.aligner.max_hold_s
+        await w.batch((1, 1, b"12"))
+        assert w.processor.applied == [(1, 0), (0, 0), (0, 1), (0, 2), (1, 1)]
+        assert w.guard.paused == {("logins", 0)}  # 3 held: not yet under a quarter
+        w.guard.lagging_sources = []  # p1 is caught up
+        await w.loop.tick()
+        assert w.processor.applied[5:] == [(0, 3), (0, 4), (0, 5)]
+        assert w.guard.paused == frozenset()  # drained: p0 is fetched again
+        assert w.metric("events_released_early_total") == 0
+
+    run(scenario())
+
+
+def test_a_lagging_partition_that_never_delivers_releases_the_rest_after_max_hold_s() -> None:
+    async def scenario() -> None:
+        w = World()
+        w.aligner.max_buffered = 4
+        w.guard.lagging_sources = [("logins", 1)]  # unread records that never come
+        await w.batch((1, 0, b"5"), *((0, i, str(10 + i).encode()) for i in range(6)))
+        assert w.processor.applied == [(1, 0)]
+        assert w.guard.paused == {("logins", 0)}
+        w.clock.now += w.aligner.max_hold_s - 1.0
+        await w.loop.tick()
+        assert w.processor.applied == [(1, 0)]  # still within max_hold_s
+        w.clock.now += 2.0
+        await w.loop.tick()
+        assert w.processor.applied[1:] == [(0, i) for i in range(6)]
+        assert w.metric("events_released_early_total") == 6
+        assert w.guard.paused == frozenset()
+
+    run(scenario())
+
+
 def test_a_rebalance_in_the_middle_of_a_batch() -> None:
     async def scenario() -> None:
         w = World(grace_s=5.0)
