@@ -32,6 +32,7 @@ def model_config(settings: Settings) -> ModelConfig:
             "saas": settings.label_saas,  # type: ignore[dict-item]
             "docs": settings.label_docs,  # type: ignore[dict-item]
         },
+        quiet_days=settings.label_quiet_days,
     )
 
 

@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from churnstream.features.names import ROI_UNKNOWN
-from churnstream.model.labels import LABEL_MODES, LabelMode
+from churnstream.model.labels import (
+    DEFAULT_QUIET_DAYS,
+    LABEL_MODES,
+    MAX_QUIET_SPAN_DAYS,
+    LabelMode,
+)
 from churnstream.model.learner import OPTIMIZERS
 from churnstream.model.rules import RulesScore, logit
 from churnstream.stream.contract.events import DAY_S, SEGMENTS
@@ -109,6 +114,9 @@ class ModelConfig:
     base_rates: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_BASE_RATES))
     horizons_days: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_HORIZON_DAYS))
     label_modes: Mapping[str, LabelMode] = field(default_factory=lambda: dict(DEFAULT_LABEL_MODES))
+    # Quiet days Q of the `quiet` label mode (model/labels.py), whole days, every segment that
+    # uses it: its labels are released Q days after their horizon.
+    quiet_days: int = DEFAULT_QUIET_DAYS
     # A segment switches from rules to model once it learned this many labels (both classes).
     min_labels: int = 200
     # The logistic model caps standardised inputs at +-clip_z (0: no cap), see learner.ClipZ.
@@ -149,6 +157,15 @@ class ModelConfig:
             mode = self.label_modes.get(seg)
             if mode not in LABEL_MODES:
                 raise ValueError(f"label mode for {seg!r} must be one of {LABEL_MODES}: {mode!r}")
+            if mode == "quiet" and not (
+                isinstance(self.quiet_days, int)
+                and self.quiet_days >= 1
+                and horizon + self.quiet_days + 1 <= MAX_QUIET_SPAN_DAYS
+            ):
+                raise ValueError(
+                    f"quiet_days must be a whole number >= 1 with horizon + quiet_days + 1 <= "
+                    f"{MAX_QUIET_SPAN_DAYS} days ({seg!r} horizon {horizon}): {self.quiet_days!r}"
+                )
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not self.learning_rate > 0 or self.l2 < 0:
@@ -168,6 +185,15 @@ class ModelConfig:
     def label_mode(self, segment: str) -> LabelMode:
         """Label mode of `segment`; an unknown segment churns by cancelling."""
         return self.label_modes.get(segment, "cancel")
+
+    def quiet_days_of(self, segment: str) -> int:
+        """Quiet days of `segment`'s label (0 unless its mode is `quiet`)."""
+        return self.quiet_days if self.label_mode(segment) == "quiet" else 0
+
+    def label_delay_s(self, segment: str) -> float:
+        """How long after its row a label is released: the horizon, plus the quiet days of a
+        `quiet` label (the due time the trainer and `Scorer.covers` count with)."""
+        return self.horizon_s(segment) + self.quiet_days_of(segment) * DAY_S
 
     def rules_for(self, segment: str) -> RulesScore:
         """The segment's rule score; an unknown segment gets a bias-only rule."""

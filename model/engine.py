@@ -37,6 +37,7 @@ from churnstream.model.labels import (
     PendingLabels,
     active_within,
     is_activity,
+    quiet_start,
     stored_score,
 )
 from churnstream.model.learner import SegmentModel
@@ -406,6 +407,10 @@ class Detector:
         # watermark, live even past the horizon while a source or the model is waited for:
         # only activity inside the horizon counts); later ones come through handle().
         cancel = state.cancel_ts
+        q = self.config.model.quiet_days_of(segment)
+        quiet = None
+        if q:
+            quiet = (q, *quiet_start(state, segment, boundary, horizon_s, q, vector))
         rec.pending.add(
             boundary,
             vector,
@@ -414,6 +419,7 @@ class Detector:
             horizon_s,
             cancelled=cancel is not None and boundary < cancel <= boundary + horizon_s,
             active=active_within(state, segment, boundary, horizon_s),
+            quiet=quiet,
         )
         self.due.schedule(rec.user_id, rec.pending.next_due())
         day_scores = self._day_scores.setdefault(boundary, {}).setdefault(segment, [])
@@ -658,7 +664,7 @@ class Detector:
                     if not self.alerts.treated(user_id, segment, rec.alerts, e.made_at, horizon_s)
                 ]
             if examples:
-                until = max(e.made_at for e in examples) + self.config.model.horizon_s(segment)
+                until = max(e.made_at for e in examples) + self.config.model.label_delay_s(segment)
                 self.released_until[segment] = max(
                     self.released_until.get(segment, -math.inf), until
                 )

@@ -3,6 +3,12 @@
 Contract: a prediction made at t (segment horizon H) is labelled once event time (the low
 watermark) passes t + H. What counts as churn in (t, t + H] is the segment's label mode:
 `cancel` (a cancel), `inactivity` (no activity of the segment's kind) or `either`.
+
+`quiet` (Q quiet days, `ModelConfig.quiet_days`): positive if a cancel, or the last activity
+before a quiet spell of at least Q days, lies in (t, t + H]; known, so released, once event time
+passes t + H + Q; dropped (never learned) if the row lies inside such a spell that had begun
+before it (the user had already left). Whole UTC days of the segment's activity, as the daily
+rows count `days_since_*` (docs/model.md "The quiet label").
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from churnstream.features.buckets import LAST_JOB, LAST_LOGIN, LAST_SYNC, LAST_VIDEO
+from churnstream.features.names import DAYS_SINCE_CAP, FEATURE_NAMES
 from churnstream.stream.contract.events import (
     DAY_S,
     DocumentJob,
@@ -28,8 +35,13 @@ from churnstream.stream.contract.events import (
 if TYPE_CHECKING:
     from churnstream.features.state import UserState
 
-LabelMode = Literal["cancel", "inactivity", "either"]
-LABEL_MODES: Final = ("cancel", "inactivity", "either")
+LabelMode = Literal["cancel", "inactivity", "either", "quiet"]
+LABEL_MODES: Final = ("cancel", "inactivity", "either", "quiet")
+DEFAULT_QUIET_DAYS: Final = 14
+# A quiet snapshot keeps its horizon and quiet days as one 64-bit day mask, and reads the days
+# since the last activity from its row's `days_since_*`, capped at DAYS_SINCE_CAP: horizon days
+# + quiet days must stay below both.
+MAX_QUIET_SPAN_DAYS: Final = int(DAYS_SINCE_CAP)
 
 # Activity of each segment's kind (the `inactivity` label): using the product, e.g. a learner
 # logging in or watching; paying or failing to log in is not activity. Unknown segments: any.
@@ -43,6 +55,15 @@ _ACTIVITY: Final[dict[str, tuple[type, ...]]] = {
     "course": (Login, VideoView),
     "saas": (Login, IntegrationSync),
     "docs": (Login, DocumentJob),
+}
+
+
+# The row features holding the whole days since each kind of activity (same order as _SLOT).
+_SINCE: Final[dict[type, int]] = {
+    Login: FEATURE_NAMES.index("days_since_login"),
+    VideoView: FEATURE_NAMES.index("days_since_video"),
+    IntegrationSync: FEATURE_NAMES.index("days_since_sync"),
+    DocumentJob: FEATURE_NAMES.index("days_since_job"),
 }
 
 
@@ -66,16 +87,50 @@ def active_within(state: UserState, segment: str, ts: float, horizon_s: float) -
     return any(state.seen_between(s, lo, hi) for s in slots)
 
 
+def quiet_start(
+    state: UserState,
+    segment: str,
+    boundary: float,
+    horizon_s: float,
+    quiet_days: int,
+    vector: Sequence[float],
+) -> tuple[int, int]:
+    """What a `quiet` label needs to know at the row made as of `boundary` from `vector`:
+    (whole days since the segment's last activity before the row's day, read from the row's
+    own `days_since_*`; bit i set: activity on the i-th day from the row's day, over its horizon
+    and quiet days, from the day rows the state may already hold past the boundary). Later
+    events come through `PendingLabels.on_activity`; both are maxima/ORs of the same days, so
+    the label does not depend on how far the state ran ahead (live) or not (replay)."""
+    kinds = _ACTIVITY.get(segment, tuple(_SLOT))
+    gap = int(min(vector[_SINCE[k]] for k in kinds))
+    first = int(boundary // DAY_S)
+    span = int((boundary + horizon_s) // DAY_S) - first + quiet_days
+    slots = [_SLOT[k] for k in kinds]
+    newest = max(state.last[s] for s in slots)
+    mask = 0
+    if newest >= first * DAY_S:  # only live, or a late boundary: the state ran ahead
+        last_day = min(first + span - 1, int(newest // DAY_S))
+        for i in range(last_day - first + 1):
+            if any(state.seen_between(s, first + i, first + i) for s in slots):
+                mask |= 1 << i
+    return gap, mask
+
+
 # Format 3 turned the snapshot's last byte from "positive" into flags; a format-2 positive (1)
-# is exactly a format-3 "cancelled", so both decode with one layout.
+# is exactly a format-3 "cancelled", so both decode with one layout. Format 4 (written only
+# when a snapshot is a `quiet` one, so states of the other modes stay format 3 and readable by
+# older workers) adds after such a snapshot's head its quiet days, gap and day mask.
 _FORMAT: Final = 3
-_READS: Final = (2, 3)
+_FORMAT_QUIET: Final = 4
+_READS: Final = (2, 3, 4)
 _CANCELLED: Final = 1
 _ACTIVE: Final = 2
+_QUIET: Final = 4
 _HEAD = struct.Struct("<BHH")  # format, len(user_id), len(segment)
 _COUNT = struct.Struct("<H")
 # day, made_at, due, score, model_version, n features
-_SNAP = struct.Struct("<qddfQHB")  # ..., n features, flags (_CANCELLED | _ACTIVE)
+_SNAP = struct.Struct("<qddfQHB")  # ..., n features, flags (_CANCELLED | _ACTIVE | _QUIET)
+_QUIET_EXT = struct.Struct("<BBQ")  # quiet days, gap days, day mask
 # array("f") bytes are native-endian; the table payload is little-endian everywhere.
 _LITTLE: Final = array("H", [1]).tobytes() == b"\x01\x00"
 
@@ -133,13 +188,53 @@ class _Snapshot:
     version: int
     cancelled: bool = False  # the user cancelled inside the horizon; released at `due`
     active: bool = False  # the user was active inside the horizon
+    # A `quiet` snapshot (quiet > 0): due = made_at + horizon + quiet days; `gap` whole days
+    # since the last activity before the row's day; bit i of `mask`: activity on day i from it.
+    quiet: int = 0
+    gap: int = 0
+    mask: int = 0
 
-    def label(self, mode: LabelMode) -> bool:
+    @property
+    def horizon_end(self) -> float:
+        return self.due - self.quiet * DAY_S
+
+    def see(self, ts: float) -> None:
+        """An activity at `ts` (any arrival order: a max and an OR of whole days)."""
+        if self.made_at < ts <= self.horizon_end:
+            self.active = True
+        if self.quiet:
+            i = int(ts // DAY_S) - int(self.made_at // DAY_S)
+            if i < 0:
+                self.gap = min(self.gap, -i - 1)
+            elif i < self._span():
+                self.mask |= 1 << i
+
+    def _span(self) -> int:
+        first = int(self.made_at // DAY_S)
+        return int(self.horizon_end // DAY_S) - first + self.quiet
+
+    def label(self, mode: LabelMode) -> bool | None:
+        """The label; None: not learned (a `quiet` row inside a spell begun before it)."""
+        if self.quiet:
+            return self._quiet_label()
         if mode == "cancel":
             return self.cancelled
         if mode == "inactivity":
             return not self.active
+        # "either", and "quiet" for a snapshot made before the mode was switched on
         return self.cancelled or not self.active
+
+    def _quiet_label(self) -> bool | None:
+        q, g, m = self.quiet, self.gap, self.mask
+        # The last activity before the row was g whole days before its day: a spell of q days
+        # began there unless an activity followed within q days of it (bits 0 .. q - g - 1).
+        if g >= q or m & ((1 << (q - g)) - 1) == 0:
+            return None
+        if self.cancelled:
+            return True
+        days = int(self.horizon_end // DAY_S) - int(self.made_at // DAY_S)
+        quiet_after = (1 << q) - 1
+        return any(m >> i & 1 and not (m >> (i + 1)) & quiet_after for i in range(days))
 
 
 _F32: Final = struct.Struct("<f")
@@ -154,9 +249,9 @@ class PendingLabels:
     """Unlabelled prediction snapshots of ONE user, at most one per UTC day (the daily rows).
 
     Bounded by construction: a snapshot is removed once labelled and its due time is at most
-    horizon_days after it was made, so a user holds <= horizon_days + 1 snapshots. Serialised
-    cost: ~21 B + per snapshot 35 B + 4 B per feature; with ~75 features and a 14-day horizon
-    that is about 4.7 KB per active user (see docs/model.md).
+    horizon_days (+ quiet days for a `quiet` label) after it was made, so a user holds <=
+    horizon_days + quiet days + 1 snapshots. Serialised cost: ~21 B + per snapshot 35 B
+    (+ 10 B for a `quiet` one) + 4 B per feature (see docs/model.md).
 
     The segment is fixed for the object's life; if a user's segment changes the engine should
     `clear()` (the stored vectors and horizon belong to the old segment).
@@ -185,32 +280,39 @@ class PendingLabels:
         *,
         cancelled: bool = False,
         active: bool = False,
+        quiet: tuple[int, int, int] | None = None,
     ) -> bool:
         """Store the prediction made at `ts`, replacing any earlier one of the same day.
 
         `cancelled` / `active`: what the caller already knows of (ts, ts + horizon_s], since
         the state may hold events newer than the prediction; later ones arrive through
-        `on_cancel` / `on_activity`. Returns True when a new day was opened.
+        `on_cancel` / `on_activity`. `quiet`: (quiet days, gap, mask) of a `quiet` label
+        (`quiet_start`), released at ts + horizon_s + quiet days. Returns True when a new day
+        was opened.
         """
         day = int(ts // DAY_S)
         is_new = day not in self._snaps
         self._next = math.nan
+        q, gap, mask = quiet if quiet is not None else (0, 0, 0)
         self._snaps[day] = _Snapshot(
             made_at=ts,
-            due=ts + horizon_s,
+            due=ts + horizon_s + q * DAY_S,
             vector=array("f", vector),
             score=score,
             version=version,
             cancelled=cancelled,
             active=active,
+            quiet=q,
+            gap=min(gap, 255),
+            mask=mask,
         )
         return is_new
 
     def on_activity(self, ts: float) -> None:
-        """Mark the snapshots whose horizon holds an activity at `ts` (made_at < ts <= due)."""
+        """Mark the snapshots whose horizon holds an activity at `ts` (made_at < ts <= their
+        horizon's end); a `quiet` one also keeps the day (an earlier one: its last activity)."""
         for snap in self._snaps.values():
-            if snap.made_at < ts <= snap.due:
-                snap.active = True
+            snap.see(ts)
 
     def on_cancel(self, cancel_ts: float) -> None:
         """Label the pending snapshots at a cancel; they are released by `due` as usual.
@@ -229,14 +331,16 @@ class PendingLabels:
             del self._snaps[day]
         self._next = math.nan
         for snap in self._snaps.values():
-            if snap.made_at < cancel_ts <= snap.due:
+            if snap.made_at < cancel_ts <= snap.horizon_end:
                 snap.cancelled = True
 
     def due(self, watermark: float, mode: LabelMode = "cancel") -> list[Example]:
         """Labelled examples of snapshots whose horizon event time has passed (due < watermark).
 
         Strict: at watermark == due a cancel or activity exactly at due could still arrive and
-        would count, so the snapshot stays pending. `mode` is the segment's label mode.
+        would count, so the snapshot stays pending. `mode` is the segment's label mode; a
+        `quiet` snapshot keeps the rule it was made with, and one inside a quiet spell that had
+        begun before its row is dropped (no example).
         """
         ripe = [d for d, s in self._snaps.items() if s.due < watermark]
         ripe.sort()
@@ -244,7 +348,9 @@ class PendingLabels:
         out = []
         for d in ripe:
             snap = self._snaps.pop(d)
-            out.append(self._example(snap, label=snap.label(mode)))
+            label = snap.label(mode)
+            if label is not None:
+                out.append(self._example(snap, label=label))
         return out
 
     def next_due(self) -> float | None:
@@ -286,13 +392,17 @@ class PendingLabels:
         """Compact little-endian binary form."""
         uid = self.user_id.encode()
         seg = self.segment.encode()
-        parts = [_HEAD.pack(_FORMAT, len(uid), len(seg)), uid, seg, _COUNT.pack(len(self._snaps))]
+        fmt = _FORMAT_QUIET if any(s.quiet for s in self._snaps.values()) else _FORMAT
+        parts = [_HEAD.pack(fmt, len(uid), len(seg)), uid, seg, _COUNT.pack(len(self._snaps))]
         for day in sorted(self._snaps):
             s = self._snaps[day]
             flags = (_CANCELLED if s.cancelled else 0) | (_ACTIVE if s.active else 0)
+            flags |= _QUIET if s.quiet else 0
             parts.append(
                 _SNAP.pack(day, s.made_at, s.due, s.score, s.version, len(s.vector), flags)
             )
+            if s.quiet:
+                parts.append(_QUIET_EXT.pack(s.quiet, s.gap, s.mask))
             parts.append(s.vector.tobytes() if _LITTLE else _swapped(s.vector))
         return b"".join(parts)
 
@@ -314,6 +424,10 @@ class PendingLabels:
             for _ in range(count):
                 day, made_at, due, score, version, n, flags = _SNAP.unpack_from(data, pos)
                 pos += _SNAP.size
+                quiet = gap = mask = 0
+                if flags & _QUIET and fmt >= _FORMAT_QUIET:
+                    quiet, gap, mask = _QUIET_EXT.unpack_from(data, pos)
+                    pos += _QUIET_EXT.size
                 vec = array("f")
                 vec.frombytes(data[pos : pos + 4 * n])
                 if not _LITTLE:
@@ -327,6 +441,9 @@ class PendingLabels:
                     version,
                     bool(flags & _CANCELLED),
                     bool(flags & _ACTIVE),
+                    quiet,
+                    gap,
+                    mask,
                 )
         except (struct.error, UnicodeDecodeError) as exc:
             raise ValueError(f"corrupt PendingLabels payload: {exc}") from exc

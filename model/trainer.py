@@ -169,11 +169,12 @@ class Trainer:
 
     def close(self, example: Example) -> bool:
         """`example`, learned, was the last of the labels a worker released together (all due
-        before one watermark): the model now covers their due time (made_at + horizon, when
-        model.labels releases a label). Many labels share a due time, so no single one can.
+        before one watermark): the model now covers their due time (made_at + horizon, + the
+        quiet days of a `quiet` label: when model.labels releases a label). Many labels share a
+        due time, so no single one can.
         True if that moved `labels_until`: workers wait for such a snapshot (model.scoring)."""
         model = self.models[example.segment]
-        due = example.made_at + self.config.horizon_s(example.segment)
+        due = example.made_at + self.config.label_delay_s(example.segment)
         moved = due > model.labels_until
         model.labels_until = max(model.labels_until, due)
         return moved

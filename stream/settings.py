@@ -109,11 +109,14 @@ class Settings:
     the changelog, counted); 0 = users are kept forever. More than gone_after_days plus the
     longest horizon, so a removed user has no daily score or label left."""
     label_course: str = "either"
-    """What churn means for course labels: cancel, inactivity or either."""
+    """What churn means for course labels: cancel, inactivity, either or quiet."""
     label_saas: str = "cancel"
-    """What churn means for saas labels: cancel, inactivity or either."""
+    """What churn means for saas labels: cancel, inactivity, either or quiet."""
     label_docs: str = "cancel"
-    """What churn means for docs labels: cancel, inactivity or either."""
+    """What churn means for docs labels: cancel, inactivity, either or quiet."""
+    label_quiet_days: int = 14
+    """Quiet days of the `quiet` label: a spell this long after a last activity is churn; its
+    labels are released this many days after their horizon."""
     min_labels: int = 200
     """Labels a segment's model must learn (both classes) before it replaces the rules score."""
     estimator: str = "logistic"
@@ -215,19 +218,31 @@ class Settings:
         need(self.score_min_interval_s >= 0, "score_min_interval_s", "must be >= 0")
         need(0 <= self.day_offset_s < 86400, "day_offset_s", "must be in [0, 86400) seconds")
         need(self.gone_after_days > 0, "gone_after_days", "must be > 0")
-        longest = max(getattr(self, f"horizon_{seg}_days") for seg in SEGMENTS)
+        longest = max(
+            getattr(self, f"horizon_{seg}_days")
+            + (self.label_quiet_days if getattr(self, f"label_{seg}") == "quiet" else 0)
+            for seg in SEGMENTS
+        )
         need(
             self.user_retention_days == 0
             or self.user_retention_days > self.gone_after_days + longest,
             "user_retention_days",
-            "0 (keep forever) or more than gone_after_days plus the longest horizon",
+            "0 (keep forever) or more than gone_after_days plus the longest label delay "
+            "(horizon, + label_quiet_days for a quiet label)",
         )
         for seg in ("course", "saas", "docs"):
             need(
-                getattr(self, f"label_{seg}") in {"cancel", "inactivity", "either"},
+                getattr(self, f"label_{seg}") in {"cancel", "inactivity", "either", "quiet"},
                 f"label_{seg}",
-                "one of cancel, inactivity, either",
+                "one of cancel, inactivity, either, quiet",
             )
+            need(
+                getattr(self, f"label_{seg}") != "quiet"
+                or getattr(self, f"horizon_{seg}_days") + self.label_quiet_days + 1 <= 60,
+                "label_quiet_days",
+                f"horizon_{seg}_days + label_quiet_days + 1 must be <= 60 for a quiet label",
+            )
+        need(self.label_quiet_days >= 1, "label_quiet_days", "must be >= 1")
         need(self.min_labels >= 2, "min_labels", "must be >= 2")
         need(self.snapshot_every >= 1, "snapshot_every", "must be >= 1")
         need(self.alert_cooldown_days >= 0, "alert_cooldown_days", "must be >= 0")

@@ -352,11 +352,13 @@ def test_churned_within_by_label_mode(
     assert churned_within(u, 5 * DAY, h, "either") is either
     # The window is (t, t + H]: a churn exactly at t is before it, one exactly at t + H inside.
     assert churned_within(u, 3 * DAY, h, "either") is either
-    for mode in ("cancel", "inactivity", "either"):
+    # The product's quiet-spell label aims at the same truth as "either".
+    assert churned_within(u, 5 * DAY, h, "quiet") is either
+    for mode in ("cancel", "inactivity", "either", "quiet"):
         assert not churned_within(u, 10 * DAY, h, mode)
         assert not churned_within(u, 2 * DAY, h, mode)
     with pytest.raises(ValueError):
-        churned_within(u, 0.0, h, "quiet")
+        churned_within(u, 0.0, h, "never")
 
 
 def _fork(params: ChurnParams, fork_day: int, seeds: tuple[int, int]) -> list[tuple[list, int]]:

@@ -25,8 +25,9 @@ BEHAVIOUR_TOPICS: Final = frozenset((VIDEO_VIEWS, LOGINS, SYNCS, DOC_JOBS))
 HORIZON_DAYS: Final[dict[str, int]] = {"course": 7, "saas": 14, "docs": 14}
 
 # What counts as churn when judging a prediction (see truth.churned_within): a lifecycle cancel,
-# going quiet for good, or either. Learners rarely cancel, they stop; accounts cancel.
-LABEL_MODES: Final = ("cancel", "inactivity", "either")
+# going quiet for good, or either. Learners rarely cancel, they stop; accounts cancel. The
+# product's `quiet` label names the same truth as `either` (its last activity before leaving).
+LABEL_MODES: Final = ("cancel", "inactivity", "either", "quiet")
 DEFAULT_LABEL_MODE: Final[dict[str, str]] = {"course": "either", "saas": "cancel", "docs": "cancel"}
 
 

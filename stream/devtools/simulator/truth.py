@@ -133,7 +133,8 @@ def churned_within(user: UserTruth, t: float, horizon_s: float, mode: str) -> bo
       or a cancel (nothing follows a cancel either) at `churn_ts`;
     - "either": a cancel or inactivity; in the simulator every churner stops all activity at
       `churn_ts`, so it names the same truth as "inactivity". The modes differ in the product,
-      which sees inactivity only H quiet days later and can mistake a quiet week for churn.
+      which sees inactivity only H quiet days later and can mistake a quiet week for churn;
+    - "quiet": the product's quiet-spell label, which aims at this same truth as "either".
     """
     if mode not in LABEL_MODES:
         raise ValueError(f"label mode {mode!r} is not one of {LABEL_MODES}")
