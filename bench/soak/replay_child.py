@@ -37,7 +37,7 @@ class _Counting(Replay):
     early = 0
 
     def _learn(self, example: Example, closes: bool = False) -> None:
-        due = example.made_at + self.config.model.horizon_s(example.segment)
+        due = example.made_at + self.config.model.label_delay_s(example.segment)
         if due > self.plausible_until:
             self.early += 1
         super()._learn(example, closes)

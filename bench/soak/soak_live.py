@@ -100,14 +100,14 @@ def _event_id(payload: bytes | None) -> str | None:
 
 
 def early_labels(bootstrap: str, prefix: str, plausible_until: float) -> int:
-    """Examples whose horizon ends after `plausible_until` (the newest plausible event time of
-    the drill): event time cannot have passed it, so their labels were released early (the
-    drills send no cancel, so no label is due before its horizon)."""
+    """Examples whose label is due (horizon, + quiet days) after `plausible_until` (the newest
+    plausible event time of the drill): event time cannot have passed it, so their labels were
+    released early (the drills send no cancel, so no label is due before its horizon)."""
     model = engine_config(Settings()).model
     early = 0
     for rec in read_topic(bootstrap, prefix + EXAMPLES):
         example = decode_example(rec.value)
-        early += example.made_at + model.horizon_s(example.segment) > plausible_until
+        early += example.made_at + model.label_delay_s(example.segment) > plausible_until
     return early
 
 
