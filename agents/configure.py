@@ -11,6 +11,8 @@ from churnstream.model.alert_config import AlertConfigError, load_alert_config
 from churnstream.model.alerts import AlertConfig, AlertPolicy
 from churnstream.model.config import ModelConfig
 from churnstream.model.engine import EngineConfig
+from churnstream.model.partitioned import PartitionedReplay
+from churnstream.model.partitioned import supported as partition_supported
 from churnstream.model.playbook import Playbook
 from churnstream.model.replay import Replay
 from churnstream.stream.contract.events import DAY_S, expected_kinds
@@ -86,12 +88,16 @@ def alert_policy(settings: Settings) -> AlertPolicy:
     return AlertPolicy(setup.config, playbook, setup.experiment)
 
 
-def replay(settings: Settings, **kw: Any) -> Replay:
+def replay(settings: Settings, *, by_user: bool = False, **kw: Any) -> Replay:
     """The replay `churnstream replay` and `backfill` run: the worker's parameters, record
-    size limit and snapshot cadence; `kw` as `Replay` takes them (outputs, truth, clock)."""
-    return Replay(
+    size limit and snapshot cadence; `kw` as `Replay` takes them (outputs, truth, clock).
+    `by_user`: the users partitioned over `jobs` processes (model/partitioned.py), the same
+    results; not with a daily alert budget (then as without it)."""
+    alerts = alert_policy(settings)
+    cls = PartitionedReplay if by_user and partition_supported(alerts) else Replay
+    return cls(
         engine_config(settings),
-        alert_policy(settings),
+        alerts,
         max_bytes=settings.max_record_bytes,
         snapshot_every=settings.snapshot_every,
         **kw,

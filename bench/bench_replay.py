@@ -1,11 +1,17 @@
 """Throughput of the offline replay path (`model.replay.Replay`) on a fixed simulated history.
 
 Plain script: `.venv/bin/python bench/bench_replay.py [--users 300] [--days 60] [--seed 1]
-[--repeat 1] [--profile]`. The history is generated in memory (seeded, so every run replays
-the same records), converted to replay records once, then replayed: parse, features, scoring,
-labels, learning and alerts, as `churnstream replay` does minus reading the file. Prints
+[--repeat 1] [--profile] [--by-user 1,2]`. The history is generated in memory (seeded, so
+every run replays the same records), converted to replay records once, then replayed: parse,
+features, scoring, labels, learning and alerts, as `churnstream replay` does minus reading the
+file. Prints
 events/s by wall clock and by process CPU time (the latter is steadier on a shared machine)
 and a digest of the report, so two versions of the code can be checked for identical results.
+
+`--by-user 1,2` also replays with the users partitioned over 1 and 2 processes
+(model/partitioned.py), alternating with the one-process replay in the same run, and prints
+for each the wall time, the CPU seconds of every process (the busiest one bounds the speed-up),
+the load average before and after, and the digests of the report and the alerts.
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ from __future__ import annotations
 import argparse
 import cProfile
 import hashlib
+import io
+import os
 import pstats
 import time
+from typing import Any
 
 import orjson
 
@@ -41,6 +50,54 @@ def replay_once(records: list[ReplayRecord], settings: Settings) -> tuple[float,
     return wall, cpu, digest[:16]
 
 
+def _digest(data: Any) -> str:
+    raw = data if isinstance(data, bytes) else orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def replay_jobs(records: list[ReplayRecord], settings: Settings, jobs: int | None) -> dict:
+    """One replay with an alerts file: `Replay` (jobs None) or users over `jobs` processes."""
+    alerts = io.BytesIO()
+    kw: dict[str, Any] = {"wall_clock": lambda: 0.0, "alerts_out": alerts}
+    if jobs is None:
+        replay = configure.replay(settings, **kw)
+    else:
+        replay = configure.replay(settings, by_user=True, jobs=jobs, **kw)
+    load = os.getloadavg()[0]
+    wall, cpu = time.perf_counter(), time.process_time()
+    report = replay.run(records)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    workers = getattr(replay, "workers_cpu_s", 0.0)
+    busiest = max(cpu, getattr(replay, "busiest_cpu_s", 0.0))
+    return {
+        "wall": wall,
+        "cpu": cpu + workers,  # every process's
+        "busiest": busiest,
+        "load": (load, os.getloadavg()[0]),
+        "digest": (_digest(report), _digest(alerts.getvalue())),
+    }
+
+
+def compare_jobs(
+    records: list[ReplayRecord], settings: Settings, jobs: list[int], repeat: int
+) -> None:
+    runs: dict[str, list[dict]] = {}
+    for _ in range(repeat):
+        for n in [None, *jobs]:
+            name = "Replay" if n is None else f"by user, {n} job{'s' if n > 1 else ''}"
+            runs.setdefault(name, []).append(replay_jobs(records, settings, n))
+    base = min(r["wall"] for r in runs["Replay"])
+    for name, rs in runs.items():
+        best = min(rs, key=lambda r: r["wall"])
+        loads = " ".join(f"{a:.1f}->{b:.1f}" for a, b in (r["load"] for r in rs))
+        print(
+            f"{name:18} wall {best['wall']:6.2f} s ({len(records) / best['wall']:7,.0f} events/s, "
+            f"{base / best['wall']:.2f}x), CPU all {best['cpu']:6.2f} s, busiest process "
+            f"{best['busiest']:6.2f} s ({len(records) / best['busiest']:7,.0f} events per CPU s); "
+            f"load {loads}; digests {sorted({r['digest'] for r in rs})}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=300)
@@ -48,6 +105,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=1, help="replays; the best is reported")
     parser.add_argument("--profile", action="store_true", help="print the top cProfile rows")
+    parser.add_argument(
+        "--by-user",
+        default="",
+        metavar="N,...",
+        help="also replay with the users over N processes, alternating with one (see above)",
+    )
     args = parser.parse_args()
 
     records = history(args.users, args.days, args.seed)
@@ -56,6 +119,10 @@ def main() -> None:
         f"history: {args.users} users x {args.days} days, seed {args.seed}: "
         f"{len(records):,} records"
     )
+    if args.by_user:
+        jobs = [int(n) for n in args.by_user.split(",")]
+        compare_jobs(records, settings, jobs, args.repeat)
+        return
     if args.profile:
         prof = cProfile.Profile()
         prof.runcall(replay_once, records, settings)

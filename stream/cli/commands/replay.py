@@ -44,6 +44,13 @@ def add_parser(sub: Any) -> None:
         "*.truth.json; default: the one beside FILE, if any)",
     )
     add_jobs_option(p)
+    p.add_argument(
+        "--by-user",
+        action="store_true",
+        help="partition the users over the --jobs processes, each learning every label in "
+        "lockstep at day boundaries: the same output as one process (not with a daily alert "
+        "budget: then as without it); see BENCHMARKS.md for when it is faster",
+    )
     p.set_defaults(handler=run)
 
 
@@ -68,7 +75,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if tap is not None:
             alerts = tap
         replay = configure.replay(
-            settings, scores_out=scores, alerts_out=alerts, truth=truth, jobs=args.jobs
+            settings,
+            scores_out=scores,
+            alerts_out=alerts,
+            truth=truth,
+            jobs=args.jobs,
+            by_user=args.by_user,
         )
         report = replay.run(history(args), progress if sys.stderr.isatty() else None)
     if sys.stderr.isatty():
