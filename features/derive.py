@@ -75,12 +75,13 @@ def derive(
     now: float,
     now_day: int,
     r1: list[int] | None,
+    w3: list[int],
     w7: list[int],
     w28: list[int],
     lo28: int,
     last: Sequence[float] | None = None,
 ) -> list[float]:
-    """Feature vector from `now_day`'s row and the 7- and 28-day window totals ending there.
+    """Feature vector from `now_day`'s row and the 3-, 7- and 28-day window totals ending there.
 
     `lo28` is the first day of the 28-day window (`now_day - 27`, later when fewer days are
     held). `last` are the last-seen times of the `LAST_*` slots (default: the state's own).
@@ -249,7 +250,24 @@ def derive(
     ]
     # Sign-preserving log1p (a value can be negative), inline: this runs once per scored event.
     out += [_log1p(v) if v >= 0.0 else -_log1p(-v) for v in map(out.__getitem__, LOG_SOURCES)]
+    out += _recent(w3, w28)
     return out
+
+
+def _recent(w3: list[int], w28: list[int]) -> list[float]:
+    """`RECENT_NAMES`: the processing time per document of the last 3 days, alone (for people)
+    and against the rest of the 28-day window (issue 14: the simulator's hidden stress slows
+    jobs down as a decline ramps over 1-3 weeks, which the 7-day mean per job shows late).
+
+    Per document, not per job: a job's time scales with its documents, whose count varies far
+    more between jobs than the time per document. Against the days before the 3, not the whole
+    28 days: the baseline leaves out the change it is compared with."""
+    docs3 = w3[b.DOCUMENTS] if w3[b.PROC_N] else 0
+    docs_before = w28[b.DOCUMENTS] - w3[b.DOCUMENTS] if w28[b.PROC_N] > w3[b.PROC_N] else 0
+    ppd3 = w3[b.PROC_MS] / docs3 if docs3 else 0.0
+    before = (w28[b.PROC_MS] - w3[b.PROC_MS]) / docs_before if docs_before > 0 else 0.0
+    # 0.0 ("as usual") unless both are known.
+    return [ppd3, _log1p(ppd3) - _log1p(before) if ppd3 and before else 0.0]
 
 
 # The features a `roi_drop` decision reads (model.roi.read_roi and the alert's drivers).

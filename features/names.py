@@ -107,7 +107,16 @@ LOG_SCALED: Final[tuple[str, ...]] = (
     "processing_ms_mean_7d",
     "processing_ms_max_7d",
 )
-FEATURE_NAMES: Final[tuple[str, ...]] = (*_NAMES, *(f"log_{n}" for n in LOG_SCALED))
+# Appended after the companions (issue 14), for the same reason: the processing time per
+# document of the last 3 days, raw (for people), then against the days before (what docs
+# models learn; docs/model.md "Recent latency").
+RECENT_RAW: Final[tuple[str, ...]] = ("processing_ms_per_doc_3d",)
+RECENT_NAMES: Final[tuple[str, ...]] = (*RECENT_RAW, "processing_per_doc_3d_vs_before")
+FEATURE_NAMES: Final[tuple[str, ...]] = (
+    *_NAMES,
+    *(f"log_{n}" for n in LOG_SCALED),
+    *RECENT_NAMES,
+)
 # Where each companion's source sits in the vector before the companions are appended.
 LOG_SOURCES: Final[tuple[int, ...]] = tuple(_NAMES.index(n) for n in LOG_SCALED)
 
@@ -139,7 +148,7 @@ def _segment_features() -> dict[str, tuple[str, ...]]:
     def shared(name: str) -> bool:
         return not any(p in name for p in every)
 
-    raw = set(LOG_SCALED)  # learned through their log companions only
+    raw = {*LOG_SCALED, *RECENT_RAW}  # learned through their log companions only
     return {
         seg: tuple(
             n for n in FEATURE_NAMES if n not in raw and (shared(n) or any(p in n for p in parts))

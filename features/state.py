@@ -122,10 +122,10 @@ class UserState:
         self.ids = [_NO_ID] * config.dedupe_slots
         self._id_pos = 0
         self.offsets: dict[tuple[str, int], int] = {}
-        # Window totals of the days before `now`'s day, (lo, now_day, 7-day, 28-day): only a
+        # Window totals of the days before `now`'s day, (lo, now_day, 7-day, 28-day, 3-day): only a
         # late event (a day before now_day) changes them, so an event on the newest day, the
         # usual case, costs one row added to each instead of re-summing up to 28 rows.
-        self._agg: tuple[int, int, list[int], list[int]] | None = None
+        self._agg: tuple[int, int, list[int], list[int], list[int]] | None = None
 
     @classmethod
     def new(cls, user_id: str, config: FeatureConfig | None = None) -> UserState:
@@ -267,8 +267,9 @@ class UserState:
             now = self.clock
         nd, lo, agg, r1 = self._windows(now)
         if r1 is None:
-            return derive(self, now, nd, None, agg[2], agg[3], lo)
-        return derive(self, now, nd, r1, combine(agg[2], r1), combine(agg[3], r1), lo)
+            return derive(self, now, nd, None, agg[4], agg[2], agg[3], lo)
+        w3, w7, w28 = combine(agg[4], r1), combine(agg[2], r1), combine(agg[3], r1)
+        return derive(self, now, nd, r1, w3, w7, w28, lo)
 
     def roi_features(self, now: float | None = None) -> dict[str, float]:
         """The features of `ROI_FEATURES` (what a `roi_drop` decision reads), equal to those of
@@ -285,7 +286,7 @@ class UserState:
 
     def _windows(
         self, now: float
-    ) -> tuple[int, int, tuple[int, int, list[int], list[int]], list[int] | None]:
+    ) -> tuple[int, int, tuple[int, int, list[int], list[int], list[int]], list[int] | None]:
         """(now's day, the 28-day window's first day, the totals of the window's days before
         now's day, now's day row or None) for `vector(now)`."""
         nd = int(now // DAY_S)
@@ -334,6 +335,7 @@ class UserState:
             key=lambda dr: -dr[0],
         )
         r1 = rows[0][1] if rows and rows[0][0] == end else None
+        w3 = aggregate([r for d, r in rows if d > end - 3])
         w7 = aggregate([r for d, r in rows if d > end - 7])
         w28 = aggregate([r for _, r in rows])
         last = []
@@ -347,7 +349,7 @@ class UserState:
                     day = self._seen_before(slot, lo)  # before the window
             # As a time whole days before `boundary`, so derive() counts whole days.
             last.append(_NEG_INF if day is None else boundary - max(0, end - day) * DAY_S)
-        return derive(self, boundary, end, r1, w7, w28, lo, last)
+        return derive(self, boundary, end, r1, w3, w7, w28, lo, last)
 
     def _seen_before(self, slot: int, lo: int) -> int | None:
         """The newest day before day `lo` with the event of `LAST_*` slot `slot`: from the day
@@ -363,8 +365,10 @@ class UserState:
             day = self.day_before_ring[slot]
         return day
 
-    def _totals_before(self, lo: int, nd: int) -> tuple[int, int, list[int], list[int]]:
+    def _totals_before(self, lo: int, nd: int) -> tuple[int, int, list[int], list[int], list[int]]:
         lo7 = nd - 6
+        lo3 = nd - 2
+        r3: list[list[int]] = []
         r7: list[list[int]] = []
         r28: list[list[int]] = []
         for day, row in zip(self.days, self.rows, strict=True):
@@ -372,7 +376,9 @@ class UserState:
                 r28.append(row)
                 if day >= lo7:
                     r7.append(row)
-        return lo, nd, aggregate(r7), aggregate(r28)
+                    if day >= lo3:
+                        r3.append(row)
+        return lo, nd, aggregate(r7), aggregate(r28), aggregate(r3)
 
     def features(self, now: float | None = None) -> dict[str, float]:
         """Feature dict with exactly the keys of `FEATURE_NAMES`, in that order."""

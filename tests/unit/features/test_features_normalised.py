@@ -15,7 +15,7 @@ from feature_events import D0, DAY, at, job, life, login, state_of, sync, value,
 
 from churnstream.features import FEATURE_NAMES, UserState
 from churnstream.features.codec import VERSION
-from churnstream.features.names import LOG_SCALED
+from churnstream.features.names import LOG_SCALED, SEGMENT_FEATURES
 from churnstream.stream.contract.events import Event
 
 TRENDS = [n for n in FEATURE_NAMES if n.startswith("trend_")]
@@ -115,6 +115,32 @@ def test_the_28_day_frustration_baselines_are_kept() -> None:
     assert f["seeks_per_min_28d"] == pytest.approx(6 / (70 / 60))
     assert f["sync_latency_ms_28d"] == 500.0 and f["sync_latency_ms_7d"] == 100.0
     assert f["processing_ms_mean_28d"] == 2500.0
+
+
+def test_processing_per_document_of_the_last_three_days_against_the_days_before() -> None:
+    evs: list[Event] = [
+        job(at(-20), documents=10, ms=10_000.0),  # 1 s a document, 10 s a job
+        job(at(-3), documents=2, ms=4000.0),  # before the 3 days (days -2, -1 and 0)
+        job(at(-1), documents=1, ms=3000.0),  # 3 s a document
+        job(at(0), documents=3, ms=9000.0),
+        job(at(0), documents=5),  # no processing time: counts its documents all the same
+    ]
+    f = state_of(evs).features()
+    assert f["processing_ms_per_doc_3d"] == 12_000 / 9
+    assert f["processing_per_doc_3d_vs_before"] == pytest.approx(
+        math.log1p(12_000 / 9) - math.log1p(14_000 / 12)
+    )
+    # The daily row as of the next boundary reads the same complete days.
+    row = dict(zip(FEATURE_NAMES, state_of(evs).vector_at(at(1, 0.0)), strict=True))
+    assert row["processing_per_doc_3d_vs_before"] == f["processing_per_doc_3d_vs_before"]
+    # No job in the last 3 days, or none before them: 0.0, i.e. "as usual".
+    quiet = dict(zip(FEATURE_NAMES, state_of(evs).vector_at(at(5, 0.0)), strict=True))
+    assert quiet["processing_ms_per_doc_3d"] == quiet["processing_per_doc_3d_vs_before"] == 0.0
+    new = state_of([job(at(0), documents=3, ms=9000.0)]).features()
+    assert new["processing_ms_per_doc_3d"] == 3000.0
+    assert new["processing_per_doc_3d_vs_before"] == 0.0
+    assert "processing_per_doc_3d_vs_before" in SEGMENT_FEATURES["docs"]
+    assert "processing_ms_per_doc_3d" not in SEGMENT_FEATURES["docs"]  # raw, for people
 
 
 def busy_user(days: int, seed: int = 7) -> UserState:

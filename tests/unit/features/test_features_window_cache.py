@@ -23,9 +23,10 @@ def from_scratch(state: UserState, now: float) -> list[float]:
         if r is not None and lo <= d <= nd
     ]
     r1 = next((r for d, r in rows if d == nd), None)
+    w3 = aggregate([r for d, r in rows if d >= nd - 2])
     w7 = aggregate([r for d, r in rows if d >= nd - 6])
     w28 = aggregate([r for _, r in rows])
-    return derive(state, now, nd, r1, w7, w28, lo)
+    return derive(state, now, nd, r1, w3, w7, w28, lo)
 
 
 @settings(max_examples=120, deadline=None)
