@@ -1,12 +1,13 @@
 """One-sentence alert messages for people, built from the top drivers (pure).
 
 A small phrasebook turns a feature name and its raw value into a short phrase:
-trends as "X down N% vs usual", ratios as percentages, per-minute rates as per hour and
-`days_since_*` as "no Y for N days".
+trends as "X down N% vs usual", ratios as percentages, log ratios as "N x as long",
+per-minute rates as per hour and `days_since_*` as "no Y for N days".
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Final
 
@@ -42,6 +43,10 @@ _RATIO_PHRASES: Final = {
     "job_failure_ratio_7d": "{pct}% of document jobs failing",
     "job_failure_ratio_28d": "{pct}% of document jobs failing this month",
 }
+# Log ratios (ln of now against before): format with the ratio in place of {x}.
+_LOG_RATIO_PHRASES: Final = {
+    "processing_per_doc_3d_vs_before": "documents take {x}x as long as before",
+}
 _PER_MIN_NOUNS: Final = {
     "seeks_per_min_7d": "seeks",
     "rewinds_per_min_7d": "rewinds",
@@ -74,6 +79,8 @@ def phrase(feature: str, value: float) -> str:
         return f"no {noun} for {days} day{'' if days == 1 else 's'}"
     if feature in _RATIO_PHRASES:
         return _RATIO_PHRASES[feature].format(pct=round(value * 100))
+    if feature in _LOG_RATIO_PHRASES:
+        return _LOG_RATIO_PHRASES[feature].format(x=f"{math.exp(value):.1f}")
     if feature in _PER_MIN_NOUNS:
         return f"{round(value * 60)} {_PER_MIN_NOUNS[feature]} per hour"
     if feature in _TEMPLATES:

@@ -22,6 +22,7 @@ from churnstream.model.alerts import Action, Driver, compose_message, phrase
         ("days_since_event", 60.0, "no activity for 60+ days"),
         ("failed_logins_7d", 6.0, "6 failed logins this week"),
         ("processing_ms_mean_7d", 12500.0, "jobs take 12.5 s on average"),
+        ("processing_per_doc_3d_vs_before", 0.9163, "documents take 2.5x as long as before"),
         ("brand_new_feature", 3.5, "brand new feature 3.5"),
     ],
 )
