@@ -1,10 +1,11 @@
 """Replay with users partitioned over processes (`replay --jobs N --by-user`).
 
-Each process (a `Part`) reads every record in the same order and feeds every valid event's time
-to its own watermark, so all see the same event-time progress (lateness, boundaries, expiry);
-it applies only the events of its users (a stable hash of the user id). What couples users
-happens when the watermark reaches a day boundary B, in lockstep, through the coordinator (one
-exchange per boundary):
+The coordinator's reader parses every record once and hands each process (a `Part`) the event
+time and kind of every record and the records of its users (a stable hash of the user id), so
+every process feeds every valid event's time to its own watermark and sees the same event-time
+progress (lateness, boundaries, expiry), and parses and applies only its users' events. What
+couples users happens when the watermark reaches a day boundary B, in lockstep, through the
+coordinator (one exchange per boundary):
 
 - every process sends the labels it released; the coordinator merges them in the order one
   process holding every user releases them (`learning_order`) and each process learns all of
@@ -38,12 +39,13 @@ import threading
 import time
 import traceback
 import zlib
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import chain
 from operator import itemgetter
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import orjson
 
@@ -54,17 +56,32 @@ from churnstream.model.engine import Detector, EngineConfig, EventScore, score_r
 from churnstream.model.evaluation import Truth
 from churnstream.model.labels import Example
 from churnstream.model.learner import SegmentModel
-from churnstream.model.replay import MemoryRepository, Replay, _Segment
+from churnstream.model.replay import TOPIC_RANK, MemoryRepository, Replay, _Segment
 from churnstream.model.replay_input import ReplayRecord
 from churnstream.model.scoring import Scorer
 from churnstream.model.user_record import UserRecord
-from churnstream.stream.contract.events import DAY_S, Event, Lifecycle
-from churnstream.stream.contract.validation import Invalid
+from churnstream.stream.contract.events import DAY_S, EVENT_TYPES, Event, Lifecycle
+from churnstream.stream.contract.validation import Invalid, parse
 
 CHUNK = 2000  # records per hand-over to the processes when the input is not a list
 # An output's place: (event number, stage, boundary, user or segment, local number or rank).
 Key = tuple[Any, ...]
 Item = tuple[Key, bytes | dict[str, Any]]  # a dict: an alert without its percentile yet
+
+
+# A chunk for one process: every record's event time and topic rank (INVALID: not an event),
+# the process each record goes to whole (its user's; the invalid ones to process 0), and those
+# records (kind, value) in order. Parsed once, by the coordinator's reader.
+Chunk = tuple[bytes, bytes, bytes, list[tuple[str | None, bytes | None]]]
+INVALID = 255
+_OBSERVED = {rank: EVENT_TYPES[kind].kind for kind, rank in TOPIC_RANK.items()}
+
+
+class _Foreign(NamedTuple):
+    """Another process's valid event: only its time counts here (the watermark)."""
+
+    kind: str  # the event type's `kind`, as the watermark observes it
+    ts: float
 
 
 def owner(user_id: str, count: int) -> int:
@@ -199,20 +216,43 @@ class Part(Replay):
             return
         super().feed_parsed(kind, event)
 
+    def feed_chunk(self, chunk: Chunk) -> None:
+        """The records of a `Chunk`: this process's parsed here, the others' only timed."""
+        times, ranks, to, records = chunk
+        ts = array("d")
+        ts.frombytes(times)
+        mine = iter(records)
+        index = self.index
+        for i, rank in enumerate(ranks):
+            if to[i] == index:
+                kind, value = next(mine)
+                self.feed_parsed(kind, parse(kind, value, self.max_bytes) if kind else None)
+                continue
+            self.events += 1
+            if rank == INVALID:
+                continue
+            t = ts[i]
+            if self._ties and t != self._ties[0][2].ts:
+                self._apply_ties()
+            self._ties.append((rank, len(self._ties), _Foreign(_OBSERVED[rank], t)))  # type: ignore[arg-type]
+
     def _apply(self, event: Event) -> None:
         self.number += 1
         det = self.detector
-        user_id = event.user_id
-        mine = self._mine.get(user_id)
-        if mine is None:
-            mine = self._mine[user_id] = owner(user_id, self.count) == self.index
+        if type(event) is _Foreign:
+            mine = False
+        else:
+            user_id = event.user_id
+            mine = self._mine.get(user_id)  # type: ignore[assignment]
+            if mine is None:
+                mine = self._mine[user_id] = owner(user_id, self.count) == self.index
         if mine:
             self.applied += 1
             if isinstance(event, Lifecycle):
                 self._lifecycle(event)
             self.results[det._apply(event, None)] += 1
         else:
-            kind = type(event).kind
+            kind = event.kind if type(event) is _Foreign else type(event).kind  # type: ignore[union-attr]
             det.watermark.observe(kind, event.ts, kind)
         wm = det.watermark.value
         if self.next_boundary is None and wm != -math.inf:
@@ -514,8 +554,7 @@ class PartitionedReplay(Replay):
     ) -> list[dict[str, Any]]:
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        listed = isinstance(records, list | tuple)
-        queues = [] if listed else [ctx.Queue(maxsize=8) for _ in range(self.jobs)]
+        queues = [ctx.Queue(maxsize=8) for _ in range(self.jobs)]
         conns, procs = [], []
         # The processes would otherwise traverse (and so copy) every object of this heap at
         # their first full collection.
@@ -523,9 +562,8 @@ class PartitionedReplay(Replay):
         try:
             for index in range(self.jobs):
                 here, there = ctx.Pipe()
-                source: Any = records if listed else queues[index]
                 proc = ctx.Process(
-                    target=_part_main, args=(self, index, there, source), daemon=True
+                    target=_part_main, args=(self, index, there, queues[index]), daemon=True
                 )
                 proc.start()
                 there.close()
@@ -533,12 +571,13 @@ class PartitionedReplay(Replay):
                 procs.append(proc)
         finally:
             gc.unfreeze()
-        feeder, failed = None, []
-        if not listed:
-            feeder = threading.Thread(
-                target=_feed, args=(records, queues, failed, progress), daemon=True
-            )
-            feeder.start()
+        failed: list[Exception] = []
+        feeder = threading.Thread(
+            target=_feed,
+            args=(records, queues, failed, progress, self._part_kw["max_bytes"]),
+            daemon=True,
+        )
+        feeder.start()
         done = False
         try:
             while True:
@@ -564,8 +603,7 @@ class PartitionedReplay(Replay):
                 if not done:  # the others wait for a step that will not come
                     proc.kill()
                 proc.join()
-            if feeder is not None:
-                feeder.join(timeout=1)
+            feeder.join(timeout=1)
 
     def _merge(self, results: list[dict[str, Any]]) -> None:
         first = results[0]
@@ -615,21 +653,43 @@ def _feed(
     queues: list[Any],
     failed: list[Exception],
     progress: Callable[[int], None] | None,
+    max_bytes: int,
 ) -> None:
-    chunk: list[ReplayRecord] = []
+    """The reader (a thread of the coordinator): parses every record once and hands each
+    process the times of all and the records of its users (`Chunk`)."""
+    count = len(queues)
+    owners: dict[str, int] = {}
     read = 0
     try:
-        for rec in records:
-            chunk.append(rec)
-            read += 1
-            if progress is not None and read % 10000 == 0:
-                progress(read)
-            if len(chunk) >= CHUNK:
-                for q in queues:
-                    q.put(chunk)
-                chunk = []
-        for q in queues:
-            q.put(chunk)
+        it = iter(records)
+        while True:
+            ts, ranks, to = array("d"), bytearray(), bytearray()
+            whole: list[list[tuple[str | None, bytes | None]]] = [[] for _ in range(count)]
+            for rec in it:
+                event = parse(rec.kind, rec.value, max_bytes) if rec.kind else None
+                if event is None or isinstance(event, Invalid):
+                    ts.append(0.0)
+                    ranks.append(INVALID)
+                    to.append(0)  # counted by process 0
+                    whole[0].append((rec.kind, rec.value))
+                else:
+                    o = owners.get(event.user_id)
+                    if o is None:
+                        o = owners[event.user_id] = owner(event.user_id, count)
+                    ts.append(event.ts)
+                    ranks.append(TOPIC_RANK[rec.kind])  # type: ignore[index]
+                    to.append(o)
+                    whole[o].append((rec.kind, rec.value))
+                read += 1
+                if progress is not None and read % 10000 == 0:
+                    progress(read)
+                if len(ranks) >= CHUNK:
+                    break
+            if not ranks:
+                break
+            times, codes, dests = ts.tobytes(), bytes(ranks), bytes(to)
+            for q, mine in zip(queues, whole, strict=True):
+                q.put((times, codes, dests, mine))
     except Exception as exc:
         failed.append(exc)
     finally:
@@ -637,9 +697,9 @@ def _feed(
             q.put(None)
 
 
-def _chunks(source: Any) -> Iterator[ReplayRecord]:
+def _chunks(source: Any) -> Iterator[Chunk]:
     while (chunk := source.get()) is not None:
-        yield from chunk
+        yield chunk
 
 
 def _part_main(replay: PartitionedReplay, index: int, conn: Any, source: Any) -> None:
@@ -650,9 +710,8 @@ def _part_main(replay: PartitionedReplay, index: int, conn: Any, source: Any) ->
             return conn.recv()
 
         part = replay._part(index, sync)
-        records = source if isinstance(source, list | tuple) else _chunks(source)
-        for rec in records:
-            part.feed(rec)
+        for chunk in _chunks(source):
+            part.feed_chunk(chunk)
         part.finish()
         conn.send(("end", part.result()))
     except BaseException:
