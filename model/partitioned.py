@@ -4,25 +4,28 @@ The coordinator's reader parses every record once and hands each process (a `Par
 time and kind of every record and the records of its users (a stable hash of the user id), so
 every process feeds every valid event's time to its own watermark and sees the same event-time
 progress (lateness, boundaries, expiry), and parses and applies only its users' events. What
-couples users happens when the watermark reaches a day boundary B, in lockstep, through the
-coordinator (one exchange per boundary):
+couples users happens when the watermark reaches a day boundary B, in lockstep with the
+coordinator (one exchange per boundary), which is also the one learner:
 
-- every process sends the labels it released; the coordinator merges them in the order one
-  process holding every user releases them (`learning_order`) and each process learns all of
-  them (learning is replicated: the models are the same everywhere, no weights travel), then
-  makes its users' rows as of B with the model as of B;
+- the processes send the labels due before B; the coordinator learns them, with those of every
+  process, in the order one process holding every user releases them (`learning_order`), and
+  answers with the snapshots it installed (`Replay` installs them into its scorer: after every
+  `snapshot_every` labels, and the model as of B while the installed one lags the labels); the
+  processes install the same, then make their users' rows as of B;
+- right after the rows they send the labels due before the watermark (as `Replay` releases
+  them then), which the coordinator learns while the processes go on with the next events;
 - a boundary's churn_risk alerts carry their percentile among all of its daily scores: the
   processes send their sorted scores with the next exchange and the coordinator fills it in;
 - outputs carry a sort key (global event number, stage, boundary, user), and the coordinator
   writes them in key order, the order one process writes them. An event score's model is the
-  newest after the labels released with the last rows, learned at the next exchange: the
-  process works its record out then (nothing decides on it).
+  newest after the labels released with the last rows: its record is worked out at the next
+  exchange, once the snapshots are in (nothing decides on it).
 
 So `--jobs 1`, `--jobs N` and `Replay` give the same alerts, scores, report, states and models
 (tests/unit/model/test_replay_partitioned.py: late, too late and out-of-order events,
 lifecycle, duplicates, invalid records). Where `Replay` can differ: it releases a label at the
-event whose watermark passes its due time, this at the next boundary's exchange; the two meet
-when due times are boundaries (label delays in whole days) and the watermark does not stop
+first event whose watermark passes its due time, this only at a boundary's steps; the two meet
+when due times are boundaries (label delays of whole days) and the watermark does not stop
 exactly on one. And a late event that makes rows of a boundary already passed (a user new or
 back) makes `Replay` install the newest models if they lag its labels. In both cases only
 event scores read another model. Not supported: a daily alert budget (its pick compares every
@@ -197,13 +200,9 @@ class Part(Replay):
         self._n = 0
         # The scores of the last boundary's rows, for its alerts' percentiles.
         self._day_scores: dict[str, list[float]] = {}
-        self._after: list[Example] = []  # labels released after the last rows
         # Score records of events since the last exchange (an `EventScore`: its model is
         # the newest after that exchange's first labels), in the order made.
         self._unresolved: list[tuple[Key, EventScore | bytes]] = []
-        # Per segment, the latest due time of the labels released (`Detector.released_until`
-        # of one process holding every user).
-        self.released_until: dict[str, float] = {}
 
     # -- events -------------------------------------------------------------------------------
 
@@ -278,20 +277,13 @@ class Part(Replay):
 
     def _boundary(self, boundary: float) -> None:
         """The steps of `Replay` when the watermark reaches `boundary`, with every process's
-        labels: learn those due before it (the model as of it; `Replay._model_as_of` installs
-        the trainer's models while the installed ones do not cover them), make the rows,
-        settle the alerts, then release the labels due up to the watermark (learned at the next
-        exchange: what `Replay` learns right after the rows is read by the event scores only,
-        worked out then)."""
+        labels: those due before it learned and the model as of it installed (`_exchange`),
+        the rows, the alerts, then the labels due up to the watermark released (learned by the
+        coordinator meanwhile: only event scores read them before the next exchange)."""
         det = self.detector
         det._release_labels(boundary)
         before, det.out.examples = det.out.examples, []
         self._exchange(before)
-        if not self.scorer.covers(self.released_until):
-            for segment, model in self.trainer.models.items():
-                current = self.scorer.models.get(segment)
-                if current is None or model.version > current.version:
-                    self._install(segment)
         det._sweep_days(boundary, math.inf)
         self._collect(1, boundary)
         # Without a budget every candidate is kept: settled here, its percentile among all
@@ -301,22 +293,22 @@ class Part(Replay):
         self._collect(2, boundary)
         # Up to the next boundary if the watermark passed it too (its opening releases them).
         det._release_labels(min(det.watermark.value, boundary + DAY_S))
-        self._after, det.out.examples = det.out.examples, []
+        after, det.out.examples = det.out.examples, []
+        # The coordinator learns them while this process goes on with the next events.
+        self.sync("after", after)
 
-    def _exchange(self, examples: list[Example]) -> None:
-        """One exchange with the coordinator: learn the labels released after the last rows
-        (all processes'), work out the event scores made since with the models then, then
-        learn `examples` (all processes')."""
-        after, before = self.sync("learn", self._message(examples))
-        self._learn_all(after)
+    def _exchange(self, examples: list[Example], rows: bool = True) -> None:
+        """One exchange with the coordinator, which learns every process's labels (`Learner`):
+        install the snapshots it published while learning those released after the last
+        rows, work out the event scores made since with the models then, and install those it
+        published while learning `examples` (all processes') and for the model as of the
+        boundary."""
+        after, before = self.sync("learn", self._message(examples, rows))
+        for snapshot in after:
+            self.scorer.install_snapshot(snapshot)
         self._resolve()
-        self._learn_all(before)
-        delay = self.config.model.label_delay_s
-        until = self.released_until
-        for e in chain(after, before):
-            due = e.made_at + delay(e.segment)
-            if due > until.get(e.segment, -math.inf):
-                until[e.segment] = due
+        for snapshot in before:
+            self.scorer.install_snapshot(snapshot)
 
     def _resolve(self) -> None:
         """Event scores made since the last exchange read the newest models now."""
@@ -347,16 +339,11 @@ class Part(Replay):
         for rec in records:
             self.repo.put(rec)
 
-    def _learn_all(self, examples: list[Example]) -> None:
-        last = {e.segment: i for i, e in enumerate(examples)}
-        for i, example in enumerate(examples):
-            self._learn(example, closes=last[example.segment] == i)
-
-    def _message(self, examples: list[Example]) -> tuple[Any, list[Item], list[Item]]:
+    def _message(self, examples: list[Example], rows: bool) -> tuple[Any, list[Item], list[Item]]:
         scores, alerts = self.score_items, self.alert_items
         self.score_items, self.alert_items, day_scores = [], [], self._day_scores
-        after, self._after, self._day_scores = self._after, [], {}
-        return (after, examples, day_scores), scores, alerts
+        self._day_scores = {}
+        return (examples, day_scores, rows), scores, alerts
 
     def _collect(self, stage: int, boundary: float = 0.0) -> None:
         """`Replay._drain`'s accounting; the records are kept with their sort key."""
@@ -414,14 +401,14 @@ class Part(Replay):
         if wm != -math.inf:
             det._release_labels(wm)
         last, det.out.examples = det.out.examples, []
-        self._exchange(last)
+        self._exchange(last, rows=False)
         if det.expiry.earliest < wm:
             det._expire(wm)
         det.complete_last()
         self._collect(3)
 
     def result(self) -> dict[str, Any]:
-        """What the coordinator merges (the trainer and its quality from process 0 only)."""
+        """What the coordinator merges."""
         return {
             "events": self.events,
             "results": self.results,
@@ -431,7 +418,6 @@ class Part(Replay):
             "records": self.repo.records,
             "added": self.repo.added,  # type: ignore[attr-defined]
             "expired": self.repo.expired,
-            "trainer": self.trainer if self.index == 0 else None,
             "items": (self.score_items, self.alert_items),
             "cpu_s": time.process_time(),
         }
@@ -481,26 +467,60 @@ class PartitionedReplay(Replay):
         }
         self.workers_cpu_s = 0.0  # CPU seconds of the processes (all, and the busiest)
         self.busiest_cpu_s = 0.0
+        # Per segment, the latest due time of the labels learned (`Detector.released_until`
+        # of one process holding every user: every label released is learned at once).
+        self.released_until: dict[str, float] = {}
+        self._installs: list[bytes] = []  # snapshots published since the last answer
 
     # -- the coordinator ----------------------------------------------------------------------
 
     def _step(self, messages: Sequence[tuple[str, Any]]) -> Any:
+        """One step of every process: "after" (the labels released after a boundary's rows:
+        learned now, while the processes go on; no answer) or "learn" (outputs, a boundary's
+        scores and the labels due before it: answered with the snapshots to install)."""
         kinds = {kind for kind, _ in messages}
-        if kinds != {"learn"}:
+        if len(kinds) != 1 or not kinds <= {"after", "learn"}:
             raise RuntimeError(f"partitions out of step: {sorted(kinds)}")
+        delay = self.config.model.label_delay_s
+        if kinds == {"after"}:
+            self._learn_all(learning_order((m[1] for m in messages), delay))
+            return None
         day_scores: dict[str, list[float]] = {}
-        for (_, _, by_segment), _, _ in (m[1] for m in messages):
+        for (_, by_segment, _), _, _ in (m[1] for m in messages):
             for segment, scores in by_segment.items():
                 day_scores.setdefault(segment, []).extend(scores)
         for scores in day_scores.values():
             scores.sort()
         self._write([m[1][1] for m in messages], [m[1][2] for m in messages], day_scores)
+        after, self._installs = self._installs, []
+        self._learn_all(learning_order((m[1][0][0] for m in messages), delay))
+        rows = messages[0][1][0][2]  # rows follow (a boundary), not the end
+        if rows and not self.scorer.covers(self.released_until):  # as `Replay._model_as_of`
+            for segment, model in self.trainer.models.items():
+                current = self.scorer.models.get(segment)
+                if current is None or model.version > current.version:
+                    self._install(segment)
+        before, self._installs = self._installs, []
+        return after, before
+
+    # -- the learner: one for every process -----------------------------------------------------
+
+    def _learn_all(self, examples: list[Example]) -> None:
+        """`Replay._drain`'s learning of the labels released together."""
+        last = {e.segment: i for i, e in enumerate(examples)}
         delay = self.config.model.label_delay_s
+        until = self.released_until
+        for i, example in enumerate(examples):
+            self._learn(example, closes=last[example.segment] == i)
+            due = example.made_at + delay(example.segment)
+            if due > until.get(example.segment, -math.inf):
+                until[example.segment] = due
 
-        def merged(at: int) -> list[Example]:
-            return learning_order((m[1][0][at] for m in messages), delay)
-
-        return merged(0), merged(1)
+    def _install(self, segment: str) -> None:
+        """Install here (to know what the processes' scorers hold) and for the processes."""
+        snapshot = self.trainer.snapshot(segment)
+        self.scorer.install_snapshot(snapshot)
+        self._installs.append(snapshot)
 
     def _write(
         self,
@@ -596,8 +616,9 @@ class PartitionedReplay(Replay):
                     done = True
                     return results
                 reply = self._step(messages)
-                for conn in conns:
-                    conn.send(reply)
+                if messages[0][0] == "learn":
+                    for conn in conns:
+                        conn.send(reply)
         finally:
             for proc in procs:
                 if not done:  # the others wait for a step that will not come
@@ -610,7 +631,6 @@ class PartitionedReplay(Replay):
         self.events = first["events"]
         self.invalid = first["invalid"]
         self.results = sum((r["results"] for r in results), Counter())
-        self.trainer = first["trainer"]
         self.repo = MemoryRepository()
         records: dict[str, UserRecord] = {}
         added: dict[str, int] = {}
@@ -623,7 +643,6 @@ class PartitionedReplay(Replay):
         self.workers_cpu_s, self.busiest_cpu_s = sum(cpu), max(cpu)
         for name, seg in self.segments.items():
             parts: list[_Segment] = [r["segments"][name] for r in results]
-            seg.published, seg.rules = parts[0].published, parts[0].rules  # learned by all
             seg.scores = sum(p.scores for p in parts)
             seg.alerts = sum((p.alerts for p in parts), Counter())
             seg.cancels = sum(p.cancels for p in parts)
@@ -707,7 +726,7 @@ def _part_main(replay: PartitionedReplay, index: int, conn: Any, source: Any) ->
 
         def sync(kind: str, payload: Any) -> Any:
             conn.send((kind, payload))
-            return conn.recv()
+            return conn.recv() if kind == "learn" else None
 
         part = replay._part(index, sync)
         for chunk in _chunks(source):
