@@ -71,6 +71,7 @@ def replay_jobs(records: list[ReplayRecord], settings: Settings, jobs: int | Non
     busiest = max(cpu, getattr(replay, "busiest_cpu_s", 0.0))
     return {
         "wall": wall,
+        "here": cpu,  # this process: the replay, or the coordinator (reader and learner)
         "cpu": cpu + workers,  # every process's
         "busiest": busiest,
         "load": (load, os.getloadavg()[0]),
@@ -92,10 +93,23 @@ def compare_jobs(
         loads = " ".join(f"{a:.1f}->{b:.1f}" for a, b in (r["load"] for r in rs))
         print(
             f"{name:18} wall {best['wall']:6.2f} s ({len(records) / best['wall']:7,.0f} events/s, "
-            f"{base / best['wall']:.2f}x), CPU all {best['cpu']:6.2f} s, busiest process "
-            f"{best['busiest']:6.2f} s ({len(records) / best['busiest']:7,.0f} events per CPU s); "
+            f"{base / best['wall']:.2f}x), CPU all {best['cpu']:6.2f} s, this process "
+            f"{best['here']:5.2f} s, busiest {best['busiest']:6.2f} s "
+            f"({len(records) / best['busiest']:7,.0f} events per CPU s); "
             f"load {loads}; digests {sorted({r['digest'] for r in rs})}"
         )
+
+
+def _own_sessions() -> None:
+    from churnstream.model import partitioned
+
+    start = partitioned._part_main
+
+    def in_own_session(*args: Any) -> None:
+        os.setsid()
+        start(*args)
+
+    partitioned._part_main = in_own_session  # type: ignore[assignment]
 
 
 def main() -> None:
@@ -111,6 +125,13 @@ def main() -> None:
         metavar="N,...",
         help="also replay with the users over N processes, alternating with one (see above)",
     )
+    parser.add_argument(
+        "--own-sessions",
+        action="store_true",
+        help="start each replay process in a session of its own: with Linux's autogroup "
+        "scheduling (/proc/sys/kernel/sched_autogroup_enabled) the CPU is shared between "
+        "sessions, so on a busy machine N processes of one session get one session's share",
+    )
     args = parser.parse_args()
 
     records = history(args.users, args.days, args.seed)
@@ -119,6 +140,8 @@ def main() -> None:
         f"history: {args.users} users x {args.days} days, seed {args.seed}: "
         f"{len(records):,} records"
     )
+    if args.own_sessions:
+        _own_sessions()
     if args.by_user:
         jobs = [int(n) for n in args.by_user.split(",")]
         compare_jobs(records, settings, jobs, args.repeat)
