@@ -22,6 +22,7 @@ import pytest
 from churnstream.agents import configure
 from churnstream.model import partitioned
 from churnstream.model.partitioned import PartitionedReplay, owner
+from churnstream.model.replay import Replay
 from churnstream.model.replay_input import ReplayRecord
 from churnstream.stream.cli.main import main
 from churnstream.stream.devtools.simulator import SimConfig, generate, ground_truth, write_jsonl
@@ -56,9 +57,9 @@ def records() -> list[ReplayRecord]:
 TRUTH = SimulatorTruth(ground_truth(SIM))
 
 
-def run(records: Any, jobs: int | None) -> dict[str, Any]:
+def run(records: Any, jobs: int | None, env: dict[str, str] = ENV) -> dict[str, Any]:
     """`jobs` None: `Replay` itself."""
-    settings = Settings.from_env(ENV)
+    settings = Settings.from_env(env)
     scores_out, alerts_out = io.BytesIO(), io.BytesIO()
     outputs: dict[str, Any] = {
         "scores_out": scores_out,
@@ -123,6 +124,29 @@ def test_n_processes_write_what_one_writes(
     assert many["report"] == one["report"]
     assert many["states"] == one["states"]
     assert many["models"] == one["models"]
+
+
+def test_an_experiment_that_does_not_learn_from_treated_customers(
+    records: list[ReplayRecord], tmp_path: Path
+) -> None:
+    # Whether a label is learned reads the user's alert memory when it is released.
+    path = tmp_path / "alerts.toml"
+    path.write_text('[experiment]\nname = "e1"\nholdout_share = 0.3\neffect_days = 20\n')
+    env = {**ENV, "CHURNSTREAM_ALERTS_CONFIG": str(path)}
+    one, two = run(records, jobs=None, env=env), run(records, jobs=2, env=env)
+    assert one["report"] != run(records, jobs=None)["report"]  # fewer labels learned
+    for part in ("alerts", "scores", "report", "states", "models"):
+        assert two[part] == one[part], part
+
+
+def test_a_daily_budget_runs_in_one_process(tmp_path: Path) -> None:
+    # The budget's pick compares every user's candidates of a boundary.
+    path = tmp_path / "alerts.toml"
+    path.write_text("[segments.saas]\ndaily_budget = 2\n")
+    settings = Settings.from_env({"CHURNSTREAM_ALERTS_CONFIG": str(path)})
+    replay = configure.replay(settings, by_user=True, jobs=2)
+    assert type(replay) is Replay
+    assert type(configure.replay(Settings.from_env({}), by_user=True, jobs=2)) is PartitionedReplay
 
 
 def test_an_iterator_is_handed_to_the_processes(
