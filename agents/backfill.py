@@ -42,9 +42,11 @@ from churnstream.agents.model_feed import (
     snapshot_check,
 )
 from churnstream.agents.outputs import key_partition
+from churnstream.model.partitioned import PartitionedReplay
 from churnstream.model.replay import Replay
 from churnstream.model.replay_input import ReplayRecord
 from churnstream.stream.contract import topics as t
+from churnstream.stream.contract.events import Event
 from churnstream.stream.contract.validation import Invalid, parse
 from churnstream.stream.errors import ChurnstreamError
 from churnstream.stream.kafka.admin import (
@@ -97,17 +99,45 @@ def run_history(
     progress: Callable[[int, float], None] | None = None,
     progress_every: int = PROGRESS_EVERY,
     jobs: int = 1,
+    by_user: bool = False,
 ) -> History:
     """Replay `records` (those with an event time before `until`) as `churnstream replay`
     does; `progress(records read, event time reached)` every `progress_every` records, with
-    `jobs` processes (`Replay`)."""
+    `jobs` processes (`Replay`; `by_user`: users partitioned over them, model/partitioned.py)."""
     started = time.monotonic()
-    replay = configure.replay(settings, scores_out=scores_out, alerts_out=alerts_out, jobs=jobs)
+    replay = configure.replay(
+        settings, scores_out=scores_out, alerts_out=alerts_out, jobs=jobs, by_user=by_user
+    )
     history = History(replay, {}, until)
     # The worker replaces a raw id by its pseudonym before any state sees it and drops the
     # events of erased users (the block list); so does this.
     security = security_settings(settings)
     pseudo, blocked = security.pseudonymizer(), security.blocked_users()
+
+    def admit(event: Event) -> Event | None:
+        if until is not None and event.ts >= until:
+            history.after_until += 1
+            return None
+        history.reached = max(history.reached, event.ts)
+        if pseudo.enabled:
+            event = dataclasses.replace(event, user_id=pseudo(event.user_id))
+        if event.user_id in blocked:
+            history.erased += 1
+            return None
+        return event
+
+    if isinstance(replay, PartitionedReplay):
+        # Its reader parses and admits each record once, its processes their users' again
+        # (the same answer; their counts are not these).
+        replay.admit = admit
+        replay.progress_every = progress_every
+        read_so_far = None
+        if progress is not None:
+            read_so_far = lambda n: progress(n, history.reached)  # noqa: E731
+        replay.run(records, read_so_far)
+        history.report = replay.report()
+        history.seconds = time.monotonic() - started
+        return history
     read = 0
     try:
         for rec in records:
@@ -116,14 +146,8 @@ def run_history(
                 progress(read, history.reached)
             event = parse(rec.kind, rec.value, settings.max_record_bytes) if rec.kind else None
             if event is not None and not isinstance(event, Invalid):
-                if until is not None and event.ts >= until:
-                    history.after_until += 1
-                    continue
-                history.reached = max(history.reached, event.ts)
-                if pseudo.enabled:
-                    event = dataclasses.replace(event, user_id=pseudo(event.user_id))
-                if event.user_id in blocked:
-                    history.erased += 1
+                event = admit(event)
+                if event is None:
                     continue
             replay.feed_parsed(rec.kind, event)
         # What a live worker does after its last batch: the tied events, a sweep, the model.

@@ -77,6 +77,11 @@ Item = tuple[Key, bytes | dict[str, Any]]  # a dict: an alert without its percen
 # records (kind, value) in order. Parsed once, by the coordinator's reader.
 Chunk = tuple[bytes, bytes, bytes, list[tuple[str | None, bytes | None]]]
 INVALID = 255
+# What a caller does to each valid event before the replay sees it (backfill: the cut, the
+# pseudonym, the erasure block list): the event to apply, or None to leave the record out.
+# Called by the reader for every record and by the processes for their users' records, so it
+# must give the same answer for the same event.
+Admit = Callable[[Event], Event | None]
 _OBSERVED = {rank: EVENT_TYPES[kind].kind for kind, rank in TOPIC_RANK.items()}
 
 
@@ -171,6 +176,7 @@ class Part(Replay):
         snapshot_every: int = 500,
         wall_clock: Callable[[], float] | None = None,
         truth: Truth | None = None,
+        admit: Admit | None = None,
     ) -> None:
         super().__init__(
             config,
@@ -180,6 +186,7 @@ class Part(Replay):
             wall_clock=wall_clock,
             truth=truth,
         )
+        self.admit = admit
         kw = {"wall_clock": wall_clock} if wall_clock else {}
         self.scorer = _Later(self.config.model, FEATURE_NAMES)
         self.repo = _Repository(self)
@@ -215,6 +222,17 @@ class Part(Replay):
             return
         super().feed_parsed(kind, event)
 
+    def feed(self, rec: ReplayRecord) -> None:
+        self._feed(rec.kind, rec.value)
+
+    def _feed(self, kind: str | None, value: bytes | None) -> None:
+        event = parse(kind, value, self.max_bytes) if kind else None
+        if self.admit is not None and event is not None and not isinstance(event, Invalid):
+            event = self.admit(event)
+            if event is None:
+                return  # left out (not counted as read by the replay)
+        self.feed_parsed(kind, event)
+
     def feed_chunk(self, chunk: Chunk) -> None:
         """The records of a `Chunk`: this process's parsed here, the others' only timed."""
         times, ranks, to, records = chunk
@@ -224,8 +242,7 @@ class Part(Replay):
         index = self.index
         for i, rank in enumerate(ranks):
             if to[i] == index:
-                kind, value = next(mine)
-                self.feed_parsed(kind, parse(kind, value, self.max_bytes) if kind else None)
+                self._feed(*next(mine))
                 continue
             self.events += 1
             if rank == INVALID:
@@ -443,6 +460,8 @@ class PartitionedReplay(Replay):
         alerts_out: IO[bytes] | None = None,
         wall_clock: Callable[[], float] | None = None,
         truth: Truth | None = None,
+        admit: Admit | None = None,
+        progress_every: int = 10000,
     ) -> None:
         if not supported(alerts):
             raise ValueError("a daily alert budget compares all users: not partitioned")
@@ -465,6 +484,8 @@ class PartitionedReplay(Replay):
             "wall_clock": wall_clock,
             "truth": truth,
         }
+        self.admit = admit
+        self.progress_every = progress_every  # records read between `progress` calls
         self.workers_cpu_s = 0.0  # CPU seconds of the processes (all, and the busiest)
         self.busiest_cpu_s = 0.0
         # Per segment, the latest due time of the labels learned (`Detector.released_until`
@@ -546,10 +567,10 @@ class PartitionedReplay(Replay):
     ) -> dict[str, Any]:
         if self.jobs == 1:
             part = self._part(0, lambda kind, payload: self._step([(kind, payload)]))
-            for rec in records:
+            for read, rec in enumerate(records, 1):
                 part.feed(rec)
-                if progress is not None and part.events % 10000 == 0:
-                    progress(part.events)
+                if progress is not None and read % self.progress_every == 0:
+                    progress(read)
             part.finish()
             results = [part.result()]
             results[0]["cpu_s"] = 0.0  # this process's own
@@ -566,6 +587,7 @@ class PartitionedReplay(Replay):
             index=index,
             count=self.jobs,
             sync=sync,
+            admit=self.admit,
             **self._part_kw,  # type: ignore[arg-type]
         )
 
@@ -594,7 +616,7 @@ class PartitionedReplay(Replay):
         failed: list[Exception] = []
         feeder = threading.Thread(
             target=_feed,
-            args=(records, queues, failed, progress, self._part_kw["max_bytes"]),
+            args=(records, queues, failed, progress, self),
             daemon=True,
         )
         feeder.start()
@@ -672,20 +694,29 @@ def _feed(
     queues: list[Any],
     failed: list[Exception],
     progress: Callable[[int], None] | None,
-    max_bytes: int,
+    replay: PartitionedReplay,
 ) -> None:
     """The reader (a thread of the coordinator): parses every record once and hands each
     process the times of all and the records of its users (`Chunk`)."""
     count = len(queues)
     owners: dict[str, int] = {}
     read = 0
+    max_bytes, every = replay._part_kw["max_bytes"], replay.progress_every
+    admit = replay.admit
     try:
         it = iter(records)
         while True:
             ts, ranks, to = array("d"), bytearray(), bytearray()
             whole: list[list[tuple[str | None, bytes | None]]] = [[] for _ in range(count)]
             for rec in it:
-                event = parse(rec.kind, rec.value, max_bytes) if rec.kind else None
+                read += 1
+                if progress is not None and read % every == 0:
+                    progress(read)
+                event = parse(rec.kind, rec.value, max_bytes) if rec.kind else None  # type: ignore[arg-type]
+                if admit is not None and event is not None and not isinstance(event, Invalid):
+                    event = admit(event)
+                    if event is None:
+                        continue
                 if event is None or isinstance(event, Invalid):
                     ts.append(0.0)
                     ranks.append(INVALID)
@@ -699,9 +730,6 @@ def _feed(
                     ranks.append(TOPIC_RANK[rec.kind])  # type: ignore[index]
                     to.append(o)
                     whole[o].append((rec.kind, rec.value))
-                read += 1
-                if progress is not None and read % 10000 == 0:
-                    progress(read)
                 if len(ranks) >= CHUNK:
                     break
             if not ranks:

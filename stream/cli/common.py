@@ -101,6 +101,17 @@ def cores() -> int:
     return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
+def add_by_user_option(parser: argparse.ArgumentParser) -> None:
+    """`--by-user` of `replay` and `backfill` (model/partitioned.py)."""
+    parser.add_argument(
+        "--by-user",
+        action="store_true",
+        help="partition the users over the --jobs processes (a coordinator parses and learns "
+        "every label, in lockstep at day boundaries): the same output as one process; not "
+        "with a daily alert budget (then one process). Pays on free cores: BENCHMARKS.md",
+    )
+
+
 def add_jobs_option(parser: argparse.ArgumentParser) -> None:
     """`--jobs N` of `replay` and `backfill` (model/score_pool.py)."""
 

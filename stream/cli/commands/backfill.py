@@ -15,7 +15,12 @@ from churnstream.agents.backfill import History, Published, publish, run_history
 from churnstream.agents.topic_history import Cuts, TopicHistory, commit_cuts
 from churnstream.model.replay import summarize
 from churnstream.stream.cli import html_report
-from churnstream.stream.cli.common import CommandError, add_jobs_option, check_output
+from churnstream.stream.cli.common import (
+    CommandError,
+    add_by_user_option,
+    add_jobs_option,
+    check_output,
+)
 from churnstream.stream.cli.history_input import add_history_options, count_records
 from churnstream.stream.cli.history_input import history as history_records
 from churnstream.stream.contract.timefmt import rfc3339
@@ -67,6 +72,7 @@ def add_parser(sub: Any) -> None:
         help="write user states even if the table's changelog already holds records",
     )
     add_jobs_option(p)
+    add_by_user_option(p)
     p.set_defaults(handler=run)
 
 
@@ -137,6 +143,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             alerts_out=tap if tap is not None else alerts,
             progress=progress,
             jobs=args.jobs,
+            by_user=args.by_user,
         )
         if topics is not None:
             topics.close()  # read to the cuts; its event loop would sit idle while publishing

@@ -13,7 +13,12 @@ import orjson
 from churnstream.agents import configure
 from churnstream.model.replay import summarize
 from churnstream.stream.cli import html_report
-from churnstream.stream.cli.common import CommandError, add_jobs_option, check_output
+from churnstream.stream.cli.common import (
+    CommandError,
+    add_by_user_option,
+    add_jobs_option,
+    check_output,
+)
 from churnstream.stream.cli.history_input import add_history_options, history
 from churnstream.stream.cli.progress import Progress
 from churnstream.stream.devtools.simulator.judge import SimulatorTruth
@@ -44,13 +49,7 @@ def add_parser(sub: Any) -> None:
         "*.truth.json; default: the one beside FILE, if any)",
     )
     add_jobs_option(p)
-    p.add_argument(
-        "--by-user",
-        action="store_true",
-        help="partition the users over the --jobs processes, each learning every label in "
-        "lockstep at day boundaries: the same output as one process (not with a daily alert "
-        "budget: then as without it); see BENCHMARKS.md for when it is faster",
-    )
+    add_by_user_option(p)
     p.set_defaults(handler=run)
 
 

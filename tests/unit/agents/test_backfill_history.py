@@ -109,3 +109,36 @@ def test_progress_line_has_rate_event_time_and_eta() -> None:
     progress(50, CUT)
     line = out.getvalue()
     assert "50/100 records" in line and "/s, event time 20" in line and "ETA" in line
+
+
+def test_users_partitioned_over_processes_give_the_same_history(tmp_path: Path) -> None:
+    whole = history(tmp_path)
+    users = sorted(run_history(read_records(whole), Settings(), until=CUT).replay.repo.records)
+    block = tmp_path / "blocked.txt"  # the pseudonyms of two users
+    block.write_text("".join(pseudonym(u, KEY.encode()) + "\n" for u in users[:2]))
+    settings = Settings.from_env(
+        {"CHURNSTREAM_PSEUDONYM_KEY": KEY, "CHURNSTREAM_BLOCKED_USERS_FILE": str(block)}
+    )
+    runs = {}
+    for name, kw in (("one", {}), ("two", {"jobs": 2, "by_user": True})):
+        seen: list[tuple[int, float]] = []
+        alerts = io.BytesIO()
+        done = run_history(
+            read_records(whole),
+            settings,
+            until=CUT,
+            alerts_out=alerts,
+            progress=lambda n, t, seen=seen: seen.append((n, t)),
+            progress_every=1000,
+            **kw,
+        )
+        runs[name] = (
+            done.report,
+            (done.after_until, done.erased, done.reached),
+            [(u, r.to_bytes()) for u, r in done.replay.repo.records.items()],
+            {s: done.replay.trainer.snapshot(s) for s in done.replay.trainer.models},
+            alerts.getvalue(),
+            [n for n, _ in seen],
+        )
+    assert runs["two"] == runs["one"]
+    assert runs["one"][1][0] > 0 and runs["one"][1][1] > 0  # a cut and an erased user
