@@ -1,10 +1,11 @@
 """Replay throughput: `churnstream replay`'s code path (model.replay) over a simulated file.
 
-Three runs of the same file, in the same process, one after the other: without a scores file
+Five runs of the same file, one after the other: without a scores file
 (`churnstream replay FILE`), then writing every score record with `--jobs 1` and `--jobs 2`
-(issue 17: N - 1 processes work out the event scores, model/score_pool.py). Each gives wall
-seconds, CPU seconds of this process and of its workers, and a digest of the outputs, so the
-two jobs settings can be seen to write the same bytes.
+(issue 17: N - 1 processes work out the event scores, model/score_pool.py), then both with
+`--jobs 2 --by-user` (the users partitioned over 2 processes, model/partitioned.py). Each
+gives wall seconds, CPU seconds of this process and of its workers, and a digest of the
+outputs, so the settings can be seen to write the same bytes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import orjson
 from e2e_data import Sizes
 
 from churnstream.agents.configure import alert_policy, engine_config
+from churnstream.model.partitioned import PartitionedReplay
 from churnstream.model.replay import replay_file
+from churnstream.model.replay_input import read_records
 from churnstream.stream.devtools.simulator import generate, write_jsonl
 from churnstream.stream.settings import Settings
 
@@ -35,8 +38,9 @@ class ReplayRun:
     users: int
     seconds: float  # wall
     cpu_s: float  # this process
-    workers_cpu_s: float  # the score pool's processes
+    workers_cpu_s: float  # the score pool's processes, or the partitioned replay's
     digest: str  # report, alerts and scores (when written)
+    by_user: bool = False
 
     @property
     def per_second(self) -> float:
@@ -53,24 +57,31 @@ class ReplayResult:
         """`churnstream replay FILE` (no scores file, one job): the issue's target."""
         return self.runs[0].per_second
 
-    def run(self, what: str, jobs: int) -> ReplayRun | None:
-        return next((r for r in self.runs if r.what == what and r.jobs == jobs), None)
+    def run(self, what: str, jobs: int, by_user: bool = False) -> ReplayRun | None:
+        return next(
+            (r for r in self.runs if (r.what, r.jobs, r.by_user) == (what, jobs, by_user)), None
+        )
 
 
-def replay_once(path: Path, settings: Settings, *, scores: bool, jobs: int) -> ReplayRun:
+def replay_once(
+    path: Path, settings: Settings, *, scores: bool, jobs: int, by_user: bool = False
+) -> ReplayRun:
     with tempfile.TemporaryFile() as scores_out, tempfile.TemporaryFile() as alerts_out:
         began, cpu = time.perf_counter(), time.process_time()
-        replay, report = replay_file(
-            path,
-            engine_config(settings),
-            alert_policy(settings),
-            max_bytes=settings.max_record_bytes,
-            snapshot_every=settings.snapshot_every,
-            scores_out=scores_out if scores else None,
-            alerts_out=alerts_out,
-            wall_clock=lambda: 0.0,  # scored_at only: fixed, so the digests compare
-            jobs=jobs,
-        )
+        kw = {
+            "max_bytes": settings.max_record_bytes,
+            "snapshot_every": settings.snapshot_every,
+            "scores_out": scores_out if scores else None,
+            "alerts_out": alerts_out,
+            "wall_clock": lambda: 0.0,  # scored_at only: fixed, so the digests compare
+            "jobs": jobs,
+        }
+        config, alerts = engine_config(settings), alert_policy(settings)
+        if by_user:
+            replay = PartitionedReplay(config, alerts, **kw)  # type: ignore[arg-type]
+            report = replay.run(read_records(path))
+        else:
+            replay, report = replay_file(path, config, alerts, **kw)
         seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
         digest = hashlib.sha256(orjson.dumps(report, option=orjson.OPT_SORT_KEYS))
         for out in (alerts_out, scores_out):
@@ -85,6 +96,7 @@ def replay_once(path: Path, settings: Settings, *, scores: bool, jobs: int) -> R
         cpu,
         replay.workers_cpu_s,
         digest.hexdigest()[:16],
+        by_user,
     )
 
 
@@ -98,6 +110,8 @@ def replay_throughput(sizes: Sizes, workdir: Path) -> ReplayResult:
         replay_once(path, settings, scores=False, jobs=1),
         replay_once(path, settings, scores=True, jobs=1),
         replay_once(path, settings, scores=True, jobs=2),
+        replay_once(path, settings, scores=False, jobs=2, by_user=True),
+        replay_once(path, settings, scores=True, jobs=2, by_user=True),
     )
     return ReplayResult(runs, (start, os.getloadavg()))
 
@@ -120,7 +134,8 @@ def render(replay: ReplayResult, sizes: Sizes) -> list[str]:
     ]
     for r in replay.runs:
         lines.append(
-            f"| {r.what}, --jobs {r.jobs} | {r.per_second:,.0f} | {r.seconds:.1f} | "
+            f"| {r.what}, --jobs {r.jobs}{' --by-user' if r.by_user else ''} | "
+            f"{r.per_second:,.0f} | {r.seconds:.1f} | "
             f"{r.cpu_s:.1f} | {r.workers_cpu_s:.1f} | `{r.digest}` |"
         )
     one, two = replay.run("scores file", 1), replay.run("scores file", 2)
@@ -130,6 +145,17 @@ def render(replay: ReplayResult, sizes: Sizes) -> list[str]:
             "",
             f"`--jobs 2` against `--jobs 1` of the same run, writing scores: "
             f"{one.seconds / two.seconds:.2f}x by wall time ({same}).",
+        ]
+    for what in ("no scores file", "scores file"):
+        one, users = replay.run(what, 1), replay.run(what, 2, by_user=True)
+        if one is None or users is None:
+            continue
+        same = "the same output" if one.digest == users.digest else "**different output**"
+        lines += [
+            "",
+            f"`--jobs 2 --by-user` against `--jobs 1`, {what}: {one.seconds / users.seconds:.2f}x "
+            f"by wall time ({same}; CPU s of its 2 processes together in the workers column, "
+            f"the coordinator's in this process's).",
         ]
     return lines
 
