@@ -261,9 +261,9 @@ def compare_daily(
 # 3.4 d, live run 173 s (and again, 189 s); a third run held more than the aligner's bound of
 # 100,000 events (records fetched before a pause took effect) and released 20,597 early (960 of
 # 971 ids in common, 4,020 model rows differing). Since those wait their turn too and every
-# partition beyond the frontier is paused (agents/ordering.py), 3 runs (249-291 s): 0
-# early, 0 too late, every row and alert id equal (971 ids; 992 with the features of issue 14),
-# with up to 147,232-168,383 events held at once (sampled).
+# partition beyond the frontier is paused (agents/ordering.py), 4 runs (219-291 s): 0
+# early, 0 too late, every row and alert id equal (971, 992 or 972 ids as the features changed
+# in between), with up to 117,550-168,383 events held at once (sampled).
 @pytest.mark.parametrize(
     "sim",
     [
