@@ -72,7 +72,7 @@ class ScorePool:
         if model is not None and model.ready(self._config.min_labels):
             known = self._keys.get(model)
             if known is None:  # not installed through this replay: score it here
-                self.line(_record(Scorer(self._config, FEATURE_NAMES), row.model, row))
+                self.line(event_score_line(Scorer(self._config, FEATURE_NAMES), row.model, row))
                 return
             key, self._models[key] = known
         x = _VECTOR.pack(*row.vector)
@@ -105,7 +105,8 @@ class ScorePool:
         self.cpu_s += cpu_s
 
 
-def _record(scorer: Scorer, model: SegmentModel | None, row: EventScore) -> bytes:
+def event_score_line(scorer: Scorer, model: SegmentModel | None, row: EventScore) -> bytes:
+    """An event score's record (JSON line) with `model` (None: the rules)."""
     s = scorer.score_with(model, row.segment, row.x)
     horizon_s = scorer.config.horizon_s(row.segment)
     rec = score_record(row.user_id, row.segment, row.ts, s, horizon_s, "event", row.scored_at)
@@ -144,5 +145,5 @@ def _work(task: tuple[dict[int, bytes], list[Any]]) -> tuple[bytes, float]:
         vector = list(_VECTOR.unpack(x))
         values = dict(zip(FEATURE_NAMES, vector, strict=True))
         row = EventScore(user_id, segment, ts, None, vector, values, scored_at)
-        parts.append(_record(scorer, None if key is None else _decoded[key], row))
+        parts.append(event_score_line(scorer, None if key is None else _decoded[key], row))
     return b"".join(parts), time.process_time() - began

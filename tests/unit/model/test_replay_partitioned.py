@@ -21,7 +21,8 @@ import pytest
 
 from churnstream.agents import configure
 from churnstream.model import partitioned
-from churnstream.model.partitioned import PartitionedReplay, owner
+from churnstream.model.partitioned import PartitionedReplay
+from churnstream.model.partitioned_input import owner
 from churnstream.model.replay import Replay
 from churnstream.model.replay_input import ReplayRecord
 from churnstream.stream.cli.main import main
