@@ -44,10 +44,9 @@ from churnstream.agents.model_feed import (
 from churnstream.agents.outputs import key_partition
 from churnstream.model.partitioned import PartitionedReplay
 from churnstream.model.replay import Replay
-from churnstream.model.replay_input import ReplayRecord
+from churnstream.model.replay_input import LEFT_OUT, ReplayRecord, read_event
 from churnstream.stream.contract import topics as t
 from churnstream.stream.contract.events import Event
-from churnstream.stream.contract.validation import Invalid, parse
 from churnstream.stream.errors import ChurnstreamError
 from churnstream.stream.kafka.admin import (
     changelog_spec,
@@ -144,12 +143,9 @@ def run_history(
             read += 1
             if progress is not None and read % progress_every == 0:
                 progress(read, history.reached)
-            event = parse(rec.kind, rec.value, settings.max_record_bytes) if rec.kind else None
-            if event is not None and not isinstance(event, Invalid):
-                event = admit(event)
-                if event is None:
-                    continue
-            replay.feed_parsed(rec.kind, event)
+            event = read_event(rec.kind, rec.value, settings.max_record_bytes, admit)
+            if event is not LEFT_OUT:
+                replay.feed_parsed(rec.kind, event)
         # What a live worker does after its last batch: the tied events, a sweep, the model.
         replay.finish()
     finally:

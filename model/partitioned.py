@@ -57,10 +57,10 @@ from churnstream.model.alerts import AlertPolicy
 from churnstream.model.engine import EngineConfig
 from churnstream.model.evaluation import Truth
 from churnstream.model.labels import Example
-from churnstream.model.partitioned_input import Admit, chunks, read_chunks
+from churnstream.model.partitioned_input import chunks, read_chunks
 from churnstream.model.partitioned_part import Item, Part
 from churnstream.model.replay import MemoryRepository, Replay, _Segment
-from churnstream.model.replay_input import ReplayRecord
+from churnstream.model.replay_input import Admit, ReplayRecord
 from churnstream.model.user_record import UserRecord
 
 

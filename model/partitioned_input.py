@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from churnstream.model.replay import TOPIC_RANK
-from churnstream.model.replay_input import ReplayRecord
-from churnstream.stream.contract.events import Event
-from churnstream.stream.contract.validation import Invalid, parse
+from churnstream.model.replay_input import LEFT_OUT, Admit, ReplayRecord, read_event
+from churnstream.stream.contract.validation import Invalid
 
 CHUNK = 2000  # records per hand-over to the processes when the input is not a list
 # A chunk for one process: every record's event time and topic rank (INVALID: not an event),
@@ -23,11 +22,6 @@ CHUNK = 2000  # records per hand-over to the processes when the input is not a l
 # records (kind, value) in order. Parsed once, by the coordinator's reader.
 Chunk = tuple[bytes, bytes, bytes, list[tuple[str | None, bytes | None]]]
 INVALID = 255
-# What a caller does to each valid event before the replay sees it (backfill: the cut, the
-# pseudonym, the erasure block list): the event to apply, or None to leave the record out.
-# Called by the reader for every record and by the processes for their users' records, so it
-# must give the same answer for the same event.
-Admit = Callable[[Event], Event | None]
 
 
 def owner(user_id: str, count: int) -> int:
@@ -59,11 +53,9 @@ def read_chunks(
                 read += 1
                 if progress is not None and read % every == 0:
                     progress(read)
-                event = parse(rec.kind, rec.value, max_bytes) if rec.kind else None  # type: ignore[arg-type]
-                if admit is not None and event is not None and not isinstance(event, Invalid):
-                    event = admit(event)
-                    if event is None:
-                        continue
+                event = read_event(rec.kind, rec.value, max_bytes, admit)
+                if event is LEFT_OUT:
+                    continue
                 if event is None or isinstance(event, Invalid):
                     ts.append(0.0)
                     ranks.append(INVALID)

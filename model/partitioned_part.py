@@ -24,14 +24,14 @@ from churnstream.model.engine import Detector, EngineConfig, EventScore
 from churnstream.model.evaluation import Truth
 from churnstream.model.labels import Example
 from churnstream.model.learner import SegmentModel
-from churnstream.model.partitioned_input import INVALID, Admit, Chunk, owner
+from churnstream.model.partitioned_input import INVALID, Chunk, owner
 from churnstream.model.replay import TOPIC_RANK, MemoryRepository, Replay
-from churnstream.model.replay_input import ReplayRecord
+from churnstream.model.replay_input import LEFT_OUT, Admit, ReplayRecord, read_event
 from churnstream.model.score_pool import event_score_line
 from churnstream.model.scoring import Scorer
 from churnstream.model.user_record import UserRecord
 from churnstream.stream.contract.events import DAY_S, EVENT_TYPES, Event, Lifecycle
-from churnstream.stream.contract.validation import Invalid, parse
+from churnstream.stream.contract.validation import Invalid
 
 # An output's place: (event number, stage, boundary, user or segment, local number or rank).
 Key = tuple[Any, ...]
@@ -145,12 +145,9 @@ class Part(Replay):
         self._feed(rec.kind, rec.value)
 
     def _feed(self, kind: str | None, value: bytes | None) -> None:
-        event = parse(kind, value, self.max_bytes) if kind else None
-        if self.admit is not None and event is not None and not isinstance(event, Invalid):
-            event = self.admit(event)
-            if event is None:
-                return  # left out (not counted as read by the replay)
-        self.feed_parsed(kind, event)
+        event = read_event(kind, value, self.max_bytes, self.admit)
+        if event is not LEFT_OUT:  # not counted as read by the replay
+            self.feed_parsed(kind, event)
 
     def feed_chunk(self, chunk: Chunk) -> None:
         """The records of a `Chunk`: this process's parsed here, the others' only timed."""

@@ -8,14 +8,30 @@ from the fields only that event type requires.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
+from churnstream.stream.contract.events import Event
 from churnstream.stream.contract.topics import KIND_BY_TOPIC
+from churnstream.stream.contract.validation import Invalid, parse
+
+# What a caller does to each valid event before the replay sees it (backfill: the cut, the
+# pseudonym, the erasure block list): the event to apply, or None to leave the record out.
+# A partitioned replay calls it in its reader for every record and in each process for its
+# users' records, so it must give the same answer for the same event.
+Admit = Callable[[Event], Event | None]
+
+
+class _LeftOut(Enum):
+    LEFT_OUT = "left out"
+
+
+LEFT_OUT: Final = _LeftOut.LEFT_OUT  # a valid event its `Admit` left out: not read at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +40,18 @@ class ReplayRecord:
     topic: str
     value: bytes | None
     line: int
+
+
+def read_event(
+    kind: str | None, value: bytes | None, max_bytes: int, admit: Admit | None = None
+) -> Event | Invalid | _LeftOut | None:
+    """A record as the replay reads it: the event (`admit` applied), Invalid, None (no known
+    topic) or LEFT_OUT."""
+    event = parse(kind, value, max_bytes) if kind else None  # type: ignore[arg-type]
+    if admit is None or event is None or isinstance(event, Invalid):
+        return event
+    admitted = admit(event)
+    return LEFT_OUT if admitted is None else admitted
 
 
 def infer_kind(doc: dict[str, Any]) -> str:
