@@ -17,7 +17,7 @@ import statistics
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -127,15 +127,15 @@ def settled_outputs(
 
 
 @contextmanager
-def peak(worker: WorkerProcess, gauge: str, every: float = 0.5) -> Iterator[list[float]]:
-    """[the largest value of `gauge` seen while the block runs], sampled every `every` s (a
+def peak(read: Callable[[], float], every: float = 0.5) -> Iterator[list[float]]:
+    """[the largest value `read()` gave while the block runs], sampled every `every` s (a
     measurement for the summary, nothing waits on it)."""
     most = [0.0]
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(every):
-            most[0] = max(most[0], worker.metric(gauge))
+            most[0] = max(most[0], read())
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -144,6 +144,20 @@ def peak(worker: WorkerProcess, gauge: str, every: float = 0.5) -> Iterator[list
     finally:
         stop.set()
         thread.join()
+
+
+def memory_mib(worker: WorkerProcess, field: str = "VmRSS") -> float:
+    """The worker process's `field` of /proc/<pid>/status in MiB (VmRSS: resident now; VmHWM:
+    the most it was resident, not sampled); 0 where there is no /proc."""
+    assert worker.proc is not None
+    try:
+        status = Path(f"/proc/{worker.proc.pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024  # kB
+    return 0.0
 
 
 def by_id(alerts: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -284,9 +298,14 @@ def test_full_speed_history_decides_like_replay(
     started = time.monotonic()
     with running_worker(kafka_bootstrap, prefix, tmp_path) as worker:
         # As fast as the broker takes it, in the simulator's (event-time) order: a catch-up.
-        with peak(worker, "churnstream_events_held") as held_most:
+        with (
+            peak(lambda: worker.metric("churnstream_events_held")) as held_most,
+            peak(lambda: memory_mib(worker)) as rss_most,
+        ):
+            rss_start = memory_mib(worker)
             produce(kafka_bootstrap, sim_to_kafka(prefix, sims))
             live_scores, live_alerts = settled_outputs(worker, settings, TIMEOUT)
+        rss_end, rss_hwm = memory_mib(worker), memory_mib(worker, "VmHWM")
         held = {
             r: worker.metric("churnstream_decisions_held_total", reason=r)
             for r in ("roi_source", "daily_source", "daily_model")
@@ -311,7 +330,8 @@ def test_full_speed_history_decides_like_replay(
         f"{twice}, cooldown repeats live {cooldown_repeats(live_alerts)} replay "
         f"{cooldown_repeats(offline_alerts)}; held {held}, at limit {at_limit:.0f}, released "
         f"early {early:.0f}, too_late {too_late:.0f}, events held at most {held_most[0]:.0f} "
-        f"(sampled)\n{table(q_replay, q_live)}"
+        f"(sampled); worker RSS MiB at start {rss_start:.0f}, at most {rss_most[0]:.0f} "
+        f"(sampled), high-water {rss_hwm:.0f}, at the end {rss_end:.0f}\n{table(q_replay, q_live)}"
     )
     print(summary)
     assert daily["replay_rows"] > 20 * sim.users, summary
