@@ -109,7 +109,7 @@ LOG_SCALED: Final[tuple[str, ...]] = (
 )
 # Appended after the companions (issue 14), for the same reason: the processing time per
 # document of the last 3 days, raw (for people), then against the days before (what docs
-# models learn; docs/model.md "Recent latency").
+# models learn; docs/model.md "Recent processing time per document").
 RECENT_RAW: Final[tuple[str, ...]] = ("processing_ms_per_doc_3d",)
 RECENT_NAMES: Final[tuple[str, ...]] = (*RECENT_RAW, "processing_per_doc_3d_vs_before")
 FEATURE_NAMES: Final[tuple[str, ...]] = (
@@ -148,7 +148,8 @@ def _segment_features() -> dict[str, tuple[str, ...]]:
     def shared(name: str) -> bool:
         return not any(p in name for p in every)
 
-    raw = {*LOG_SCALED, *RECENT_RAW}  # learned through their log companions only
+    # Learned only through a companion: their log, or (RECENT_RAW) the ratio to the days before.
+    raw = {*LOG_SCALED, *RECENT_RAW}
     return {
         seg: tuple(
             n for n in FEATURE_NAMES if n not in raw and (shared(n) or any(p in n for p in parts))
