@@ -73,7 +73,7 @@ def aggregate(rows: list[list[int]]) -> list[int]:
     if len(rows) == 1:
         return list(rows[0])
     cols = list(zip(*rows, strict=True))
-    out = [sum(c) for c in cols]
+    out = list(map(sum, cols))  # no comprehension frame: a daily row makes three of these
     for k in BITMAP_COUNTERS:
         acc = 0
         for v in cols[k]:
@@ -82,6 +82,26 @@ def aggregate(rows: list[list[int]]) -> list[int]:
     for k in MAX_COUNTERS:
         out[k] = max(cols[k])
     return out
+
+
+def nested(
+    inner: list[list[int]], middle: list[list[int]], outer: list[list[int]]
+) -> tuple[list[int], list[int], list[int]]:
+    """(aggregate(inner), aggregate(inner + middle), aggregate(inner + middle + outer)) for
+    nested windows (3 in 7 in 28 days): each row is summed once instead of up to three times.
+    The counters are integers (sums, OR, max), so the grouping does not change a total."""
+    w_in = aggregate(inner)
+    w_mid = _extend(w_in, bool(inner), middle)
+    return w_in, w_mid, _extend(w_mid, bool(inner or middle), outer)
+
+
+def _extend(total: list[int], had_rows: bool, rows: list[list[int]]) -> list[int]:
+    """`aggregate(earlier + rows)` given `total = aggregate(earlier)`; a new list."""
+    if not rows:
+        return list(total)
+    if not had_rows:
+        return aggregate(rows)
+    return combine(total, aggregate(rows))
 
 
 def combine(total: list[int], row: list[int]) -> list[int]:

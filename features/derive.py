@@ -314,21 +314,69 @@ def _basis(
 ) -> tuple[float, int, float, float, float, float]:
     """What many features share: tenure, the first day observed, the ratio of the days
     observed in the 28-day and the 7-day window, the plan price and the 7- and 28-day costs."""
-    signup = st.signup_at(now)
-    start = signup if signup is not None else st.first_ts
-    tenure = max(0.0, (now - start) / DAY_S) if start != _INF else 0.0
+    # Hot path (every event score, via `derive_roi`): `signup_at`, `price_at` and
+    # `subscribed_days` are inlined, with the same arithmetic in the same order.
+    signup = st.signup_ts
+    if signup is not None and signup > now:
+        signup = st.signup_before
+    first_ts = st.first_ts
+    start = signup if signup is not None else first_ts
+    # Comparisons instead of max() calls (five per event score); each keeps max()'s result,
+    # its first argument on a tie or a NaN.
+    tenure = (now - start) / DAY_S if start != _INF else 0.0
+    if not tenure > 0.0:
+        tenure = 0.0
     # Days of each window the state has observed: from the day of the first event it saw
     # (a user's start, or a deployment's) to now_day. Rates per observed day make a steady
     # user's trend 1.0 from the first day instead of 4.0 until the 28-day window fills.
-    first_day = int(st.first_ts // DAY_S) if st.first_ts != _INF else now_day + 1
-    obs7 = max(0, now_day - max(now_day - 6, first_day) + 1)
-    obs28 = max(0, now_day - max(lo28, first_day) + 1)
+    first_day = int(first_ts // DAY_S) if first_ts != _INF else now_day + 1
+    obs7 = now_day - (first_day if first_day > now_day - 6 else now_day - 6) + 1
+    obs28 = now_day - (first_day if first_day > lo28 else lo28) + 1
+    if obs7 < 0:
+        obs7 = 0
+    if obs28 < 0:
+        obs28 = 0
     days_ratio = obs28 / obs7 if obs7 else 0.0
-    price = st.price_at(now) or 0.0
+    since = st.price_from
+    price = (st.price_before if since is not None and since > now else st.plan_price) or 0.0
     per_day = price / 30.0
-    cost7 = per_day * st.subscribed_days(now_day - 6, now_day) if per_day else 0.0
-    cost28 = per_day * st.subscribed_days(now_day - 27, now_day) if per_day else 0.0
+    if per_day:
+        cost7 = per_day * subscribed_days(st, now_day - 6, now_day)
+        cost28 = per_day * subscribed_days(st, now_day - 27, now_day)
+    else:
+        cost7 = cost28 = 0.0
     return tenure, first_day, days_ratio, price, cost7, cost28
+
+
+def subscribed_days(st: UserState, lo_day: int, hi_day: int) -> int:
+    """Days in [lo_day, hi_day] covered by a subscription period of `st` (whole days), for
+    `UserState.subscribed_days`: a function (no method call from `_basis`) with comparisons
+    instead of max()/min() calls, twice per event score."""
+    start = st.sub_start_ts if st.sub_start_ts is not None else st.first_ts
+    if start == _INF:
+        return 0
+    end_day = hi_day
+    if st.churned and st.cancel_ts is not None:
+        end_day = int(st.cancel_ts // DAY_S)
+    a = hi_day if hi_day < end_day else end_day
+    b_ = int(start // DAY_S)
+    if lo_day > b_:
+        b_ = lo_day
+    n = a - b_ + 1
+    if n < 0:
+        n = 0
+    prev = st.prev_sub
+    if prev is not None:
+        a = int(prev[1] // DAY_S)
+        if hi_day < a:
+            a = hi_day
+        b_ = int(prev[0] // DAY_S)
+        if lo_day > b_:
+            b_ = lo_day
+        if a - b_ + 1 > 0:
+            n += a - b_ + 1
+    span = hi_day - lo_day + 1
+    return n if n < span else span
 
 
 def _trend(x7: float, x28: float, days_ratio: float) -> float:

@@ -20,13 +20,13 @@ from churnstream.features.buckets import (
     VALUE_CENTS,
     VALUE_EVENTS,
     WINDOW_DAYS,
-    aggregate,
     combine,
     id_bit,
+    nested,
 )
 from churnstream.features.codec import decode, encode
 from churnstream.features.config import FeatureConfig
-from churnstream.features.derive import derive, derive_roi
+from churnstream.features.derive import derive, derive_roi, subscribed_days
 from churnstream.features.names import FEATURE_NAMES
 from churnstream.stream.contract.events import (
     DAY_S,
@@ -187,7 +187,8 @@ class UserState:
             handler(event, row, last)
             if ts > last[LAST_EVENT]:
                 last[LAST_EVENT] = ts
-            self._leave_ring(ts)  # before the row of a day that leaves it is reused
+            if ts > clock:  # (`_leave_ring` does nothing otherwise: no call per late event)
+                self._leave_ring(ts)  # before the row of a day that leaves it is reused
             agg = self._agg
             if agg is not None and day < agg[1]:
                 self._agg = None
@@ -335,9 +336,11 @@ class UserState:
             key=lambda dr: -dr[0],
         )
         r1 = rows[0][1] if rows and rows[0][0] == end else None
-        w3 = aggregate([r for d, r in rows if d > end - 3])
-        w7 = aggregate([r for d, r in rows if d > end - 7])
-        w28 = aggregate([r for _, r in rows])
+        w3, w7, w28 = nested(
+            [r for d, r in rows if d > end - 3],
+            [r for d, r in rows if end - 7 < d <= end - 3],
+            [r for d, r in rows if d <= end - 7],
+        )
         last = []
         for slot, seen in enumerate(_SEEN):
             t = self.last[slot]
@@ -368,17 +371,19 @@ class UserState:
     def _totals_before(self, lo: int, nd: int) -> tuple[int, int, list[int], list[int], list[int]]:
         lo7 = nd - 6
         lo3 = nd - 2
-        r3: list[list[int]] = []
+        r3: list[list[int]] = []  # the rows of each window not in the smaller one
         r7: list[list[int]] = []
         r28: list[list[int]] = []
         for day, row in zip(self.days, self.rows, strict=True):
             if row is not None and lo <= day < nd:
-                r28.append(row)
-                if day >= lo7:
+                if day >= lo3:
+                    r3.append(row)
+                elif day >= lo7:
                     r7.append(row)
-                    if day >= lo3:
-                        r3.append(row)
-        return lo, nd, aggregate(r7), aggregate(r28), aggregate(r3)
+                else:
+                    r28.append(row)
+        w3, w7, w28 = nested(r3, r7, r28)
+        return lo, nd, w7, w28, w3
 
     def features(self, now: float | None = None) -> dict[str, float]:
         """Feature dict with exactly the keys of `FEATURE_NAMES`, in that order."""
@@ -414,17 +419,7 @@ class UserState:
 
     def subscribed_days(self, lo_day: int, hi_day: int) -> int:
         """Days in [lo_day, hi_day] covered by a subscription period (whole days)."""
-        start = self.sub_start_ts if self.sub_start_ts is not None else self.first_ts
-        if start == _INF:
-            return 0
-        end_day = hi_day
-        if self.churned and self.cancel_ts is not None:
-            end_day = int(self.cancel_ts // DAY_S)
-        n = max(0, min(hi_day, end_day) - max(lo_day, int(start // DAY_S)) + 1)
-        if self.prev_sub is not None:
-            p0, p1 = self.prev_sub
-            n += max(0, min(hi_day, int(p1 // DAY_S)) - max(lo_day, int(p0 // DAY_S)) + 1)
-        return min(n, hi_day - lo_day + 1)
+        return subscribed_days(self, lo_day, hi_day)
 
     # -- serialization -----------------------------------------------------------------------
 
