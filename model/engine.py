@@ -332,18 +332,23 @@ class Detector:
 
     def _score(self, rec: UserRecord) -> None:
         """The event score: the user's newest view; only `roi_drop` (acute) is decided here."""
-        now = rec.state.clock
-        if now - rec.last_scored_ts < self.config.score_min_interval_s:
+        state = rec.state
+        now = state.clock
+        # Read once: a property (a dict lookup and a float()); nothing below changes it before
+        # the second use.
+        last_ts = rec.last_scored_ts
+        config = self.config
+        if now - last_ts < config.score_min_interval_s:
             return
-        segment = rec.state.segment or self.config.default_segment
+        segment = state.segment or config.default_segment
         if self.record_event_scores:
             x = self._publish(rec, segment, now, rec.state.vector(now), "event")[0]
         elif not self.event_vectors:
-            x = rec.state.roi_features(now)
+            x = state.roi_features(now)
             # No scores file: `scored_at` is never written.
             row = EventScore(rec.user_id, segment, now, self.scorer.pick(segment), None, None, "")
             self.out.scores.append(row)
-            if now >= rec.last_scored_ts:
+            if now >= last_ts:
                 rec.last = {"ts": now}  # the rest in `complete_last`
                 self._unscored[rec.user_id] = row
         else:
@@ -352,7 +357,7 @@ class Detector:
             model = self.scorer.pick(segment)
             row = EventScore(rec.user_id, segment, now, model, vector, x, self._scored_at())
             self.out.scores.append(row)
-            if now >= rec.last_scored_ts:
+            if now >= last_ts:
                 rec.last = {"ts": now}  # the rest in `complete_last`
                 self._unscored[rec.user_id] = row
         if self.watermark.waiting_for(ValueEvent.kind, now):

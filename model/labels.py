@@ -312,7 +312,11 @@ class PendingLabels:
         """Mark the snapshots whose horizon holds an activity at `ts` (made_at < ts <= their
         horizon's end); a `quiet` one also keeps the day (an earlier one: its last activity)."""
         for snap in self._snaps.values():
-            snap.see(ts)
+            # A plain (not `quiet`) snapshot only records `active`: once set, nothing changes
+            # it, so skip the call (most pending rows after the user's first activity; an
+            # activity scanned ~10 rows each time, ~6% of a replay).
+            if snap.quiet or not snap.active:
+                snap.see(ts)
 
     def on_cancel(self, cancel_ts: float) -> None:
         """Label the pending snapshots at a cancel; they are released by `due` as usual.

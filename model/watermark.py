@@ -92,8 +92,8 @@ class Watermark:
         self._idle: set[Hashable] = set()
         self._started: set[str] = set()
         self._cached: float | None = None
-        # The freshest progress, None until asked again after `_max` changed (read ~3 times
-        # per event: the max over the sources each time was ~2% of a replay).
+        # The freshest progress, None: to work out again (read ~3 times per event: the max
+        # over the sources each time was ~2% of a replay); `observe` keeps it when a max rose.
         self._fresh: float | None = None
         self.outliers = 0  # events held back from the progress as too far ahead
 
@@ -124,7 +124,14 @@ class Watermark:
         self._candidate.pop(source, None)
         self._max[source] = ts
         self._idle.discard(source)
-        self._cached = self._fresh = None
+        self._cached = None
+        # A maximum that rose keeps the freshest a max of two (no max over every source at
+        # each event, as `_freshest` would redo); one that fell (not expected) resets it.
+        fresh = self._fresh
+        if fresh is not None and ts >= current:
+            self._fresh = ts if ts > fresh else fresh
+        else:
+            self._fresh = None
 
     def _freshest(self) -> float:
         fresh = self._fresh
