@@ -58,7 +58,7 @@ from churnstream.model.engine import EngineConfig
 from churnstream.model.evaluation import Truth
 from churnstream.model.labels import Example
 from churnstream.model.partitioned_input import chunks, read_chunks
-from churnstream.model.partitioned_part import Item, Part
+from churnstream.model.partitioned_part import Item, Learn, Part
 from churnstream.model.replay import MemoryRepository, Replay, _Segment
 from churnstream.model.replay_input import Admit, ReplayRecord
 from churnstream.model.user_record import UserRecord
@@ -108,25 +108,19 @@ class PartitionedReplay(Replay):
     ) -> None:
         if not supported(alerts):
             raise ValueError("a daily alert budget compares all users: not partitioned")
-        super().__init__(
-            config,
-            alerts,
-            max_bytes=max_bytes,
-            snapshot_every=snapshot_every,
-            wall_clock=wall_clock,
-            truth=truth,
-        )
-        self.jobs = jobs
-        self.policy = alerts
-        self.scores_out = scores_out
-        self.alerts_out = alerts_out
-        self._part_kw = {
-            "scores": scores_out is not None,
+        # What this `Replay` (the report, the learner) and every `Part` are built with.
+        common: dict[str, Any] = {
             "max_bytes": max_bytes,
             "snapshot_every": snapshot_every,
             "wall_clock": wall_clock,
             "truth": truth,
         }
+        super().__init__(config, alerts, **common)
+        self.jobs = jobs
+        self.policy = alerts
+        self.scores_out = scores_out
+        self.alerts_out = alerts_out
+        self._part_kw = {**common, "scores": scores_out is not None}
         self.admit = admit
         self.progress_every = progress_every  # records read between `progress` calls
         self.workers_cpu_s = 0.0  # CPU seconds of the processes (all, and the busiest)
@@ -138,7 +132,7 @@ class PartitionedReplay(Replay):
 
     # -- the coordinator ----------------------------------------------------------------------
 
-    def _step(self, messages: Sequence[tuple[str, Any]]) -> Any:
+    def _step(self, messages: Sequence[tuple[str, Any]]) -> tuple[list[bytes], list[bytes]] | None:
         """One step of every process: "after" (the labels released after a boundary's rows:
         learned now, while the processes go on; no answer) or "learn" (outputs, a boundary's
         scores and the labels due before it: answered with the snapshots to install)."""
@@ -149,17 +143,18 @@ class PartitionedReplay(Replay):
         if kinds == {"after"}:
             self._learn_all(learning_order((m[1] for m in messages), delay))
             return None
+        learns: list[Learn] = [payload for _, payload in messages]
         day_scores: dict[str, list[float]] = {}
-        for (_, by_segment, _), _, _ in (m[1] for m in messages):
-            for segment, scores in by_segment.items():
+        for m in learns:
+            for segment, scores in m.day_scores.items():
                 day_scores.setdefault(segment, []).extend(scores)
         for scores in day_scores.values():
             scores.sort()
-        self._write([m[1][1] for m in messages], [m[1][2] for m in messages], day_scores)
+        self._write([m.scores for m in learns], [m.alerts for m in learns], day_scores)
         after, self._installs = self._installs, []
-        self._learn_all(learning_order((m[1][0][0] for m in messages), delay))
-        rows = messages[0][1][0][2]  # rows follow (a boundary), not the end
-        if rows and not self.scorer.covers(self.released_until):  # as `Replay._model_as_of`
+        self._learn_all(learning_order((m.examples for m in learns), delay))
+        # Rows follow (a boundary, not the end): the model as of it, as `Replay._model_as_of`.
+        if learns[0].rows and not self.scorer.covers(self.released_until):
             for segment, model in self.trainer.models.items():
                 current = self.scorer.models.get(segment)
                 if current is None or model.version > current.version:

@@ -39,6 +39,16 @@ Item = tuple[Key, bytes | dict[str, Any]]  # a dict: an alert without its percen
 _OBSERVED = {rank: EVENT_TYPES[kind].kind for kind, rank in TOPIC_RANK.items()}
 
 
+class Learn(NamedTuple):
+    """A process's "learn" message to the coordinator: at a boundary, or at the end."""
+
+    examples: list[Example]  # the labels due before the boundary (at the end: all released)
+    day_scores: dict[str, list[float]]  # the last boundary's daily scores, for its percentiles
+    rows: bool  # a boundary's rows follow (False: the end)
+    scores: list[Item]  # outputs since the last exchange, with their sort keys
+    alerts: list[Item]
+
+
 class _Foreign(NamedTuple):
     """Another process's valid event: only its time counts here (the watermark)."""
 
@@ -231,11 +241,11 @@ class Part(Replay):
         self.sync("after", after)
 
     def _exchange(self, examples: list[Example], rows: bool = True) -> None:
-        """One exchange with the coordinator, which learns every process's labels (`Learner`):
-        install the snapshots it published while learning those released after the last
-        rows, work out the event scores made since with the models then, and install those it
-        published while learning `examples` (all processes') and for the model as of the
-        boundary."""
+        """One exchange with the coordinator, which learns every process's labels
+        (`PartitionedReplay._step`): install the snapshots it published while learning those
+        released after the last rows, work out the event scores made since with the models
+        then, and install those it published while learning `examples` (all processes') and for
+        the model as of the boundary."""
         after, before = self.sync("learn", self._message(examples, rows))
         for snapshot in after:
             self.scorer.install_snapshot(snapshot)
@@ -272,11 +282,10 @@ class Part(Replay):
         for rec in records:
             self.repo.put(rec)
 
-    def _message(self, examples: list[Example], rows: bool) -> tuple[Any, list[Item], list[Item]]:
-        scores, alerts = self.score_items, self.alert_items
-        self.score_items, self.alert_items, day_scores = [], [], self._day_scores
-        self._day_scores = {}
-        return (examples, day_scores, rows), scores, alerts
+    def _message(self, examples: list[Example], rows: bool) -> Learn:
+        message = Learn(examples, self._day_scores, rows, self.score_items, self.alert_items)
+        self.score_items, self.alert_items, self._day_scores = [], [], {}
+        return message
 
     def _collect(self, stage: int, boundary: float = 0.0) -> None:
         """`Replay._drain`'s accounting; the records are kept with their sort key."""
