@@ -16,7 +16,7 @@ from churnstream.model.replay import TOPIC_RANK
 from churnstream.model.replay_input import LEFT_OUT, Admit, ReplayRecord, read_event
 from churnstream.stream.contract.validation import Invalid
 
-CHUNK = 2000  # records per hand-over to the processes when the input is not a list
+CHUNK = 2000  # records per hand-over to the processes
 # A chunk for one process: every record's event time and topic rank (INVALID: not an event),
 # the process each record goes to whole (its user's; the invalid ones to process 0), and those
 # records (kind, value) in order. Parsed once, by the coordinator's reader.
