@@ -7,7 +7,8 @@ not associative). Units are chosen so rounding happens once per event, never per
 from __future__ import annotations
 
 import zlib
-from operator import add
+from functools import reduce
+from operator import add, or_
 from typing import Final
 
 # The longest feature window, in days.
@@ -75,10 +76,7 @@ def aggregate(rows: list[list[int]]) -> list[int]:
     cols = list(zip(*rows, strict=True))
     out = list(map(sum, cols))  # no comprehension frame: a daily row makes three of these
     for k in BITMAP_COUNTERS:
-        acc = 0
-        for v in cols[k]:
-            acc |= v
-        out[k] = acc
+        out[k] = reduce(or_, cols[k])  # an OR of 2+ rows, without a Python loop
     for k in MAX_COUNTERS:
         out[k] = max(cols[k])
     return out

@@ -327,20 +327,22 @@ class UserState:
             # A day out of the clock's ring is not stored (features.codec) even while its slot
             # was not reused yet: a decoded state and the one in memory read the same.
             lo = max(lo, int(self._clock // DAY_S) - (RING_DAYS - 1))
-        rows = sorted(
-            (
-                (d, r)
-                for d, r in zip(self.days, self.rows, strict=True)
-                if r is not None and lo <= d <= end
-            ),
-            key=lambda dr: -dr[0],
-        )
+        # The day rows of [lo, end], newest first, and each window's share of them: one walk
+        # down the days (a day's row can only be in its own slot) instead of a sort and a
+        # pass per window (a daily row's vector is ~a fifth of a replay).
+        days, ring = self.days, self.rows
+        rows: list[tuple[int, list[int]]] = []
+        inner: list[list[int]] = []  # the 3-day window
+        middle: list[list[int]] = []  # the rest of the 7-day window
+        outer: list[list[int]] = []  # the rest of the 28-day window
+        for d in range(end, lo - 1, -1):
+            idx = d % RING_DAYS
+            r = ring[idx]
+            if r is not None and days[idx] == d:
+                rows.append((d, r))
+                (inner if d > end - 3 else middle if d > end - 7 else outer).append(r)
         r1 = rows[0][1] if rows and rows[0][0] == end else None
-        w3, w7, w28 = nested(
-            [r for d, r in rows if d > end - 3],
-            [r for d, r in rows if end - 7 < d <= end - 3],
-            [r for d, r in rows if d <= end - 7],
-        )
+        w3, w7, w28 = nested(inner, middle, outer)
         last = []
         for slot, seen in enumerate(_SEEN):
             t = self.last[slot]
