@@ -272,24 +272,27 @@ class Detector:
             # the event starts a fresh user either way, as in a replay.
             self._remove(rec.user_id)
             rec = None
+        config = self.config  # read many times per event below
         if rec is None:
-            rec = UserRecord.new(event.user_id, self.config.features)
+            rec = UserRecord.new(event.user_id, config.features)
         state = rec.state
+        kind = type(event).kind
         if source is not None:
             topic, partition, offset = source
             if state.seen_offset(topic, partition, offset):
                 self.out.results["redelivered"] += 1
                 return "redelivered"
-            self.watermark.observe((topic, partition), event.ts, type(event).kind)
+            self.watermark.observe((topic, partition), event.ts, kind)
         else:
-            self.watermark.observe(type(event).kind, event.ts, type(event).kind)
+            self.watermark.observe(kind, event.ts, kind)
         if not self.event_vectors:
             self._keep_features(rec, event)
         old_segment = state.segment
         applied = state.apply(event)
         if source is not None:  # only once applied: an event that raised left no trace
             state.mark_offset(*source)
-        result = _RESULT[applied]
+        # The usual outcome without hashing the enum (Enum.__hash__ is Python code).
+        result = "ok" if applied is Applied.APPLIED else _RESULT[applied]
         self.out.results[result] += 1
         if applied is Applied.DUPLICATE:
             self.repo.put(rec)
@@ -298,17 +301,17 @@ class Detector:
             rec.pending = None  # snapshots and horizon belonged to the old segment
         if isinstance(event, Lifecycle):
             self._lifecycle(rec, event)
-        if self.config.expire_after_s is not None:
-            self.expiry.schedule(rec.user_id, state.clock + self.config.expire_after_s)
-        if self.config.scoring and applied is not Applied.TOO_LATE:
-            segment = state.segment or self.config.default_segment
+        if config.expire_after_s is not None:
+            self.expiry.schedule(rec.user_id, state.clock + config.expire_after_s)
+        if config.scoring and applied is not Applied.TOO_LATE:
+            segment = state.segment or config.default_segment
             if rec.pending is not None and is_activity(event, segment):
                 rec.pending.on_activity(event.ts)
             if not state.churned:
                 if rec.next_daily is None:  # new, back after going quiet, or reactivated
                     rec.next_daily = self._boundary_after(event.ts)
                     self.days.schedule(rec.user_id, rec.next_daily)
-                if self.config.score_events:
+                if config.score_events:
                     self._score(rec)
         self.repo.put(rec)
         return result

@@ -67,9 +67,12 @@ _SINCE: Final[dict[type, int]] = {
 }
 
 
+_ANY_ACTIVITY: Final = tuple(_SLOT)  # an unknown segment's (built once: read per event)
+
+
 def is_activity(event: Event, segment: str) -> bool:
     """Whether `event` is activity of `segment`'s kind."""
-    kinds = _ACTIVITY.get(segment, tuple(_SLOT))
+    kinds = _ACTIVITY.get(segment, _ANY_ACTIVITY)
     return isinstance(event, kinds) and (not isinstance(event, Login) or event.success)
 
 
@@ -79,7 +82,7 @@ def active_within(state: UserState, segment: str, ts: float, horizon_s: float) -
     before ts + horizon_s (whole days). The state may have run past the horizon before the row
     at `ts` is made (the live worker makes rows later than `replay` when it waits); a later
     activity must not count."""
-    slots = [_SLOT[k] for k in _ACTIVITY.get(segment, tuple(_SLOT))]
+    slots = [_SLOT[k] for k in _ACTIVITY.get(segment, _ANY_ACTIVITY)]
     newest = max(state.last[s] for s in slots)
     if newest <= ts + horizon_s:
         return newest > ts
@@ -101,7 +104,7 @@ def quiet_start(
     and quiet days, from the day rows the state may already hold past the boundary). Later
     events come through `PendingLabels.on_activity`; both are maxima/ORs of the same days, so
     the label does not depend on how far the state ran ahead (live) or not (replay)."""
-    kinds = _ACTIVITY.get(segment, tuple(_SLOT))
+    kinds = _ACTIVITY.get(segment, _ANY_ACTIVITY)
     gap = int(min(vector[_SINCE[k]] for k in kinds))
     first = int(boundary // DAY_S)
     span = int((boundary + horizon_s) // DAY_S) - first + quiet_days

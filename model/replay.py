@@ -161,10 +161,14 @@ class Replay:
         self._ties.append((TOPIC_RANK[kind], len(self._ties), event))  # type: ignore[index]
 
     def _apply_ties(self) -> None:
-        self._ties.sort(key=lambda t: (t[0], t[1]))
-        for _, _, event in self._ties:
-            self._apply(event)
-        self._ties.clear()
+        ties = self._ties
+        if len(ties) == 1:  # most event times are unique: nothing to order
+            self._apply(ties[0][2])
+        else:
+            ties.sort(key=lambda t: (t[0], t[1]))
+            for _, _, event in ties:
+                self._apply(event)
+        ties.clear()
 
     def _apply(self, event: Event) -> None:
         self.applied += 1
