@@ -242,6 +242,13 @@ class Settings:
                 "label_quiet_days",
                 f"horizon_{seg}_days + label_quiet_days + 1 must be <= 60 for a quiet label",
             )
+            # A quiet label counts whole UTC days from the row's day (model/labels.py): with
+            # boundaries off midnight, activity earlier that day would count as after the row.
+            need(
+                getattr(self, f"label_{seg}") != "quiet" or self.day_offset_s == 0,
+                f"label_{seg}",
+                "quiet needs day_offset_s 0 (whole UTC days)",
+            )
         need(self.label_quiet_days >= 1, "label_quiet_days", "must be >= 1")
         need(self.min_labels >= 2, "min_labels", "must be >= 2")
         need(self.snapshot_every >= 1, "snapshot_every", "must be >= 1")

@@ -179,6 +179,7 @@ def test_config_parsing_and_validation() -> None:
         {"CHURNSTREAM_LABEL_QUIET_DAYS": "0"},
         {"CHURNSTREAM_LABEL_SAAS": "quiet", "CHURNSTREAM_LABEL_QUIET_DAYS": "50"},
         {"CHURNSTREAM_LABEL_COURSE": "quiet", "CHURNSTREAM_USER_RETENTION_DAYS": "50"},
+        {"CHURNSTREAM_LABEL_COURSE": "quiet", "CHURNSTREAM_DAY_OFFSET_S": "21600"},
     ):
         with pytest.raises(SettingsError):
             Settings.from_env(env)
