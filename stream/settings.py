@@ -247,7 +247,7 @@ class Settings:
             need(
                 getattr(self, f"label_{seg}") != "quiet" or self.day_offset_s == 0,
                 f"label_{seg}",
-                "quiet needs day_offset_s 0 (whole UTC days)",
+                "quiet needs CHURNSTREAM_DAY_OFFSET_S=0 (it counts whole UTC days)",
             )
         need(self.label_quiet_days >= 1, "label_quiet_days", "must be >= 1")
         need(self.min_labels >= 2, "min_labels", "must be >= 2")
