@@ -29,10 +29,12 @@ consumer's prefetch: one fetch per partition, and what its queue holds), so more
 `max_buffered` may be held for a while; they wait their turn like any other, since releasing
 them early would apply them out of order (800 users x 75 days at full speed: 20,597 events
 went out early that way once, in 1 run of 3). The bound is then `max_buffered / 2` plus what
-was in flight. One last resort keeps it live if a lagging source never delivers (e.g. a broker
-that keeps failing its fetches): once an event has waited `max_hold_s` (the caller's clock)
-while the frontier did not move either, events go out early; such releases are counted in
-`forced`.
+was in flight, and a paused source read again (the frontier moved to it, or all resumed) hands
+over its prefetched fetch whole: about one fetch per source is held on top, which the worker
+keeps small (agents/app.py `CONSUMER_MAX_FETCH_BYTES`). One last resort keeps it live if a
+lagging source never delivers (e.g. a broker that keeps failing its fetches): once an event
+has waited `max_hold_s` (the caller's clock) while the frontier did not move either, events go
+out early; such releases are counted in `forced`.
 
 The caller may also hold events from a time on (`until`: the detector's daily rows not made yet
 read states that may run only so far past their boundary, model/engine.py `intake_until`). That

@@ -1,5 +1,6 @@
 import math
 import random
+from collections import deque
 
 from churnstream.agents.ordering import EventTimeAligner
 
@@ -250,6 +251,77 @@ def test_a_catch_up_whose_pauses_take_effect_late_keeps_order_past_the_bound() -
     assert a.forced == 0
     assert most > 40  # the bound was overshot, as in the 800 x 75 catch-up
     assert most <= 40 // 2 + sum(speed.values()) + len(streams) * prefetch
+
+
+def catch_up_through_a_consumer(
+    partitions: int, fetch: int, queue_size: int, batch: int, bound: int
+) -> tuple[int, list[float], list[float], int]:
+    """A worker that was live (each partition delivered its first record) catches up through
+    a consumer modelled as Faust on aiokafka: every partition keeps one prefetched fetch of up
+    to `fetch` records, paused or not; a poll hands over the fetches of the partitions not
+    paused (oldest first), whole; the agent's queue takes `queue_size` of them and the loop
+    `batch` at a time, then asks the aligner what to pause. Returns the most events held, the
+    events released, all events in event-time order, and the early releases."""
+    rng = random.Random(3)
+    logs = {
+        p: sorted(rng.uniform(0, 1000) for _ in range(rng.randint(1500, 4000)))
+        for p in range(partitions)
+    }
+    a: EventTimeAligner[float] = EventTimeAligner(max_buffered=bound, max_hold_s=math.inf)
+    read = dict.fromkeys(logs, 1)  # fetched from the log
+    taken = dict.fromkeys(logs, 1)  # pushed into the aligner
+    for p in logs:
+        a.push(p, logs[p][0], (p,), logs[p][0])
+    prefetched: dict[int, deque[float]] = {}
+    polled: deque[tuple[int, float]] = deque()
+    queue: deque[tuple[int, float]] = deque()
+    paused: frozenset[int] = frozenset()
+    out: list[float] = []
+    most = 0
+    while any(taken[p] < len(logs[p]) for p in logs):
+        for p in logs:
+            if p not in prefetched and read[p] < len(logs[p]):
+                prefetched[p] = deque(logs[p][read[p] : read[p] + fetch])
+                read[p] += len(prefetched[p])
+        while len(queue) < queue_size:
+            if not polled:
+                for p in [p for p in prefetched if p not in paused]:
+                    polled.extend((p, ts) for ts in prefetched.pop(p))
+                if not polled:
+                    break
+            queue.append(polled.popleft())
+        for _ in range(min(batch, len(queue))):
+            p, ts = queue.popleft()
+            a.push(p, ts, (p,), ts)
+            taken[p] += 1
+        lagging = [p for p in logs if taken[p] < len(logs[p])]
+        most = max(most, len(a))
+        out += a.release(lagging)
+        paused = a.ahead(lagging)
+    out += a.release([])
+    return most, out, sorted(ts for tss in logs.values() for ts in tss), a.forced
+
+
+def test_a_catch_up_holds_about_one_fetch_per_partition_over_the_high_mark() -> None:
+    """Under back-pressure only the frontier's partition is read; the frontier moves from
+    partition to partition, and each one read again hands over its prefetched fetch whole,
+    whose events beyond the frontier wait. So what is held past the high mark grows with
+    partitions x fetch (agents/app.py `CONSUMER_MAX_FETCH_BYTES`), not with the poll."""
+    bound, queue_size, batch, partitions = 400, 60, 50, 24
+    # Fetches large against the bound (the worker's 1 MiB of before): far over it.
+    most, out, in_order, forced = catch_up_through_a_consumer(
+        partitions, 60, queue_size, batch, bound
+    )
+    assert out == in_order and forced == 0
+    assert most > 2 * bound
+    # Small fetches: within the high mark, a batch, the queue and one fetch per partition.
+    fetch = 5
+    most, out, in_order, forced = catch_up_through_a_consumer(
+        partitions, fetch, queue_size, batch, bound
+    )
+    assert out == in_order and forced == 0
+    assert most <= bound // 2 + batch + queue_size + partitions * fetch
+    assert most <= bound
 
 
 def test_no_early_release_while_the_lagging_source_keeps_delivering() -> None:

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from fake_records import (
@@ -32,6 +33,8 @@ from churnstream.agents.checkpoint import Checkpoint, Outbox
 from churnstream.agents.commits import OffsetCommitter
 from churnstream.agents.metrics import WorkerMetrics
 from churnstream.agents.ordering import EventTimeAligner
+from churnstream.stream.contract.topics import INPUT_TOPICS
+from churnstream.stream.settings import Settings
 
 P0, P1 = TP("logins", 0), TP("logins", 1)
 
@@ -364,6 +367,24 @@ def test_records_fetched_past_the_bound_wait_their_turn_and_only_the_frontier_is
         assert w.metric("events_released_early_total") == 0
 
     run(scenario())
+
+
+def test_what_the_worker_fetches_keeps_a_catch_up_under_the_aligners_bound(tmp_path: Path) -> None:
+    """Catching up, about one fetch per assigned input partition is held on top of the
+    aligner's high mark, with a batch and the agent's queue (tests/unit/test_ordering.py, a
+    catch-up through a consumer). With the worker's settings that fits under the aligner's
+    bound: 4 partitions per input topic, records of 130 bytes (the simulator's smallest mean;
+    Kafka's own overhead per record only makes a fetch hold fewer). Faust's default fetch of
+    1 MiB held up to 168,383 events in the 800 x 75 catch-up."""
+    from churnstream.agents.app import create_app
+
+    settings = Settings(data_dir=tmp_path, partitions=4)
+    conf = create_app(settings, bootstrap="127.0.0.1:9").conf
+    bound = EventTimeAligner().max_buffered
+    per_fetch = conf.consumer_max_fetch_size // 130
+    in_flight = settings.flush_max_events + conf.stream_buffer_maxsize
+    held = bound // 2 + in_flight + len(INPUT_TOPICS) * settings.partitions * per_fetch
+    assert held <= bound
 
 
 def test_a_lagging_partition_that_never_delivers_releases_the_rest_after_max_hold_s() -> None:
