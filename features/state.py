@@ -187,7 +187,9 @@ class UserState:
             handler(event, row, last)
             if ts > last[LAST_EVENT]:
                 last[LAST_EVENT] = ts
-            if ts > clock:  # (`_leave_ring` does nothing otherwise: no call per late event)
+            # `_leave_ring` does nothing unless the clock moves to a later day: no call for
+            # the usual event of the clock's own day.
+            if ts > clock and clock != _NEG_INF and day != int(clock // DAY_S):
                 self._leave_ring(ts)  # before the row of a day that leaves it is reused
             agg = self._agg
             if agg is not None and day < agg[1]:

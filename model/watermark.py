@@ -218,15 +218,18 @@ class Watermark:
             if not self._max or (self.wait and self.lagging() and self._unstarted_counted()):
                 self._cached = -math.inf
             else:
-                freshest = self._freshest()
-                counted = [
-                    m
-                    for s, m in self._max.items()
-                    if s not in self._idle and freshest - m <= self.idle_after_s
-                ]
+                # The min over the counted progress, the freshest if none: every progress is at
+                # most the freshest, so a running min from it is that (no list per event).
+                freshest = low = self._freshest()
+                idle, idle_after = self._idle, self.idle_after_s
+                for s, m in self._max.items():
+                    if m < low and freshest - m <= idle_after and s not in idle:
+                        low = m
                 if self.wait:
-                    counted += self._kinds_behind().values()
-                self._cached = min(counted, default=freshest) - self.lateness_s
+                    for m in self._kinds_behind().values():
+                        if m < low:
+                            low = m
+                self._cached = low - self.lateness_s
         return self._cached
 
     def _unstarted_counted(self) -> bool:
