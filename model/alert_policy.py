@@ -162,7 +162,12 @@ class AlertMemory:
 
     def kind(self, kind: str) -> KindMemory:
         """State of one kind (created on first use)."""
-        return self.kinds.setdefault(kind, KindMemory())
+        # Not setdefault: its default would build a KindMemory at every call (each ROI
+        # reading), to be thrown away but the first time.
+        memory = self.kinds.get(kind)
+        if memory is None:
+            memory = self.kinds[kind] = KindMemory()
+        return memory
 
     def reach(self, ts: float) -> None:
         """Apply the cancels and reactivations at or before `ts`, in their order."""

@@ -178,7 +178,8 @@ class Replay:
         if self.applied % SWEEP_EVERY == 0:
             self.detector.sweep()
         self._drain()
-        self._model_as_of()
+        if self.detector.held is not None:  # `_model_as_of` does nothing otherwise: no call
+            self._model_as_of()
 
     def _model_as_of(self) -> None:
         """Daily rows held for the model as of their boundary get it here: the inline trainer
