@@ -277,7 +277,11 @@ def compare_daily(
 # 971 ids in common, 4,020 model rows differing). Since those wait their turn too and every
 # partition beyond the frontier is paused (agents/ordering.py), 4 runs (219-291 s): 0
 # early, 0 too late, every row and alert id equal (971, 992 or 972 ids as the features changed
-# in between), with up to 117,550-168,383 events held at once (sampled).
+# in between), with up to 117,550-168,383 events held at once (sampled). A partition read again
+# under back-pressure hands over its prefetched fetch whole (about one per partition held on
+# top of the high mark): with 128 KiB per partition instead of 1 MiB (agents/app.py) up to
+# 59,988-61,169 held and 368-370 MiB worker RSS (VmHWM) against 117,017-213,706 and 486-616
+# (3 runs each), live 156-185 s against 155-292 s (155 s both at the load of the 156 s run).
 @pytest.mark.parametrize(
     "sim",
     [
