@@ -295,11 +295,19 @@ class PendingLabels:
         """
         day = int(ts // DAY_S)
         is_new = day not in self._snaps
-        self._next = math.nan
         q, gap, mask = quiet if quiet is not None else (0, 0, 0)
+        due = ts + horizon_s + q * DAY_S
+        # A new snapshot can only lower the earliest due (no min over all of them at the
+        # `next_due` after each daily row); a replaced one may have been it: work it out again.
+        nxt = self._next
+        if not is_new or nxt != nxt:  # NaN: not known
+            nxt = math.nan
+        elif nxt is None or due < nxt:
+            nxt = due
+        self._next = math.nan  # until the snapshot is stored (the constructor may raise)
         self._snaps[day] = _Snapshot(
             made_at=ts,
-            due=ts + horizon_s + q * DAY_S,
+            due=due,
             vector=array("f", vector),
             score=score,
             version=version,
@@ -309,6 +317,7 @@ class PendingLabels:
             gap=min(gap, 255),
             mask=mask,
         )
+        self._next = nxt
         return is_new
 
     def on_activity(self, ts: float) -> None:
