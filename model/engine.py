@@ -773,18 +773,21 @@ class Detector:
         while (pending := self._candidates.keys() | self._day_scores.keys()) and (
             boundary := min(pending)
         ) < self.days.earliest:
-            users = self._candidates.pop(boundary, set())
-            day_scores = self._day_scores.pop(boundary, {})
-            records = [
-                rec
-                for user_id in sorted(users)
-                if (rec := self.repo.get(user_id)) is not None
-                and rec.alerts.candidate is not None
-                and rec.alerts.candidate["boundary"] == boundary
-            ]
-            self.out.alerts.extend(self.alerts.settle([rec.alerts for rec in records], day_scores))
-            for rec in records:
-                self.repo.put(rec)
+            self.settle(boundary, self._day_scores.pop(boundary, {}))
+
+    def settle(self, boundary: float, day_scores: dict[str, list[float]] | None) -> None:
+        """Publish the alerts of `boundary`'s candidates, their percentiles among
+        `day_scores` (None: added later by whoever holds every user's scores)."""
+        records = [
+            rec
+            for user_id in sorted(self._candidates.pop(boundary, set()))
+            if (rec := self.repo.get(user_id)) is not None
+            and rec.alerts.candidate is not None
+            and rec.alerts.candidate["boundary"] == boundary
+        ]
+        self.out.alerts.extend(self.alerts.settle([rec.alerts for rec in records], day_scores))
+        for rec in records:
+            self.repo.put(rec)
 
     def forget(self, user_id: str) -> None:
         """Stop tracking an erased (or expired) user."""

@@ -216,7 +216,7 @@ class Part(Replay):
             return
         while (boundary := det.days.earliest) < nxt:
             det._sweep_days(boundary, math.inf)
-            self._settle(boundary, det._day_scores.pop(boundary, {}))
+            det.settle(boundary, det._day_scores.pop(boundary, {}))
 
     def _boundary(self, boundary: float) -> None:
         """The steps of `Replay` when the watermark reaches `boundary`, with every process's
@@ -232,7 +232,7 @@ class Part(Replay):
         # Without a budget every candidate is kept: settled here, its percentile among all
         # processes' scores of the boundary is added by the coordinator at the next exchange.
         self._day_scores = det._day_scores.pop(boundary, {})
-        self._settle(boundary, None)
+        det.settle(boundary, None)
         self._collect(2, boundary)
         # Up to the next boundary if the watermark passed it too (its opening releases them).
         det._release_labels(min(det.watermark.value, boundary + DAY_S))
@@ -268,19 +268,6 @@ class Part(Replay):
             if row.vector is not None:  # a scores file
                 self.score_items.append((key, event_score_line(self.scorer, model, row)))
         self._unresolved = []
-
-    def _settle(self, boundary: float, day_scores: dict[str, list[float]] | None) -> None:
-        det = self.detector
-        records = [
-            rec
-            for user_id in sorted(det._candidates.pop(boundary, set()))
-            if (rec := self.repo.get(user_id)) is not None
-            and rec.alerts.candidate is not None
-            and rec.alerts.candidate["boundary"] == boundary
-        ]
-        det.out.alerts.extend(det.alerts.settle([rec.alerts for rec in records], day_scores))
-        for rec in records:
-            self.repo.put(rec)
 
     def _message(self, examples: list[Example], rows: bool) -> Learn:
         message = Learn(examples, self._day_scores, rows, self.score_items, self.alert_items)

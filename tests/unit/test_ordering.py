@@ -188,48 +188,16 @@ def test_back_pressure_names_the_lagging_sources_ahead_of_the_frontier() -> None
     assert a.ahead(["A", "B", "C"]) == frozenset()
 
 
-def test_a_catch_up_with_back_pressure_keeps_event_time_order_in_bounded_memory() -> None:
-    """A consumer that hands out records per partition, not per event time: one partition's
-    history comes 10 records at a time, another's 1 at a time. Paused sources deliver nothing;
-    nothing is released out of turn and the held events stay near the bound."""
-    rng = random.Random(5)
-    streams = {s: sorted(rng.uniform(0, 1000) for _ in range(400)) for s in "ABC"}
-    speed = {"A": 10, "B": 1, "C": 3}
+def _catch_up(
+    streams: dict[str, list[float]], speed: dict[str, int], prefetch: int = 0
+) -> tuple[EventTimeAligner[float], list[float], int]:
+    """A consumer handing out `speed[s]` records of source s per round, paused as the aligner
+    asks, except for up to `prefetch` records it had already fetched (handed out even while
+    paused, refilled while read). Returns the aligner (bound 40), what it released in order
+    and the most events it held."""
     a: EventTimeAligner[float] = EventTimeAligner(max_buffered=40, max_hold_s=math.inf)
     pos = dict.fromkeys(streams, 0)
-    paused: frozenset[str] = frozenset()
-    out: list[float] = []
-    most = 0
-    for _ in range(10_000):
-        lagging = [s for s in streams if pos[s] < len(streams[s])]
-        if not lagging:
-            break
-        for s in lagging:
-            if s not in paused:
-                for ts in streams[s][pos[s] : pos[s] + speed[s]]:
-                    a.push(s, ts, (s,), ts)
-                pos[s] = min(len(streams[s]), pos[s] + speed[s])
-        lagging = [s for s in streams if pos[s] < len(streams[s])]
-        most = max(most, len(a))
-        out += a.release(lagging)
-        paused = a.ahead(lagging)
-    out += a.release([])
-    assert out == sorted(ts for tss in streams.values() for ts in tss)
-    assert a.forced == 0
-    assert most <= 40 // 2 + sum(speed.values())
-
-
-def test_a_catch_up_whose_pauses_take_effect_late_keeps_order_past_the_bound() -> None:
-    """As the consumer does: a paused source still hands out what it had prefetched (up to
-    `prefetch` records, refilled while it is read), so the held events overshoot the bound;
-    they wait their turn, and the overshoot stays within what was in flight."""
-    rng = random.Random(7)
-    streams = {s: sorted(rng.uniform(0, 1000) for _ in range(600)) for s in "ABCD"}
-    speed = {"A": 12, "B": 1, "C": 4, "D": 8}
-    prefetch = 15
-    a: EventTimeAligner[float] = EventTimeAligner(max_buffered=40, max_hold_s=math.inf)
-    pos = dict.fromkeys(streams, 0)
-    buffered = dict.fromkeys(streams, 0)  # prefetched, handed out even while paused
+    buffered = dict.fromkeys(streams, 0)
     paused: frozenset[str] = frozenset()
     out: list[float] = []
     most = 0
@@ -247,6 +215,31 @@ def test_a_catch_up_whose_pauses_take_effect_late_keeps_order_past_the_bound() -
         out += a.release(lagging)
         paused = a.ahead(lagging)
     out += a.release([])
+    return a, out, most
+
+
+def test_a_catch_up_with_back_pressure_keeps_event_time_order_in_bounded_memory() -> None:
+    """A consumer that hands out records per partition, not per event time: one partition's
+    history comes 10 records at a time, another's 1 at a time. Paused sources deliver nothing;
+    nothing is released out of turn and the held events stay near the bound."""
+    rng = random.Random(5)
+    streams = {s: sorted(rng.uniform(0, 1000) for _ in range(400)) for s in "ABC"}
+    speed = {"A": 10, "B": 1, "C": 3}
+    a, out, most = _catch_up(streams, speed)
+    assert out == sorted(ts for tss in streams.values() for ts in tss)
+    assert a.forced == 0
+    assert most <= 40 // 2 + sum(speed.values())
+
+
+def test_a_catch_up_whose_pauses_take_effect_late_keeps_order_past_the_bound() -> None:
+    """As the consumer does: a paused source still hands out what it had prefetched (up to
+    `prefetch` records, refilled while it is read), so the held events overshoot the bound;
+    they wait their turn, and the overshoot stays within what was in flight."""
+    rng = random.Random(7)
+    streams = {s: sorted(rng.uniform(0, 1000) for _ in range(600)) for s in "ABCD"}
+    speed = {"A": 12, "B": 1, "C": 4, "D": 8}
+    prefetch = 15
+    a, out, most = _catch_up(streams, speed, prefetch)
     assert out == sorted(ts for tss in streams.values() for ts in tss)
     assert a.forced == 0
     assert most > 40  # the bound was overshot, as in the 800 x 75 catch-up
