@@ -314,18 +314,10 @@ def _basis(
 ) -> tuple[float, int, float, float, float, float]:
     """What many features share: tenure, the first day observed, the ratio of the days
     observed in the 28-day and the 7-day window, the plan price and the 7- and 28-day costs."""
-    # Hot path (every event score, via `derive_roi`): `signup_at`, `price_at` and
-    # `subscribed_days` are inlined, with the same arithmetic in the same order.
-    signup = st.signup_ts
-    if signup is not None and signup > now:
-        signup = st.signup_before
+    # Hot path (every event score, via `derive_roi`): `price_at` and `subscribed_days` are
+    # inlined, with the same arithmetic in the same order.
+    tenure = tenure_days(st, now)
     first_ts = st.first_ts
-    start = signup if signup is not None else first_ts
-    # Comparisons instead of max() calls (five per event score); each keeps max()'s result,
-    # its first argument on a tie or a NaN.
-    tenure = (now - start) / DAY_S if start != _INF else 0.0
-    if not tenure > 0.0:
-        tenure = 0.0
     # Days of each window the state has observed: from the day of the first event it saw
     # (a user's start, or a deployment's) to now_day. Rates per observed day make a steady
     # user's trend 1.0 from the first day instead of 4.0 until the 28-day window fills.
@@ -346,6 +338,19 @@ def _basis(
     else:
         cost7 = cost28 = 0.0
     return tenure, first_day, days_ratio, price, cost7, cost28
+
+
+def tenure_days(st: UserState, now: float) -> float:
+    """The `tenure_days` feature at `now`: days since the signup as of `now` (`signup_at`,
+    inlined), else since the first event seen; for `_basis` and for `UserState.roi_features_if`,
+    which reads it before deriving anything else."""
+    signup = st.signup_ts
+    if signup is not None and signup > now:
+        signup = st.signup_before
+    start = signup if signup is not None else st.first_ts
+    # A comparison instead of max(): it keeps max()'s result, 0.0 on a tie or a NaN.
+    tenure = (now - start) / DAY_S if start != _INF else 0.0
+    return tenure if tenure > 0.0 else 0.0
 
 
 def subscribed_days(st: UserState, lo_day: int, hi_day: int) -> int:

@@ -26,7 +26,7 @@ from churnstream.features.buckets import (
 )
 from churnstream.features.codec import decode, encode
 from churnstream.features.config import FeatureConfig
-from churnstream.features.derive import derive, derive_roi, subscribed_days
+from churnstream.features.derive import derive, derive_roi, subscribed_days, tenure_days
 from churnstream.features.names import FEATURE_NAMES
 from churnstream.stream.contract.events import (
     DAY_S,
@@ -277,14 +277,29 @@ class UserState:
     def roi_features(self, now: float | None = None) -> dict[str, float]:
         """The features of `ROI_FEATURES` (what a `roi_drop` decision reads), equal to those of
         `vector(now)` bit for bit, without deriving the others (a fifth of a replay's time)."""
-        if now is None:
-            now = self.clock
+        features = self.roi_features_if(self.clock if now is None else now, _NEG_INF, _NEG_INF)
+        assert features is not None  # nothing is below -inf
+        return features
+
+    def roi_features_if(
+        self, now: float, min_tenure_days: float, min_value_events: float
+    ) -> dict[str, float] | None:
+        """`roi_features(now)`, or None when its `tenure_days` is below `min_tenure_days` or
+        its `value_events_28d` below `min_value_events` (a `roi_drop` reading would be
+        refused): those two are read first, so about half of a replay's event scores derive
+        nothing else."""
+        if tenure_days(self, now) < min_tenure_days:
+            return None
         nd, lo, agg, r1 = self._windows(now)
-        cents7, cents28, n28 = agg[2][VALUE_CENTS], agg[3][VALUE_CENTS], agg[3][VALUE_EVENTS]
+        n28 = agg[3][VALUE_EVENTS]
+        if r1 is not None:
+            n28 += r1[VALUE_EVENTS]
+        if float(n28) < min_value_events:
+            return None
+        cents7, cents28 = agg[2][VALUE_CENTS], agg[3][VALUE_CENTS]
         if r1 is not None:  # integer counters: the same sums as `combine`
             cents7 += r1[VALUE_CENTS]
             cents28 += r1[VALUE_CENTS]
-            n28 += r1[VALUE_EVENTS]
         return derive_roi(self, now, nd, cents7, cents28, n28, lo)
 
     def _windows(

@@ -389,6 +389,18 @@ class AlertPolicy:
             ROI_DROP, user_id, segment, ts, breach.severity, breach.value, breach.threshold, drivers
         )
 
+    def on_roi_refused(self, memory: AlertMemory, ts: float) -> None:
+        """What `on_roi` does with features `read_roi` refuses (undefined or untrustworthy
+        ROI): only the memory's lifecycle changes up to `ts`, no alert. For a caller that saw
+        the refusal before deriving the rest of the features (`UserState.roi_features_if`
+        with `roi_minimums`)."""
+        memory.reach(ts)
+
+    @property
+    def roi_minimums(self) -> tuple[float, int]:
+        """(tenure days, value events in 28 days) below which `read_roi` refuses a reading."""
+        return self.config.roi_min_history_days, self.config.roi_min_value_events
+
     def treated(
         self,
         user_id: str,

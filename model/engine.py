@@ -23,7 +23,7 @@ import bisect
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -227,7 +227,7 @@ class Detector:
         self.record_event_scores = True
         # False too (a replay without a scores file): nobody reads an event score's features
         # but `complete_last`, for each user's newest. `_score` then reads only what
-        # `roi_drop` needs (`UserState.roi_features`, the full derive is a fifth of a replay)
+        # `roi_drop` needs (`UserState.roi_features_if`, the full derive is a fifth of a replay)
         # and the newest's features are derived at the end from the state as it was at that
         # event: `_apply` derives them first if an event is about to change the state and no
         # newer score will follow (`_keep_features`).
@@ -344,11 +344,11 @@ class Detector:
         if now - last_ts < config.score_min_interval_s:
             return
         segment = state.segment or config.default_segment
+        x: Mapping[str, float] | None = None
         if self.record_event_scores:
             x = self._publish(rec, segment, now, rec.state.vector(now), "event")[0]
         elif not self.event_vectors:
-            x = state.roi_features(now)
-            # No scores file: `scored_at` is never written.
+            # No scores file: `scored_at` is never written; the ROI features are read below.
             row = EventScore(rec.user_id, segment, now, self.scorer.pick(segment), None, None, "")
             self.out.scores.append(row)
             if now >= last_ts:
@@ -368,7 +368,15 @@ class Detector:
             # raise nor clear); a later event decides once the value sources caught up.
             self.out.held["roi_source"] += 1
             return
-        self._alert(self.alerts.on_roi(rec.user_id, segment, now, x, rec.alerts))
+        policy = self.alerts
+        if x is None:
+            # Tenure and value events first: about half the readings are refused by them
+            # (`read_roi`), and then nothing else is derived.
+            x = state.roi_features_if(now, *policy.roi_minimums)
+            if x is None:
+                policy.on_roi_refused(rec.alerts, now)
+                return
+        self._alert(policy.on_roi(rec.user_id, segment, now, x, rec.alerts))
 
     def _keep_features(self, rec: UserRecord, event: Event) -> None:
         """Before `event` is applied: derive the features of the user's newest unrecorded

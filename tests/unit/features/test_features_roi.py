@@ -1,6 +1,7 @@
-"""`UserState.roi_features` gives the `ROI_FEATURES` of `vector` bit for bit: at every event of
-a simulated history (late events, duplicates, cancels and reactivations, segment and price
-changes) and at random times around random event sequences."""
+"""`UserState.roi_features` gives the `ROI_FEATURES` of `vector` bit for bit, and
+`roi_features_if` them or None exactly when tenure or value events are below its minimums: at
+every event of a simulated history (late events, duplicates, cancels and reactivations,
+segment and price changes) and at random times around random event sequences."""
 
 from __future__ import annotations
 
@@ -27,11 +28,27 @@ def bits(values: list[float]) -> list[bytes]:
     return [struct.pack("<d", v) for v in values]
 
 
+_TENURE = FEATURE_NAMES.index("tenure_days")
+_VALUE_EVENTS = FEATURE_NAMES.index("value_events_28d")
+# (tenure days, value events) minimums: the alert policy's defaults and others around them.
+_MINIMUMS = ((14.0, 5), (0.0, 0), (3.5, 1), (30.0, 12))
+
+
 def check(state: UserState, now: float | None) -> None:
     full = state.vector(now)
     cheap = state.roi_features(now)
     assert list(cheap) == list(ROI_FEATURES)
     assert bits(list(cheap.values())) == bits([full[i] for i in _INDEX])
+    # `roi_features_if` refuses exactly when the full vector's tenure or value events are
+    # below the minimums, and otherwise gives the same features.
+    at = state.clock if now is None else now
+    for tenure, events in _MINIMUMS:
+        gated = state.roi_features_if(at, tenure, events)
+        if full[_TENURE] < tenure or full[_VALUE_EVENTS] < events:
+            assert gated is None
+        else:
+            assert gated is not None
+            assert bits(list(gated.values())) == bits([full[i] for i in _INDEX])
 
 
 def test_every_event_of_a_simulated_history() -> None:
