@@ -64,6 +64,7 @@ class UserState:
         "_agg",
         "_clock",
         "_id_pos",
+        "_vagg",
         "cancel_ts",
         "churned",
         "config",
@@ -126,6 +127,9 @@ class UserState:
         # late event (a day before now_day) changes them, so an event on the newest day, the
         # usual case, costs one row added to each instead of re-summing up to 28 rows.
         self._agg: tuple[int, int, list[int], list[int], list[int]] | None = None
+        # The same for the value counters alone, (lo, now_day, cents 7-day, cents 28-day,
+        # value events 28-day): what `roi_features_if` reads, at most every event of a replay.
+        self._vagg: tuple[int, int, int, int, int] | None = None
 
     @classmethod
     def new(cls, user_id: str, config: FeatureConfig | None = None) -> UserState:
@@ -194,6 +198,9 @@ class UserState:
             agg = self._agg
             if agg is not None and day < agg[1]:
                 self._agg = None
+            vagg = self._vagg
+            if vagg is not None and day < vagg[1]:
+                self._vagg = None
             self.rows[idx] = row
             self.days[idx] = day
             self.last = last
@@ -290,17 +297,40 @@ class UserState:
         nothing else."""
         if tenure_days(self, now) < min_tenure_days:
             return None
-        nd, lo, agg, r1 = self._windows(now)
-        n28 = agg[3][VALUE_EVENTS]
-        if r1 is not None:
+        # `_windows`, for the value counters only: summing the 25 counters of three windows
+        # again at each new day was most of this.
+        nd = int(now // DAY_S)
+        lo = nd - (WINDOW_DAYS - 1)
+        if self._clock != _NEG_INF:
+            lo = max(lo, int(self._clock // DAY_S) - (WINDOW_DAYS - 1))
+        vagg = self._vagg
+        if vagg is None or vagg[0] != lo or vagg[1] != nd:
+            vagg = self._vagg = self._value_totals_before(lo, nd)
+        _, _, cents7, cents28, n28 = vagg
+        idx = nd % RING_DAYS
+        r1 = self.rows[idx]
+        if r1 is not None and self.days[idx] == nd and nd >= lo:
+            # Integer counters: the same sums as `combine` and `_totals_before`.
+            cents7 += r1[VALUE_CENTS]
+            cents28 += r1[VALUE_CENTS]
             n28 += r1[VALUE_EVENTS]
         if float(n28) < min_value_events:
             return None
-        cents7, cents28 = agg[2][VALUE_CENTS], agg[3][VALUE_CENTS]
-        if r1 is not None:  # integer counters: the same sums as `combine`
-            cents7 += r1[VALUE_CENTS]
-            cents28 += r1[VALUE_CENTS]
         return derive_roi(self, now, nd, cents7, cents28, n28, lo)
+
+    def _value_totals_before(self, lo: int, nd: int) -> tuple[int, int, int, int, int]:
+        """`_totals_before(lo, nd)`'s value cents of the 7- and 28-day windows and value
+        events of the 28-day window (integer sums: equal whatever the grouping)."""
+        lo7 = nd - 6
+        cents7 = cents28 = n28 = 0
+        for day, row in zip(self.days, self.rows, strict=True):
+            if row is not None and lo <= day < nd:
+                cents = row[VALUE_CENTS]
+                cents28 += cents
+                n28 += row[VALUE_EVENTS]
+                if day >= lo7:
+                    cents7 += cents
+        return lo, nd, cents7, cents28, n28
 
     def _windows(
         self, now: float
