@@ -237,8 +237,15 @@ class Replay:
     def _drain(self) -> None:
         out = self.detector.out
         scores, alerts, examples = out.scores, out.alerts, out.examples
-        if not (scores or alerts or examples):
-            return
+        if not (alerts or examples):
+            if not scores:
+                return
+            if len(scores) == 1 and type(scores[0]) is EventScore and self.pool is None:
+                # The usual event without a scores file: one unscored event score to count
+                # (what the loop below does with it), the list kept for the next.
+                self.segments[scores[0].segment].scores += 1
+                scores.clear()
+                return
         # Only the lists are taken (`Outputs.drain` makes two Counters per event, no reader of
         # `results` or `held` here: the replay counts the results `handle` returns).
         out.scores, out.alerts, out.examples = [], [], []
@@ -275,6 +282,8 @@ class Replay:
                     seg.risk_alerts.append((alert["user_id"], ts))
             if self.alerts_out is not None:
                 self.alerts_out.write(orjson.dumps(alert) + b"\n")
+        if not examples:
+            return
         last = {e.segment: i for i, e in enumerate(examples)}
         for i, example in enumerate(examples):
             self._learn(example, closes=last[example.segment] == i)
