@@ -6,7 +6,9 @@ a worker starts, takes day 15 from the committed cuts, and days 16-20 arrive liv
 hold: every partition's cut is its first record at or after `--until`; the backfill read every
 record before the cuts and the worker every record from them, none twice (no duplicate, the
 counts add up to what was produced); every user's features equal one pass over all 20 days; the
-daily rows after the handover are the replay's rows.
+daily rows after the handover are the replay's rows of all 20 days, field for field (score,
+source, model version, drivers; `scored_at` aside). 2026-12-06, 3 runs: 430 rows on both sides
+(319 rules, 111 model), 0 differ.
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def test_backfill_from_topics_hands_over_at_the_cuts_without_gap_or_double(
             consume(
                 kafka_bootstrap,
                 settings.topic("churn.risk-scores"),
-                until=lambda rs: len(_daily(rs).keys() & want) >= 0.98 * len(want),
+                until=lambda rs: len(_daily(rs).keys() & want) >= len(want),
                 timeout=120,
                 partitions=settings.partitions,
             )
@@ -149,19 +151,28 @@ def test_backfill_from_topics_hands_over_at_the_cuts_without_gap_or_double(
         )
     assert not made_before & live.keys(), "a daily row the backfill made was made again"
     both = want.keys() & live.keys()
-    differ = [k for k in both if abs(live[k]["score"] - want[k]["score"]) > 1e-9]
-    rules_differ = [k for k in differ if want[k]["source"] == "rules"]
+    differ: Counter[str] = Counter()  # field -> rows where it differs from the replay's
+    for k in both:
+        a, b = _without_wall_time(live[k]), _without_wall_time(want[k])
+        differ.update(f for f in a.keys() | b.keys() if a.get(f) != b.get(f))
     summary = (
         f"daily rows after the handover: replay {len(want)}, live {len(live)}, both "
-        f"{len(both)} ({dict(Counter(want[k]['source'] for k in both))}), scores differ "
-        f"{len(differ)} (rules rows {len(rules_differ)}); the "
-        f"first live boundary {min(k[1] for k in live) if live else '-'}"
+        f"{len(both)} ({dict(Counter(want[k]['source'] for k in both))}), only live "
+        f"{sorted(live.keys() - want.keys())[:3]}, only replay "
+        f"{sorted(want.keys() - live.keys())[:3]}; fields that differ (rows) {dict(differ)}; "
+        f"the first live boundary {min(k[1] for k in live) if live else '-'}"
     )
     print(summary)
+    # The worker continues the backfill exactly: the replay's rows after the handover, no
+    # more, field for field (scores, sources, model versions, drivers).
     assert len(want) > 200, summary
-    assert len(both) >= 0.98 * len(want), summary
-    assert len(live.keys() - want.keys()) <= 0.01 * len(want), summary
-    assert rules_differ == [], summary
+    assert live.keys() == want.keys(), summary
+    assert not differ, summary
+
+
+def _without_wall_time(score: dict[str, Any]) -> dict[str, Any]:
+    """A score without `scored_at` (the wall clock when it was made)."""
+    return {k: v for k, v in score.items() if k != "scored_at"}
 
 
 def _daily(records: list[Any]) -> dict[tuple[str, str], dict[str, Any]]:
