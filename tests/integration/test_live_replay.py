@@ -254,7 +254,15 @@ def compare_daily(
             n["score_mismatch"] += 1
             n[f"score_mismatch_{a['source']}"] += 1  # rules rows read only the features
             bad.append((key, a["score"], b["score"], a["model_version"]))
+        elif _without_wall_time(a) != _without_wall_time(b):
+            n["field_mismatch"] += 1  # the same score, another field (drivers, horizon, ...)
+            bad.append((key, a, b))
     return n, bad
+
+
+def _without_wall_time(score: dict[str, Any]) -> dict[str, Any]:
+    """A score without `scored_at` (the wall clock when it was made)."""
+    return {k: v for k, v in score.items() if k != "scored_at"}
 
 
 # Measured 2026-12-06 (docs/replay.md, "Live vs replay"). Before the catch-up kept event-time
@@ -339,14 +347,26 @@ def test_full_speed_history_decides_like_replay(
     )
     print(summary)
     assert daily["replay_rows"] > 20 * sim.users, summary
-    assert common >= 0.95 * len(offline_ids), summary
-    assert len(live_ids.keys() - offline_ids.keys()) <= 0.05 * len(offline_ids), summary
+    # The same daily rows and the same alerts (100 x 40, 3 runs: 2,874 rows, 90 ids and 113 with
+    # other rules; 800 x 75: 43,028 rows and every id in common, 971-992 as the features
+    # changed, in the 10 runs since records past the aligner's bound wait their turn).
+    assert daily["only_live"] == daily["only_replay"] == 0, summary
+    assert live_ids.keys() == offline_ids.keys(), summary
     assert twice == 0, summary
     # Nothing went out before its turn: events over the aligner's bound (records fetched before
     # a pause took effect) wait like any other; only a partition delivering nothing for
     # max_hold_s would release early, and none does here.
     assert early == 0, f"{early:.0f} events released before their turn: {summary}"
-    # Every daily row both sides made with the same model is the same score.
-    assert daily["score_mismatch"] == 0, summary
-    assert daily["same_model"] >= 0.95 * daily["replay_rows"], summary
+    # Every daily row both sides made with the same model is the same, field for field.
+    assert daily["score_mismatch"] == daily["field_mismatch"] == 0, summary
+    # Rows made with another model version than the replay's: 0 in every 100 x 40 run and in
+    # 9 of the 10 runs of 800 x 75 since the fixes, 13 of 43,028 in one (18:30-18:59 UTC,
+    # 128 KiB fetches, 0 at the limit). Not a legitimate difference: likely a boundary spread
+    # over sweeps (2,000 rows or the turn's time budget) releases labels due within the next
+    # day (`_release_limit`); if the trainer publishes after `snapshot_every` of them without
+    # the release's close, the snapshot's `labels_until` is still before the boundary, and the
+    # boundary's rows made once it is installed are scored with it (`Scorer.as_of`), while the
+    # replay makes them all with the model of the boundary's opening. Suspected from the code,
+    # not reproduced; bounded here (was 5 %), to be made exact with a fix.
+    assert daily["other_model"] <= 0.001 * daily["replay_rows"], summary
     assert cooldown_repeats(live_alerts) == cooldown_repeats(offline_alerts), summary
