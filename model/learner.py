@@ -116,8 +116,10 @@ class SegmentModel:
     `model_version` attached to a score identifies exactly which model state produced it and
     the engine can keep the newest of two snapshots by comparing versions.
 
-    `labels_until` is the latest label due time (event time) it learned: the model as of a
-    boundary is the newest one whose labels all fell due before it (model.scoring).
+    `labels_until` is the latest label due time (event time) up to which it learned every
+    label (it moves when a worker's release is complete: `Trainer.close`); `learned_until` the
+    latest due time of any label it learned, also mid-release. The model as of a boundary is
+    the newest one that learned no label due at or after it (model.scoring).
 
     Inputs are restricted to `feature_names` (missing ones count as 0.0), so a model scored
     with a full feature dict and trained from a stored vector sees the same inputs.
@@ -163,6 +165,7 @@ class SegmentModel:
         self.n_neg = 0
         self.n_resets = 0
         self.labels_until = -math.inf
+        self.learned_until = -math.inf
         self.learned_ids: tuple[int, ...] = ()
         self._models = [self._build() for _ in range(len(cuts) + 1)]
         self._forget_views()

@@ -1,10 +1,14 @@
 """Scoring a user: the segment's model once it is ready, the transparent rules score before.
 
-Model as of a decision: every snapshot records `labels_until`, the latest label due time (event
-time) it learned. A daily row at boundary D is scored with the newest snapshot whose labels all
-fell due before D (`score(..., as_of=D)`), and the engine holds the rows of D until an installed
-snapshot has learned every label released before D (`covers`), so the live worker, whose
-snapshots arrive in wall time, uses the same model as a replay, whose trainer runs inline.
+Model as of a decision: every snapshot records `labels_until`, the due time (event time) up to
+which it learned every label a worker released, and `learned_until`, the latest due time of any
+label it learned. A daily row at boundary D is scored with the newest snapshot that learned no
+label due at or after D (`score(..., as_of=D)`), and the engine holds the rows of D until an
+installed snapshot has learned every label released before D (`covers`), so the live worker,
+whose snapshots arrive in wall time, uses the same model as a replay, whose trainer runs inline.
+Both are needed live: while D's rows are spread over sweeps the labels due on D's day go out,
+and the trainer may publish before that release is complete (every `snapshot_every` examples),
+a snapshot whose `labels_until` is still before D but which learned past it.
 """
 
 from __future__ import annotations
@@ -59,13 +63,13 @@ class Scorer:
         return True
 
     def as_of(self, segment: str, ts: float) -> SegmentModel | None:
-        """The newest snapshot whose labels all fell due before `ts` (the oldest kept if none:
-        another worker's labels made every snapshot newer). Boundaries only grow, so older
-        snapshots are dropped once a newer one qualifies."""
+        """The newest snapshot that learned no label due at or after `ts` (the oldest kept if
+        none: another worker's labels made every snapshot newer). Boundaries only grow, so
+        older snapshots are dropped once a newer one qualifies."""
         history = self._history.get(segment)
         if not history:
             return None
-        n = sum(1 for m in history if m.labels_until < ts)
+        n = sum(1 for m in history if max(m.labels_until, m.learned_until) < ts)
         if n > 1:
             del history[: n - 1]
         return history[0]

@@ -66,6 +66,7 @@ def encode(model: SegmentModel) -> bytes:
         "n_resets": model.n_resets,
         # JSON has no infinity: "covers no label yet" is null.
         "labels_until": model.labels_until if math.isfinite(model.labels_until) else None,
+        "learned_until": model.learned_until if math.isfinite(model.learned_until) else None,
         "learned_ids": _ids_to_text(model.learned_ids),
         "optimizer": model.optimizer,
         "learning_rate": model.learning_rate,
@@ -165,6 +166,9 @@ def _from_doc(doc: Mapping[str, Any], allow_pickle: bool) -> SegmentModel:
     m.n_resets = _count(doc["n_resets"])
     until = doc["labels_until"]
     m.labels_until = -math.inf if until is None else _number(until)
+    # Absent before 2026-12 (model.scoring then goes by `labels_until` alone).
+    learned = doc.get("learned_until")
+    m.learned_until = -math.inf if learned is None else _number(learned)
     m.learned_ids = _ids_from_text(_text(doc["learned_ids"]))
     if doc["format"] == 2:
         _format2_settings(m, doc)
@@ -299,6 +303,7 @@ def _from_legacy_pickle(data: bytes) -> SegmentModel:
     m.n_resets = state["n_resets"]
     # Snapshots from before the field: what they learned is unknown, so they cover nothing.
     m.labels_until = state.get("labels_until", -math.inf)
+    m.learned_until = -math.inf
     m.learned_ids = tuple(state.get("learned_ids", ()))
     m.optimizer, m.learning_rate, m.l2, m.regime_cuts = "sgd", 0.01, 0.0, ()
     m._models = [state["model"]]

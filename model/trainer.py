@@ -129,6 +129,7 @@ class Trainer:
         model = self.check.load(data, segment)
         behind = model.version <= floor
         model.labels_until = max(model.labels_until, self.models[segment].labels_until)
+        model.learned_until = max(model.learned_until, self.models[segment].learned_until)
         self._take(segment, model, floor + 1 if behind else floor)
         return behind
 
@@ -152,6 +153,8 @@ class Trainer:
         ids.append(ident)
         self._id_set[seg].add(ident)
         model = self.models[seg]
+        due = example.made_at + self.config.label_delay_s(seg)
+        model.learned_until = max(model.learned_until, due)
         x = dict(zip(self.feature_names, example.features, strict=False))
         drift = self.quality[seg].update(model.predict(x), example.label)
         model.learn(x, example.label)

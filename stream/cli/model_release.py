@@ -9,8 +9,9 @@ install only a newer version, and versions never go back), signed when a key is 
 - `churnstream-covers-offset`: the highest example offset the segment's snapshots covered, so
   a trainer that takes over later does not learn again what was deliberately left out.
 
-Its `labels_until` is at least the segment's newest one: workers hold a day's rows until a
-snapshot covers the labels released before it, and the labels left out will not come again.
+Its `labels_until` (and `learned_until`) is at least the segment's newest one: workers hold a
+day's rows until a snapshot covers the labels released before it, and the labels left out will
+not come again.
 
 Publishing races with the trainer: if a higher version appears on the topic before ours, the
 snapshot is published again above it (a few tries). One that appears after ours is the
@@ -20,7 +21,6 @@ trainer's own: the trainer adopts ours and publishes it again above that (agents
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,9 +84,11 @@ def prepare(
     """`model` as the next version of its segment above `snapshots` (mutates `model`)."""
     mine = [s for s in snapshots if s.segment == model.segment]
     covers = max((_int(s.headers.get(COVERS_HEADER), -1) for s in mine), default=-1)
-    until = max((s.model.labels_until for s in mine if s.model is not None), default=-math.inf)
+    models = [s.model for s in mine if s.model is not None]
     model.version = newest_version(snapshots, model.segment) + 1
-    model.labels_until = max(model.labels_until, until)
+    model.labels_until = max([model.labels_until, *(m.labels_until for m in models)])
+    # Never picked as of a boundary before the newest's (model.scoring keeps them in order).
+    model.learned_until = max([model.learned_until, *(m.learned_until for m in models)])
     headers = [
         (COVERS_HEADER, str(covers).encode()),
         (VERSION_HEADER, str(model.version).encode()),

@@ -279,3 +279,29 @@ def test_a_score_from_a_regime_that_learned_nothing_names_the_rules_drivers() ->
     s = scorer.score("course", silent)
     assert s.source == "model" and s.score == pytest.approx(config.base_rates["course"], rel=1e-6)
     assert s.drivers and s.drivers == scorer.rules("course").explain(silent)
+
+
+def test_a_snapshot_taken_mid_release_is_not_the_model_as_of_a_boundary_it_learned_past() -> None:
+    # Live, a boundary's rows are spread over sweeps while labels due on its day go out; the
+    # trainer may publish (every `snapshot_every` examples) before that release's close, so
+    # the snapshot's `labels_until` is still the last close's. Rows of the boundary made after
+    # it arrives must keep the model a replay uses: the one that learned nothing due after it.
+    trainer = make_trainer(min_labels=50, snapshot_every=100)
+    delay = ModelConfig().label_delay_s("saas")
+    stream = examples(150)  # made_at 1e9 + i: due 1e9 + i + delay
+    for ex in stream[:100]:
+        trainer.learn(ex)
+    trainer.close(stream[99])
+    closed = trainer.snapshot("saas")
+    boundary = stream[100].made_at + delay  # the next labels fall due on its day
+    for ex in stream[100:]:
+        trainer.learn(ex)  # no close yet
+    mid_release = trainer.snapshot("saas")
+    assert trainer.models["saas"].labels_until < boundary  # the close did not move it yet
+    scorer = Scorer(ModelConfig(min_labels=50), NAMES)
+    for snap in (closed, mid_release):
+        scorer.install_snapshot(snap)
+    assert scorer.models["saas"].version == 150  # event scores: the newest
+    picked = scorer.as_of("saas", boundary)
+    assert picked is not None and picked.version == 100
+    assert scorer.as_of("saas", stream[-1].made_at + delay + 1).version == 150
