@@ -180,8 +180,11 @@ def record(history: Path, settings: Settings) -> dict[str, list[tuple[str, float
     return rows
 
 
-def rerun(config: ModelConfig) -> dict[str, list[float]]:
-    """Scores of the recorded rows with `config`, per segment."""
+def rerun(
+    config: ModelConfig, sources: dict[str, list[str]] | None = None
+) -> dict[str, list[float]]:
+    """Scores of the recorded rows with `config`, per segment; `sources`, if given, receives
+    what served each (`"rules"` or `"model"`)."""
     trainer = Trainer(config, FEATURE_NAMES, SNAPSHOT_EVERY)
     scorer = Scorer(config, FEATURE_NAMES)
     scores: dict[str, list[float]] = {}
@@ -194,7 +197,10 @@ def rerun(config: ModelConfig) -> dict[str, list[float]]:
             scorer.install_snapshot(trainer.snapshot(op[1]))
         elif op[0] == ROW:
             x = dict(zip(FEATURE_NAMES, op[2], strict=True))
-            scores.setdefault(op[1], []).append(scorer.score(op[1], x, op[3]).score)
+            s = scorer.score(op[1], x, op[3])
+            scores.setdefault(op[1], []).append(s.score)
+            if sources is not None:
+                sources.setdefault(op[1], []).append(s.source)
     return scores
 
 
@@ -227,6 +233,16 @@ def alert_report(alerts: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
     }
 
 
+def level_config(warning: float) -> AlertConfig:
+    """Every segment warned at `warning`, cleared at 0.6 x it, critical at the default or the
+    warning if higher (the sweep's thresholds)."""
+    levels = {
+        s: RiskThresholds(warning, max(warning, t.critical), round(0.6 * warning, 3))
+        for s, t in DEFAULT_SEGMENT_THRESHOLDS.items()
+    }
+    return AlertConfig(segment_thresholds=levels)
+
+
 def tuned_alerts(scores: dict[str, list[float]]) -> dict[str, Any]:
     """Per segment: the alerts at the default thresholds, then at each warning level of LEVELS
     (clear at 0.6 x warning, critical the default or the warning if higher), from which
@@ -234,11 +250,7 @@ def tuned_alerts(scores: dict[str, list[float]]) -> dict[str, Any]:
     out: dict[str, Any] = {"default": alert_report(risk_alerts(scores, AlertConfig()))}
     sweep: dict[str, list[tuple[float, dict[str, Any]]]] = {s: [] for s in scores}
     for w in LEVELS:
-        levels = {
-            s: RiskThresholds(w, max(w, t.critical), round(0.6 * w, 3))
-            for s, t in DEFAULT_SEGMENT_THRESHOLDS.items()
-        }
-        q = alert_report(risk_alerts(scores, AlertConfig(segment_thresholds=levels)))
+        q = alert_report(risk_alerts(scores, level_config(w)))
         for s in scores:
             sweep[s].append((w, q[s]))
     out["sweep"] = sweep
@@ -312,14 +324,19 @@ def batch_fit(split: float) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _standardize(x: np.ndarray, clip: float = 3.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean, std = x.mean(axis=0), x.std(axis=0)
     std[std == 0] = 1.0
-    return np.clip((x - mean) / std, -3, 3), mean, std
+    z = (x - mean) / std
+    return (np.clip(z, -clip, clip) if clip else z), mean, std
 
 
-def _fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 25) -> tuple[Any, ...]:
-    z, mean, std = _standardize(x)
+def _fit(
+    x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 25, clip: float = 3.0
+) -> tuple[Any, ...]:
+    """Logistic fit by Newton steps on standardised inputs capped at +-clip (0: no cap, a
+    linear rule in raw units): (weights per standardised input + intercept, mean, std)."""
+    z, mean, std = _standardize(x, clip)
     a = np.hstack([z, np.ones((len(z), 1))])
     w = np.zeros(a.shape[1])
     for _ in range(steps):
