@@ -278,6 +278,7 @@ def _decode_payload(
     ring = list(struct.unpack_from(f"<{k}I", data, pos + 2))[-len(st.ids) :]
     pos += 2 + 4 * k
     st.ids[: len(ring)] = ring
+    st._id_set = set(ring)  # what `UserState.apply` looks a hash up in
     st._id_pos = len(ring) % len(st.ids)
 
     (n_offsets,) = _U16.unpack_from(data, pos)

@@ -64,6 +64,7 @@ class UserState:
         "_agg",
         "_clock",
         "_id_pos",
+        "_id_set",
         "_vagg",
         "cancel_ts",
         "churned",
@@ -122,6 +123,10 @@ class UserState:
         self.rows: list[list[int] | None] = [None] * RING_DAYS
         self.ids = [_NO_ID] * config.dedupe_slots
         self._id_pos = 0
+        # The hashes of `ids` (never `_NO_ID`) as a set: `h in ids` scanned all 64 slots at
+        # every event. `ids` holds each hash once (a duplicate is never added), so a set
+        # mirrors it exactly; `ids` stays what is stored (features.codec sets both).
+        self._id_set: set[int] = set()
         self.offsets: dict[tuple[str, int], int] = {}
         # Window totals of the days before `now`'s day, (lo, now_day, 7-day, 28-day, 3-day): only a
         # late event (a day before now_day) changes them, so an event on the newest day, the
@@ -160,8 +165,8 @@ class UserState:
     def apply(self, event: Event) -> Applied:
         """Fold one event into the state; see docs/features.md for the lateness policy."""
         h = zlib.crc32(event.event_id.encode())
-        ids = self.ids
-        if h in ids:
+        id_set = self._id_set
+        if h in id_set:
             return Applied.DUPLICATE
         ts = event.ts
         clock = self._clock
@@ -204,7 +209,10 @@ class UserState:
             self.rows[idx] = row
             self.days[idx] = day
             self.last = last
+        ids = self.ids
+        id_set.discard(ids[self._id_pos])  # the oldest leaves the ring (or `_NO_ID`)
         ids[self._id_pos] = h
+        id_set.add(h)
         self._id_pos = (self._id_pos + 1) % len(ids)
         if ts > clock:
             if cls is Lifecycle:
