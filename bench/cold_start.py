@@ -13,8 +13,10 @@ One replay of the history as `churnstream replay --report` runs it, recorded by
 real `Trainer` and `Scorer` (`model_grid.rerun`: the model side does not depend on the rules,
 so only the rows the rules serve change) and its churn_risk alerts re-decided by the default
 alert policy (`model_grid.risk_alerts`). Rule sets: `DEFAULT_RULES` (which must give the replay
-report's own cold-start numbers: checked and printed), HAND_SET (the rules before the fit) and
-the `--fit` / `--rules` ones; each also alone (min_labels never reached: no model serves).
+report's own cold-start numbers: checked and printed) and the `--fit` / `--rules` ones; each
+also alone (min_labels never reached: no model serves). On a history without churn
+(`simulate --churn-rate 0 --roi-drop-fraction 0`) every alert is a false alarm: the rate per
+1,000 rows is what a rule set costs customers who are fine (docs/alerts.md "Cold start").
 Per segment and phase, first COLD_START_DAYS (days 1-14) and from STEADY_FROM_DAYS (day 42 on,
 `model.evaluation`'s phases), it prints:
 - AUC of the served daily scores against churn within the segment's horizon, the oracle's AUC
@@ -111,41 +113,6 @@ RISK_DOWN: Final = (
     "jobs_",
     "documents_",
 )
-# The hand-set DEFAULT_RULES before issue 14's fit (commit dfc3045), evaluated beside them.
-HAND_SET: Final[dict[str, RulesParams]] = {
-    "course": DEFAULT_RULES["course"],
-    "saas": RulesParams(
-        weights={
-            "days_since_event": 0.2,
-            "sync_error_ratio_7d": 2.5,
-            "trend_value": -0.8,
-            "roi_7d": -0.3,
-            "failed_logins_7d": 0.3,
-            "trend_active_days": -0.6,
-        },
-        centers={
-            "days_since_event": 1.0,
-            "trend_value": 1.0,
-            "roi_7d": ROI_UNKNOWN,
-            "trend_active_days": 1.0,
-        },
-    ),
-    "docs": RulesParams(
-        weights={
-            "days_since_event": 0.2,
-            "job_failure_ratio_7d": 2.5,
-            "trend_jobs": -0.8,
-            "roi_7d": -0.3,
-            "trend_active_days": -0.6,
-        },
-        centers={
-            "days_since_event": 1.0,
-            "trend_jobs": 1.0,
-            "roi_7d": ROI_UNKNOWN,
-            "trend_active_days": 1.0,
-        },
-    ),
-}
 FIRST: Final = f"first_{COLD_START_DAYS:g}_days"
 STEADY: Final = f"from_day_{STEADY_FROM_DAYS:g}"
 
@@ -396,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         report = mg.REPORT["segments"][seg]["truth"]["cold_start"]
         same = all(report[p][k] == q[p][k] for p in (FIRST, STEADY) for k in report[p])
         print(f"{seg}: default = replay report {same}, max |score - replay's| {q['max_diff']:.2g}")
-    configs = {"default": base, "hand_set": with_rules(base, HAND_SET)}
+    configs = {"default": base}
     if args.fit:
         fitted = rules_json(fit_rules(rows, base))
         args.fit.write_bytes(orjson.dumps(fitted, option=orjson.OPT_INDENT_2))

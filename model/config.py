@@ -48,15 +48,11 @@ class RulesParams:
     bias: float | None = None
 
 
-# Deliberately few and readable. Days of silence are the universal signal (weight hand-set: the
-# rows of customers already gone are not at risk, so no fit sees them); each segment adds its
-# own friction and decline. Course is hand-set. SaaS and docs were fitted (issue 14,
-# `bench/cold_start.py --fit`, docs/alerts.md "Cold start") on the rows the rules served in a
-# simulated 2,000 x 60 history (seed 7), weights rounded to two digits, centers the non-churners'
-# median; on seed 11 they raised the AUC of days 1-14 from 0.55 to 0.59 (saas) and 0.53 to 0.65
-# (docs). Trends are rates per observed day (docs/features.md), so their center 1.0 holds from a
-# user's first day, not only from day 28; an unknown ROI reads ROI_UNKNOWN, the break-even
-# center, and so adds nothing; processing_per_doc_3d_vs_before is a log ratio (0: as before).
+# Hand-set, deliberately few and readable. Days of silence and a collapsing usage trend are
+# the universal signals; each segment adds its own friction (abandoned videos, failing syncs
+# or jobs) and, where money is known, ROI below break-even. Trends are rates per observed day
+# (docs/features.md), so their center 1.0 holds from a user's first day, not only from day 28;
+# an unknown ROI reads ROI_UNKNOWN, the break-even center, and so adds nothing.
 DEFAULT_RULES: Final[dict[str, RulesParams]] = {
     "course": RulesParams(
         weights={
@@ -76,35 +72,32 @@ DEFAULT_RULES: Final[dict[str, RulesParams]] = {
     "saas": RulesParams(
         weights={
             "days_since_event": 0.2,
-            "sync_error_ratio_7d": 4.5,
-            "trend_logins": -2.1,
-            "trend_value": -3.8,
-            "logins_1d": -0.096,
-            "days_since_login": 0.026,
+            "sync_error_ratio_7d": 2.5,
+            "trend_value": -0.8,
+            "roi_7d": -0.3,
+            "failed_logins_7d": 0.3,
+            "trend_active_days": -0.6,
         },
         centers={
             "days_since_event": 1.0,
-            "sync_error_ratio_7d": 0.034,
-            "trend_logins": 1.0,
             "trend_value": 1.0,
-            "logins_1d": 1.0,
+            "roi_7d": ROI_UNKNOWN,
+            "trend_active_days": 1.0,
         },
     ),
     "docs": RulesParams(
         weights={
             "days_since_event": 0.2,
-            "processing_per_doc_3d_vs_before": 2.9,
-            "job_failure_ratio_7d": 5.7,
-            "trend_jobs": -2.2,
-            "trend_value": -0.26,
-            "roi_7d": -0.057,
+            "job_failure_ratio_7d": 2.5,
+            "trend_jobs": -0.8,
+            "roi_7d": -0.3,
+            "trend_active_days": -0.6,
         },
         centers={
             "days_since_event": 1.0,
-            "job_failure_ratio_7d": 0.026,
             "trend_jobs": 1.0,
-            "trend_value": 1.0,
             "roi_7d": ROI_UNKNOWN,
+            "trend_active_days": 1.0,
         },
     ),
 }
