@@ -216,8 +216,9 @@ class SegmentModel:
         """Labels learned since creation or the last `reset`."""
         return self.n_pos + self.n_neg
 
-    def predict(self, x: Mapping[str, float]) -> float:
-        """Probability that the user churns within the segment's horizon.
+    def predict(self, x: Mapping[str, float], selected: dict[str, float] | None = None) -> float:
+        """Probability that the user churns within the segment's horizon (`selected`:
+        `_select(x)` if the caller has it).
 
         The logistic model is scored from a flat view of its parameters (same arithmetic as
         River, identical up to summation order) once a version is scored more than once;
@@ -241,13 +242,28 @@ class SegmentModel:
                 z += w * (c if u > c else -c if u < -c else u)
             p = _river_sigmoid(z + lin.intercept)
             return p if math.isfinite(p) else self.base_rate
-        proba = self._models[r].predict_proba_one(self._select(x))
+        if selected is None:
+            selected = self._select(x)
+        proba = self._models[r].predict_proba_one(selected)
         p = float(proba.get(True, 0.0))
         return p if math.isfinite(p) else self.base_rate
 
-    def learn(self, x: Mapping[str, float], y: bool) -> None:
-        """Learn one labelled example and bump `version`."""
-        self._models[self.regime(x)].learn_one(self._select(x), bool(y))
+    def predict_then_learn(self, x: Mapping[str, float], y: bool) -> float:
+        """`predict(x)`, then `learn(x, y)` (a trainer's predict-then-learn): the inputs are
+        selected once for both (River reads them and copies what it transforms)."""
+        selected = self._select(x)
+        p = self.predict(x, selected)
+        self.learn(x, y, selected)
+        return p
+
+    def learn(
+        self, x: Mapping[str, float], y: bool, selected: dict[str, float] | None = None
+    ) -> None:
+        """Learn one labelled example and bump `version` (`selected`: `_select(x)` if the
+        caller has it)."""
+        if selected is None:
+            selected = self._select(x)
+        self._models[self.regime(x)].learn_one(selected, bool(y))
         if y:
             self.n_pos += 1
         else:

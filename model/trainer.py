@@ -156,8 +156,8 @@ class Trainer:
         due = example.made_at + self.config.label_delay_s(seg)
         model.learned_until = max(model.learned_until, due)
         x = dict(zip(self.feature_names, example.features, strict=False))
-        drift = self.quality[seg].update(model.predict(x), example.label)
-        model.learn(x, example.label)
+        # Scored before it learns (progressive validation); the quality reads the score only.
+        drift = self.quality[seg].update(model.predict_then_learn(x, example.label), example.label)
         if drift and self.config.drift_action == "reset":
             model.reset()
             self.quality[seg].reset_drift()
