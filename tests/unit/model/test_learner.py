@@ -376,3 +376,25 @@ def test_tree_estimators_ignore_regimes_and_bad_cuts_are_refused() -> None:
         SegmentModel("docs", base_rate=0.04, feature_names=NAMES, regime_cuts=(3.0, 1.0))
     with pytest.raises(ValueError, match="unknown optimizer"):
         SegmentModel("docs", base_rate=0.04, feature_names=NAMES, optimizer="adam")
+
+
+@pytest.mark.parametrize(
+    ("estimator", "clip_z"), [("logistic", 0.0), ("logistic", 3.0), ("hoeffding", 0.0)]
+)
+def test_predict_then_learn_is_predict_then_learn(estimator: str, clip_z: float) -> None:
+    """The trainer's one-selection shortcut gives the same scores and leaves the same model
+    as `predict` followed by `learn` (a missing feature and an extra one included)."""
+    a = trained(estimator, n=200, clip_z=clip_z)
+    b = SegmentModel.from_snapshot(a.snapshot(), allow_pickle=True)
+    rng = random.Random(7)
+    for i in range(300):
+        x, y = sample(rng)
+        if i % 7 == 0:
+            del x["noise"]
+        x["extra"] = 1.0
+        assert b.predict_then_learn(x, y) == a.predict(x)
+        a.learn(x, y)
+        assert (b.version, b.n_pos, b.n_neg) == (a.version, a.n_pos, a.n_neg)
+    for _ in range(50):
+        x, _ = sample(rng)
+        assert b.predict(x) == a.predict(x)
