@@ -47,3 +47,19 @@ def test_offsets_keep_highest_per_source_and_partition() -> None:
     back = UserState.from_bytes(st.to_bytes())
     assert back.seen_offset("behaviour.logins", 0, 10)
     assert not back.seen_offset("behaviour.logins", 0, 11)
+
+
+def test_dedupe_after_decoding_into_a_smaller_ring_and_wrapping() -> None:
+    # The ring holds each id once; an evicted id counts again, a held one never (the lookup
+    # follows the ring through decoding and eviction).
+    evs = [login(at(0)) for _ in range(8)]
+    st = state_of(evs, FeatureConfig(dedupe_slots=8))
+    back = UserState.from_bytes(st.to_bytes(), FeatureConfig(dedupe_slots=4))
+    assert [back.apply(ev) for ev in evs[4:]] == [Applied.DUPLICATE] * 4  # the newest 4 kept
+    assert [back.apply(ev) for ev in evs[:4]] == [Applied.APPLIED] * 4  # evicting evs[4:]
+    assert [back.apply(ev) for ev in evs[4:]] == [Applied.APPLIED] * 4  # evicting evs[:4]
+    assert [back.apply(ev) for ev in evs[4:]] == [Applied.DUPLICATE] * 4
+    new = login(at(0))
+    assert back.apply(new) is Applied.APPLIED
+    assert back.apply(evs[4]) is Applied.APPLIED  # the oldest, evicted by `new`
+    assert back.apply(new) is Applied.DUPLICATE
