@@ -24,6 +24,7 @@ def model_config(settings: Settings) -> ModelConfig:
         estimator=settings.estimator,
         trust_pickled_snapshots=settings.trust_pickled_snapshots,
         min_labels=settings.min_labels,
+        min_class_labels=settings.min_class_labels,
         horizons_days={
             "course": settings.horizon_course_days,
             "saas": settings.horizon_saas_days,

@@ -14,7 +14,7 @@ from churnstream.model.labels import (
     MAX_QUIET_SPAN_DAYS,
     LabelMode,
 )
-from churnstream.model.learner import OPTIMIZERS
+from churnstream.model.learner import OPTIMIZERS, SegmentModel
 from churnstream.model.rules import RulesScore, logit
 from churnstream.stream.contract.events import DAY_S, SEGMENTS
 
@@ -117,8 +117,14 @@ class ModelConfig:
     # Quiet days Q of the `quiet` label mode (model/labels.py), whole days, every segment that
     # uses it: its labels are released Q days after their horizon.
     quiet_days: int = DEFAULT_QUIET_DAYS
-    # A segment switches from rules to model once it learned this many labels (both classes).
+    # A segment switches from rules to model once it learned this many labels, at least
+    # min_class_labels of each class. 50 ranks the second to fourth weeks of SaaS and docs
+    # better (a model that has seen a handful of churn rows ranks worse than the rules) but
+    # leaves courses to their rules longer, which alarm more: 0.14 -> 0.23 of never-churning
+    # learners alerted in 300 x 60 (docs/alerts.md "Cold start"). So 1 by default; a SaaS or
+    # docs deployment may set 50.
     min_labels: int = 200
+    min_class_labels: int = 1
     # The logistic model caps standardised inputs at +-clip_z (0: no cap), see learner.ClipZ.
     # 3 chosen on the simulator: it removed the alert flood of young models and raised the
     # published AUC and log loss of every segment (docs/alerts.md).
@@ -177,6 +183,12 @@ class ModelConfig:
             raise ValueError(f"clip_z must be >= 0 (0: no clipping), got {self.clip_z!r}")
         if self.min_labels < 0 or self.quality_window < 2 or self.drift_warmup < 0:
             raise ValueError("min_labels, drift_warmup must be >= 0 and quality_window >= 2")
+        if self.min_class_labels < 1:
+            raise ValueError(f"min_class_labels must be >= 1, got {self.min_class_labels!r}")
+
+    def ready(self, model: SegmentModel) -> bool:
+        """True once `model` has learned enough to replace its segment's rules score."""
+        return model.ready(self.min_labels, self.min_class_labels)
 
     def horizon_s(self, segment: str) -> float:
         """Label horizon of `segment` in seconds."""

@@ -270,9 +270,13 @@ class SegmentModel:
             self.n_neg += 1
         self.version += 1
 
-    def ready(self, min_labels: int) -> bool:
-        """True once trained on >= `min_labels` labels including both classes."""
-        return self.n_learned >= min_labels and self.n_pos > 0 and self.n_neg > 0
+    def ready(self, min_labels: int, min_each_class: int = 1) -> bool:
+        """True once trained on >= `min_labels` labels, >= `min_each_class` of each class."""
+        return (
+            self.n_learned >= min_labels
+            and self.n_pos >= min_each_class
+            and self.n_neg >= min_each_class
+        )
 
     def reset(self) -> None:
         """Forget everything learned (drift action "reset"); `version` keeps increasing."""

@@ -334,7 +334,7 @@ class Replay:
                 ),
                 "median_lead_days": statistics.median(seg.lead_days) if seg.lead_days else None,
                 "model_version": self.trainer.models[name].version,
-                "model_ready": self.trainer.models[name].ready(self.config.model.min_labels),
+                "model_ready": self.config.model.ready(self.trainer.models[name]),
             }
             if self.truth is not None:
                 segments[name]["truth"] = self._judge(name, seg, self.truth)

@@ -69,7 +69,7 @@ class ScorePool:
 
     def event(self, row: EventScore) -> None:
         model, key = row.model, None
-        if model is not None and model.ready(self._config.min_labels):
+        if model is not None and self._config.ready(model):
             known = self._keys.get(model)
             if known is None:  # not installed through this replay: score it here
                 self.line(event_score_line(Scorer(self._config, FEATURE_NAMES), row.model, row))

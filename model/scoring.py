@@ -96,7 +96,7 @@ class Scorer:
 
     def score_with(self, model: SegmentModel | None, segment: str, x: Mapping[str, float]) -> Score:
         """The score of `x` with `model` if it is ready, else with the segment's rules."""
-        if model is not None and model.ready(self.config.min_labels):
+        if model is not None and self.config.ready(model):
             # No additive explanation (a tree, or a recency regime that has learned nothing
             # yet and scores the prior): the rules name the drivers.
             drivers = model.explain(x) or self.rules(segment).explain(x)

@@ -138,7 +138,7 @@ class Trainer:
         model.version = max(model.version, floor)
         self.models[segment] = model
         self._since_snapshot[segment] = 0
-        self._ready[segment] = model.ready(self.config.min_labels)
+        self._ready[segment] = self.config.ready(model)
         self._ids[segment] = deque(model.learned_ids, maxlen=self._remember)
         self._id_set[segment] = set(self._ids[segment])
 
@@ -162,7 +162,7 @@ class Trainer:
             model.reset()
             self.quality[seg].reset_drift()
         self._since_snapshot[seg] += 1
-        ready = model.ready(self.config.min_labels)
+        ready = self.config.ready(model)
         # Also publish the moment the model becomes ready, so scoring switches without delay.
         due = self._since_snapshot[seg] >= self.snapshot_every or (ready and not self._ready[seg])
         self._ready[seg] = ready

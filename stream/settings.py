@@ -119,6 +119,8 @@ class Settings:
     labels are released this many days after their horizon."""
     min_labels: int = 200
     """Labels a segment's model must learn (both classes) before it replaces the rules score."""
+    min_class_labels: int = 1
+    """Of them, labels of each class (churned, stayed) it must have learned first."""
     estimator: str = "logistic"
     """River estimator of each segment's model: logistic (default), hoeffding, arf."""
     trust_pickled_snapshots: bool = False
@@ -251,6 +253,7 @@ class Settings:
             )
         need(self.label_quiet_days >= 1, "label_quiet_days", "must be >= 1")
         need(self.min_labels >= 2, "min_labels", "must be >= 2")
+        need(self.min_class_labels >= 1, "min_class_labels", "must be >= 1")
         need(self.snapshot_every >= 1, "snapshot_every", "must be >= 1")
         need(self.alert_cooldown_days >= 0, "alert_cooldown_days", "must be >= 0")
         need(

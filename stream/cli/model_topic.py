@@ -20,6 +20,7 @@ from churnstream.agents.model_feed import (
     ROLLBACK_HEADER,
     VERSION_HEADER,
 )
+from churnstream.model.config import ModelConfig
 from churnstream.model.learner import SegmentModel
 from churnstream.model.snapshot_signing import SnapshotCheck, SnapshotRefused
 from churnstream.stream.contract import topics as t
@@ -94,7 +95,7 @@ def snapshot_of(record: Any, check: SnapshotCheck) -> Snapshot:
     )
 
 
-def describe(s: Snapshot, min_labels: int) -> str:
+def describe(s: Snapshot, config: ModelConfig) -> str:
     """One line: offset, time, segment, version, examples, readiness, labels until, covers,
     and who published it when not the trainer."""
     head = f"{s.offset:>6}  {rfc3339(s.published_at)}  {s.segment:<6}"
@@ -106,7 +107,7 @@ def describe(s: Snapshot, min_labels: int) -> str:
     until = rfc3339(m.labels_until) if math.isfinite(m.labels_until) else "-"
     line = (
         f"{head}  v{m.version:<8} {m.n_learned:>8,} examples ({m.n_pos:,} churned)  "
-        f"{'ready' if m.ready(min_labels) else 'not ready':<9}  labels until {until}  "
+        f"{'ready' if config.ready(m) else 'not ready':<9}  labels until {until}  "
         f"covers example {covers}"
     )
     if UNTIL_HEADER in s.headers:

@@ -10,6 +10,7 @@ from typing import Any
 
 from churnstream.agents.backfill import UNTIL_HEADER
 from churnstream.agents.model_feed import COVERS_HEADER, VERSION_HEADER
+from churnstream.model.config import ModelConfig
 from churnstream.model.learner import SegmentModel
 from churnstream.model.snapshot_signing import SnapshotCheck
 from churnstream.stream.cli.model_topic import describe, snapshot_of
@@ -41,7 +42,8 @@ def test_a_data_snapshot_is_described_on_one_line() -> None:
     m.labels_until = 1_767_657_600.0
     headers = [(COVERS_HEADER, b"41"), (VERSION_HEADER, b"30"), (UNTIL_HEADER, b"1767744000.0")]
     line = describe(
-        snapshot_of(Record(m.snapshot(), headers=headers), SnapshotCheck()), min_labels=20
+        snapshot_of(Record(m.snapshot(), headers=headers), SnapshotCheck()),
+        ModelConfig(min_labels=20, min_class_labels=4),
     )
     assert line.startswith("     7  2026-01-05T00:00:00.000Z  saas    v30 ")
     assert "30 examples (4 churned)" in line and "ready" in line and "not ready" not in line
@@ -52,6 +54,6 @@ def test_a_data_snapshot_is_described_on_one_line() -> None:
 def test_a_pickle_is_listed_as_refused_and_not_run(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     record = Record(pickle.dumps(_RunsCommand(marker)), headers=[(VERSION_HEADER, b"99")])
-    line = describe(snapshot_of(record, SnapshotCheck()), min_labels=20)
+    line = describe(snapshot_of(record, SnapshotCheck()), ModelConfig())
     assert "v99" in line and "refused: pickled snapshot refused" in line
     assert not marker.exists()

@@ -14,6 +14,7 @@ from churnstream.agents.model_feed import (
     VERSION_HEADER,
 )
 from churnstream.features import FEATURE_NAMES
+from churnstream.model.config import ModelConfig
 from churnstream.model.learner import SegmentModel
 from churnstream.model.snapshot_signing import SnapshotCheck
 from churnstream.stream.cli.common import CommandError
@@ -61,7 +62,10 @@ def test_a_rollback_republishes_the_older_content_above_every_version_with_its_s
     assert headers[COVERS_HEADER] == b"150"  # what the segment's snapshots covered stays so
     back = CHECK.load(release.data, "saas")  # signed, and a worker loads it
     assert (back.version, back.n_learned, back.labels_until) == (131, 50, 2.0e9)
-    line = describe(Snapshot(4, 1.7e9, "saas", headers, release.data, back), min_labels=10)
+    line = describe(
+        Snapshot(4, 1.7e9, "saas", headers, release.data, back),
+        ModelConfig(min_labels=10, min_class_labels=1),
+    )
     assert "v131" in line and line.endswith("rollback of v50")
 
 

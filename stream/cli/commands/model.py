@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from churnstream.agents.configure import model_config
 from churnstream.agents.model_feed import ROLLBACK_HEADER, snapshot_check
 from churnstream.stream.cli.common import CommandError, check_output
 from churnstream.stream.cli.model_release import (
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if not snapshots:
             print(f"{topic} holds no snapshot")
         for s in snapshots:
-            print(describe(s, settings.min_labels))
+            print(describe(s, model_config(settings)))
         return 0
     mine = [
         (s.data, s.model.version)

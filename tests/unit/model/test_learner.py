@@ -9,6 +9,7 @@ import types
 
 import pytest
 
+from churnstream.model.config import ModelConfig
 from churnstream.model.learner import SegmentModel
 from churnstream.model.quality import exact_roc_auc
 
@@ -90,6 +91,12 @@ def test_ready_needs_count_and_both_classes() -> None:
     m.learn({"noise": 1.0}, True)
     assert m.ready(11)
     assert not m.ready(12)
+    # Each class counted: one churn row is not enough when two are asked for.
+    assert not m.ready(11, min_each_class=2)
+    m.learn({"noise": 1.0}, True)
+    assert m.ready(12, min_each_class=2) and not m.ready(12, min_each_class=3)
+    assert ModelConfig(min_labels=12, min_class_labels=2).ready(m)
+    assert ModelConfig(min_labels=12).ready(m)  # the default: both classes present
 
 
 def test_snapshot_round_trip_gives_identical_predictions() -> None:

@@ -42,8 +42,11 @@ def probe_points(n: int = 50) -> list[dict[str, float]]:
     ]
 
 
-def make_trainer(min_labels: int = 50, snapshot_every: int = 100) -> Trainer:
-    return Trainer(ModelConfig(min_labels=min_labels), NAMES, snapshot_every)
+def make_trainer(
+    min_labels: int = 50, snapshot_every: int = 100, min_class_labels: int = 1
+) -> Trainer:
+    config = ModelConfig(min_labels=min_labels, min_class_labels=min_class_labels)
+    return Trainer(config, NAMES, snapshot_every)
 
 
 def test_snapshot_round_trip_gives_identical_predictions_and_drivers() -> None:
@@ -184,14 +187,22 @@ def test_snapshot_due_every_n_examples_per_segment() -> None:
 
 
 def test_ready_switch_publishes_at_once_and_scorer_moves_from_rules_to_model() -> None:
-    min_labels = 50
-    trainer = make_trainer(min_labels=min_labels, snapshot_every=10_000)
-    scorer = Scorer(ModelConfig(min_labels=min_labels), NAMES)
+    min_labels, min_class = 50, 20
+    trainer = make_trainer(min_labels, snapshot_every=10_000, min_class_labels=min_class)
+    scorer = Scorer(ModelConfig(min_labels=min_labels, min_class_labels=min_class), NAMES)
     x = probe_points(1)[0]
     assert scorer.score("saas", x).source == "rules"
+    stream = examples(200)
+    # Ready at the first example by which both the count and each class's count are reached.
+    counts, ready_at = [0, 0], None
+    for i, ex in enumerate(stream, 1):
+        counts[ex.label] += 1
+        if ready_at is None and i >= min_labels and min(counts) >= min_class:
+            ready_at = i
+    assert ready_at is not None and ready_at > min_labels  # the class count decides here
 
     became_ready = None
-    for i, ex in enumerate(examples(200), 1):
+    for i, ex in enumerate(stream, 1):
         step = trainer.learn(ex)
         if step.snapshot_due:
             scorer.install_snapshot(trainer.snapshot("saas"))
@@ -199,11 +210,11 @@ def test_ready_switch_publishes_at_once_and_scorer_moves_from_rules_to_model() -
             break
     model = trainer.models["saas"]
     assert became_ready is not None, "no snapshot published when the model became ready"
-    assert model.ready(min_labels) and model.n_learned == min_labels == became_ready
-    assert model.n_pos > 0 and model.n_neg > 0
+    assert became_ready == ready_at == model.n_learned
+    assert model.ready(min_labels, min_class) and not model.ready(min_labels, min_class + 1)
 
     score = scorer.score("saas", x)
-    assert (score.source, score.model_version) == ("model", min_labels)
+    assert (score.source, score.model_version) == ("model", ready_at)
     assert score.score == model.predict(x)
     assert score.drivers  # the linear default explains itself
     # Ready is announced once, not on every following example.
@@ -262,7 +273,7 @@ def test_models_learn_with_the_configured_optimizer_and_regimes() -> None:
 
 
 def test_a_score_from_a_regime_that_learned_nothing_names_the_rules_drivers() -> None:
-    config = ModelConfig(min_labels=20, regime_cuts=(1.0, 3.0))
+    config = ModelConfig(min_labels=20, min_class_labels=1, regime_cuts=(1.0, 3.0))
     trainer = Trainer(config, FEATURE_NAMES)
     rng = random.Random(4)
     for i in range(40):  # only rows of users active the day before: regime 0
