@@ -307,17 +307,12 @@ class UserState:
             return None
         # `_windows`, for the value counters only: summing the 25 counters of three windows
         # again at each new day was most of this.
-        nd = int(now // DAY_S)
-        lo = nd - (WINDOW_DAYS - 1)
-        if self._clock != _NEG_INF:
-            lo = max(lo, int(self._clock // DAY_S) - (WINDOW_DAYS - 1))
+        nd, lo, r1 = self._window_days(now)
         vagg = self._vagg
         if vagg is None or vagg[0] != lo or vagg[1] != nd:
             vagg = self._vagg = self._value_totals_before(lo, nd)
         _, _, cents7, cents28, n28 = vagg
-        idx = nd % RING_DAYS
-        r1 = self.rows[idx]
-        if r1 is not None and self.days[idx] == nd and nd >= lo:
+        if r1 is not None:
             # Integer counters: the same sums as `combine` and `_totals_before`.
             cents7 += r1[VALUE_CENTS]
             cents28 += r1[VALUE_CENTS]
@@ -345,19 +340,25 @@ class UserState:
     ) -> tuple[int, int, tuple[int, int, list[int], list[int], list[int]], list[int] | None]:
         """(now's day, the 28-day window's first day, the totals of the window's days before
         now's day, now's day row or None) for `vector(now)`."""
+        nd, lo, r1 = self._window_days(now)
+        agg = self._agg
+        if agg is None or agg[0] != lo or agg[1] != nd:
+            agg = self._agg = self._totals_before(lo, nd)
+        return nd, lo, agg, r1
+
+    def _window_days(self, now: float) -> tuple[int, int, list[int] | None]:
+        """(now's day, the 28-day window's first day, now's day row or None): the bounds
+        `_windows` and `roi_features_if` total the days before now's day in."""
         nd = int(now // DAY_S)
         # Days that fell out of the clock's ring are expired even when `now` is in the past.
         lo = nd - (WINDOW_DAYS - 1)
         if self._clock != _NEG_INF:
             lo = max(lo, int(self._clock // DAY_S) - (WINDOW_DAYS - 1))
-        agg = self._agg
-        if agg is None or agg[0] != lo or agg[1] != nd:
-            agg = self._agg = self._totals_before(lo, nd)
         idx = nd % RING_DAYS
         r1 = self.rows[idx]
         if r1 is None or self.days[idx] != nd or nd < lo:
             r1 = None
-        return nd, lo, agg, r1
+        return nd, lo, r1
 
     def vector_at(self, boundary: float) -> list[float]:
         """Feature values as of event time `boundary`, from the complete UTC days before it.
